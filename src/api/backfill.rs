@@ -1,0 +1,435 @@
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::TimeRange;
+
+/// The spec fields that select the sessions: fixed once a Backfill has
+/// started, so its counters keep describing the plan they count.
+const SELECTION_FIELDS: [&str; 10] = [
+    "scheduleRef",
+    "from",
+    "to",
+    "count",
+    "sessions",
+    "sessionSet",
+    "filter",
+    "order",
+    "reprocess",
+    "attemptName",
+];
+
+/// The CEL rule that keeps [`SELECTION_FIELDS`] unchanged once
+/// `status.startedAt` is set. Spelled with `has()` rather than optional
+/// field selection (`?.`), whose cost the API server over-estimates.
+fn selection_fixed_once_started() -> String {
+    let unchanged: Vec<String> = SELECTION_FIELDS
+        .iter()
+        .map(|f| {
+            format!(
+                "has(self.spec.{f}) == has(oldSelf.spec.{f}) && (!has(self.spec.{f}) || self.spec.{f} == oldSelf.spec.{f})"
+            )
+        })
+        .collect();
+    format!(
+        "!has(oldSelf.status) || !has(oldSelf.status.startedAt) || ({})",
+        unchanged.join(" && ")
+    )
+}
+
+/// A request to run a set of past sessions of one Schedule again (or for
+/// the first time), with its own attempt name, concurrency, execution
+/// windows and counters.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[kube(
+    group = "backfill.dev",
+    version = "v1alpha1",
+    kind = "Backfill",
+    namespaced,
+    status = "BackfillStatus",
+    shortname = "bf",
+    category = "backfill",
+    derive = "PartialEq",
+    doc = "Runs past sessions of a Schedule as Jobs, with a concurrency limit, execution windows and counters of what happened.",
+    printcolumn(name = "Schedule", type_ = "string", json_path = ".spec.scheduleRef.name"),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Progress", type_ = "string", json_path = ".status.progress"),
+    printcolumn(name = "Succeeded", type_ = "integer", json_path = ".status.succeededCount"),
+    printcolumn(name = "Failed", type_ = "integer", json_path = ".status.failedCount"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new(selection_fixed_once_started())
+        .message("scheduleRef, from, to, count, sessions, sessionSet, filter, order, reprocess and attemptName cannot change once the backfill has started; create a new Backfill instead"),
+    validation = Rule::new("!has(oldSelf.status) || !has(oldSelf.status.startedAt) || !has(self.spec.dryRun) || !self.spec.dryRun")
+        .message("dryRun cannot be turned back on once the backfill has started; use suspend to pause it"),
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("[has(self.to), has(self.count), has(self.sessions), has(self.sessionSet)].filter(x, x).size() == 1").message("choose the sessions with exactly one of: from and to, from and count, sessions, sessionSet"))]
+#[x_kube(validation = Rule::new("(has(self.to) || has(self.count)) == has(self.from)").message("from is required with to or count, and not allowed with sessions or sessionSet"))]
+#[x_kube(validation = Rule::new("!has(self.from) || !has(self.to) || self.from < self.to").message("from must be earlier than to (from is inclusive, to exclusive)"))]
+pub struct BackfillSpec {
+    /// The Schedule whose sessions to run, in the same namespace. Its
+    /// `schedule`, `timeZone` and `jobTemplate` define the sessions and the
+    /// Jobs; it may be suspended.
+    pub schedule_ref: ScheduleRef,
+
+    /// First session to consider, inclusive (RFC 3339). With `to` or
+    /// `count`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<Time>,
+
+    /// End of the range, exclusive (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<Time>,
+
+    /// The first `count` sessions at or after `from`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100_000_000))]
+    pub count: Option<i64>,
+
+    /// An explicit list of session times (RFC 3339), each of which must be
+    /// a session of the Schedule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1000))]
+    pub sessions: Option<Vec<Time>>,
+
+    /// A compact set of sessions, written by the controller for reruns of
+    /// large failures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_set: Option<SessionSet>,
+
+    /// Which of the selected sessions to keep.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<SessionFilter>,
+
+    /// The attempt name recorded on every Job. Default: the Backfill's
+    /// name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    #[x_kube(validation = Rule::new(r"self.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$')").message("attemptName must be lowercase letters, digits, '-' or '.', starting and ending with a letter or digit"))]
+    pub attempt_name: Option<String>,
+
+    /// Plan and estimate only: no Job is created. Turning it off starts
+    /// the backfill.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dry_run: Option<bool>,
+
+    /// How many Jobs may run at once. Default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10_000))]
+    pub max_in_flight: Option<i32>,
+
+    /// Oldest or newest session first. Default Oldest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<SessionOrder>,
+
+    /// Stop launching Jobs; running Jobs go on. Unset to resume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspend: Option<bool>,
+
+    /// Delete running Jobs (their sessions count as killed) and launch
+    /// nothing more.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancel: Option<bool>,
+
+    /// Credits one session costs. Default: the Schedule's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0))]
+    pub credits_per_session: Option<f64>,
+
+    /// When new Jobs may start. No windows: any time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_windows: Option<ExecutionWindows>,
+
+    /// Which planned sessions to run, judged against the session ledger
+    /// when the backfill starts. Default Failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reprocess: Option<Reprocess>,
+
+    /// Set by the controller on rerun children: the parent's `status.runId`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub parent_backfill_run_id: Option<String>,
+}
+
+/// The target Schedule.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+pub struct ScheduleRef {
+    /// Name of a Schedule in the Backfill's namespace.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// A compact set of sessions of one cron schedule: bit `i` of `bitmap` set
+/// means the `i`-th session of `schedule` in `timeZone` at or after `from`
+/// (and before `to`) is in the set.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.from < self.to").message("sessionSet.from must be earlier than sessionSet.to"))]
+pub struct SessionSet {
+    /// The cron expression the bitmap indexes.
+    #[schemars(length(min = 1, max = 256))]
+    pub schedule: String,
+    /// The zone of `schedule`.
+    #[schemars(length(min = 1, max = 64))]
+    pub time_zone: String,
+    /// First indexed session, inclusive.
+    pub from: Time,
+    /// End of the indexed range, exclusive.
+    pub to: Time,
+    /// Number of sessions in the set.
+    #[schemars(range(min = 1))]
+    pub count: i64,
+    /// Base64 of the bitmap, least significant bit first.
+    #[schemars(length(min = 1, max = 1_048_576))]
+    pub bitmap: String,
+}
+
+/// Which selected sessions to keep, judged in the Schedule's time zone.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionFilter {
+    /// Keep only sessions on these local weekdays.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 7))]
+    pub days_of_week: Vec<Weekday>,
+    /// Keep only sessions in these local hours (0-23).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 24), inner(range(min = 0, max = 23)))]
+    pub hours: Vec<i32>,
+    /// Drop sessions inside these ranges (from inclusive, to exclusive).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
+    pub exclude: Vec<TimeRange>,
+}
+
+/// A day of the week.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum Weekday {
+    Monday,
+    Tuesday,
+    Wednesday,
+    Thursday,
+    Friday,
+    Saturday,
+    Sunday,
+}
+
+/// Oldest or newest session first.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum SessionOrder {
+    #[default]
+    Oldest,
+    Newest,
+}
+
+/// Which planned sessions a Backfill runs, judged against the session
+/// ledger when it starts.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum Reprocess {
+    /// Only sessions with no recorded attempt.
+    Missing,
+    /// Those and the sessions whose last attempt failed or was killed.
+    #[default]
+    Failed,
+    /// Every planned session.
+    All,
+}
+
+/// Local times, per weekday, when new Jobs may start.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutionWindows {
+    /// IANA zone of the windows. Default: the Schedule's time zone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    #[x_kube(validation = Rule::new(r"self.matches('^[A-Za-z][A-Za-z0-9_+\\-]*(/[A-Za-z0-9_+\\-]+)*$')").message("timeZone must be an IANA time zone name such as Europe/Paris or UTC"))]
+    pub time_zone: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 24))]
+    pub monday: Vec<Window>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 24))]
+    pub tuesday: Vec<Window>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 24))]
+    pub wednesday: Vec<Window>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 24))]
+    pub thursday: Vec<Window>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 24))]
+    pub friday: Vec<Window>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 24))]
+    pub saturday: Vec<Window>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 24))]
+    pub sunday: Vec<Window>,
+}
+
+/// A daily window of local time. An `end` earlier than `start` runs past
+/// midnight into the next day; `end: "24:00"` means midnight.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[x_kube(validation = Rule::new("self.start != self.end").message("a window's start and end must differ; for a whole day use start 00:00 and end 24:00"))]
+pub struct Window {
+    /// Local start time, HH:MM (24-hour clock).
+    #[schemars(length(min = 5, max = 5))]
+    #[x_kube(validation = Rule::new("self.matches('^([01][0-9]|2[0-3]):[0-5][0-9]$')").message("start must be a time of day as HH:MM, from 00:00 to 23:59"))]
+    pub start: String,
+    /// Local end time, HH:MM (24-hour clock), or 24:00.
+    #[schemars(length(min = 5, max = 5))]
+    #[x_kube(validation = Rule::new("self.matches('^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$')").message("end must be a time of day as HH:MM, from 00:00 to 24:00"))]
+    pub end: String,
+}
+
+/// Where a Backfill is in its life.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum BackfillPhase {
+    /// Not planned yet.
+    #[default]
+    Pending,
+    /// A dry run, planned: no Job is created.
+    Planned,
+    /// Launching and running Jobs.
+    Running,
+    /// Outside every execution window; see `nextWindowStart`.
+    Waiting,
+    /// Suspended.
+    Paused,
+    /// Every session ran and succeeded.
+    Succeeded,
+    /// Every session ran and at least one failed.
+    Failed,
+    /// Cancelled: running Jobs were killed, nothing more is launched.
+    Cancelled,
+}
+
+/// The cost estimate, in the seeds' terms.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CostEstimate {
+    pub credits_per_entity: f64,
+    pub total_credits_estimated: f64,
+    pub total_entities: i64,
+}
+
+/// A readable summary of the plan, for dry runs and progress.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanPreview {
+    /// The boundaries the plan used, in words (from inclusive, to
+    /// exclusive, and where the plan was cut at its start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boundaries: Option<String>,
+    /// The first sessions to run, in run order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub first: Vec<Time>,
+    /// The last sessions to run, in run order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub last: Vec<Time>,
+    /// Planned sessions left out because the ledger already holds an
+    /// outcome that `reprocess` does not rerun.
+    #[serde(default)]
+    pub skipped_by_reprocess: i64,
+    /// When the backfill would finish, given `maxInFlight`, the windows
+    /// and the median duration of the Schedule's recent Jobs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated_completion: Option<Time>,
+}
+
+/// A compact record of a set of sessions: a count, a readable preview and
+/// the full set as a bitmap.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionSummary {
+    pub count: i64,
+    /// The first few sessions of the set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub preview: Vec<Time>,
+    /// The whole set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set: Option<SessionSet>,
+}
+
+/// One rerun request carried out.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RerunRecord {
+    /// The value of the `backfill.dev/rerun-failed` annotation.
+    pub request: String,
+    /// The child Backfill, absent when there was nothing to rerun.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The child's run id, once it started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    /// How many sessions the child reruns.
+    pub sessions: i64,
+    pub created_at: Time,
+    /// Why no child was made, when none was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// What the Backfill controller observed and did.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackfillStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// A UUID assigned once, when the backfill starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<BackfillPhase>,
+    /// `processedCount/totalEstimated`, for `kubectl get bf`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<String>,
+    /// Sessions this backfill will run.
+    #[serde(default)]
+    pub total_estimated: i64,
+    /// Sessions finished: succeeded + failed + killed.
+    #[serde(default)]
+    pub processed_count: i64,
+    #[serde(default)]
+    pub succeeded_count: i64,
+    #[serde(default)]
+    pub failed_count: i64,
+    /// Sessions whose Job was deleted before it finished.
+    #[serde(default)]
+    pub killed_count: i64,
+    /// Jobs running now.
+    #[serde(default)]
+    pub running_count: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<Time>,
+    /// The `backfill.dev/created-by` annotation, else the field manager
+    /// that created the Backfill.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
+    /// What stopped the backfill, if anything did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_estimate: Option<CostEstimate>,
+    /// The plan ends here: the moment the backfill started (sessions at or
+    /// after it are the Schedule's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planned_until: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview: Option<PlanPreview>,
+    /// When the next execution window opens, while `Waiting`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_window_start: Option<Time>,
+    /// The sessions whose Job failed or was killed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_sessions: Option<SessionSummary>,
+    /// Rerun children made from this backfill.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reruns: Vec<RerunRecord>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}

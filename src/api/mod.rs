@@ -1,0 +1,70 @@
+//! The `backfill.dev/v1alpha1` API: CRD types and their admission rules.
+//!
+//! Nothing here does I/O or evaluates a schedule; the rules the API server
+//! can check (OpenAPI bounds, enums, formats, CEL) are declared on the types
+//! so that `crdgen` carries them into the CRDs.
+
+mod backfill;
+mod schedule;
+
+pub use backfill::*;
+pub use schedule::*;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::KubeSchema;
+use serde::{Deserialize, Serialize};
+
+/// The API group of every kind in this crate.
+pub const GROUP: &str = "backfill.dev";
+
+/// Label on a Job (and its pod template) naming the Schedule it runs.
+pub const LABEL_SCHEDULE: &str = "backfill.dev/schedule";
+/// Label on a Job (and its pod template) naming the Backfill that made it;
+/// absent for scheduled runs.
+pub const LABEL_BACKFILL: &str = "backfill.dev/backfill";
+/// Label on a Job (and its pod template): the session's Unix seconds.
+pub const LABEL_SESSION: &str = "backfill.dev/session";
+/// Annotation on a Job: the session time, RFC 3339 in the schedule's zone.
+pub const ANNOTATION_SESSION_TIME: &str = "backfill.dev/session-time";
+/// Annotation on a Job: the session's UUID (the same in every attempt).
+pub const ANNOTATION_SESSION_UUID: &str = "backfill.dev/session-uuid";
+/// Annotation on a Job: the attempt name that made it.
+pub const ANNOTATION_ATTEMPT_NAME: &str = "backfill.dev/attempt-name";
+/// Annotation on a Backfill: a new value asks for a rerun of its failures.
+pub const ANNOTATION_RERUN_FAILED: &str = "backfill.dev/rerun-failed";
+/// Annotation on a Backfill: who asked for it, shown as `status.createdBy`.
+pub const ANNOTATION_CREATED_BY: &str = "backfill.dev/created-by";
+/// Finalizer on every Job the operator creates, removed once its outcome
+/// is recorded.
+pub const JOB_FINALIZER: &str = "backfill.dev/outcome";
+
+/// The cron macros CronJob accepts (`@every` is not one a Schedule takes).
+pub const CRON_MACROS: [&str; 7] = [
+    "@yearly",
+    "@annually",
+    "@monthly",
+    "@weekly",
+    "@daily",
+    "@midnight",
+    "@hourly",
+];
+
+/// A half-open span of time, `from` inclusive and `to` exclusive.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[x_kube(validation = Rule::new("self.from < self.to").message("from must be earlier than to"))]
+pub struct TimeRange {
+    /// Start of the range, inclusive (RFC 3339).
+    pub from: Time,
+    /// End of the range, exclusive (RFC 3339).
+    pub to: Time,
+}
+
+/// Cost settings shared by Schedules and Backfills.
+pub type Credits = f64;
+
+/// Condition types, after the kstatus convention Flux and Argo CD read.
+pub mod condition {
+    pub const READY: &str = "Ready";
+    pub const RECONCILING: &str = "Reconciling";
+    pub const STALLED: &str = "Stalled";
+}

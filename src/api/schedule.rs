@@ -1,0 +1,207 @@
+use k8s_openapi::api::batch::v1::JobTemplateSpec;
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A cron expression in a time zone plus a Job template: a superset of
+/// `batch/v1` CronJob, so a CronJob becomes a Schedule by changing `kind`
+/// and `apiVersion`.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[kube(
+    group = "backfill.dev",
+    version = "v1alpha1",
+    kind = "Schedule",
+    namespaced,
+    status = "ScheduleStatus",
+    shortname = "sched",
+    category = "backfill",
+    derive = "PartialEq",
+    doc = "A cron schedule in a time zone that runs one Job per session, like a CronJob, and keeps a durable record of every session's outcome.",
+    printcolumn(name = "Schedule", type_ = "string", json_path = ".spec.schedule"),
+    printcolumn(name = "TimeZone", type_ = "string", json_path = ".spec.timeZone"),
+    printcolumn(name = "Suspend", type_ = "boolean", json_path = ".spec.suspend"),
+    printcolumn(name = "Active", type_ = "integer", json_path = ".status.activeCount"),
+    printcolumn(
+        name = "Last Schedule",
+        type_ = "date",
+        json_path = ".status.lastScheduleTime"
+    ),
+    printcolumn(
+        name = "Next",
+        type_ = "string",
+        json_path = ".status.nextScheduleTime",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.startTime) || !has(self.endTime) || self.startTime < self.endTime").message("startTime must be earlier than endTime"))]
+#[x_kube(validation = Rule::new("!has(self.jobTemplate.spec) || !has(self.jobTemplate.spec.template.spec) || !has(self.jobTemplate.spec.template.spec.restartPolicy) || self.jobTemplate.spec.template.spec.restartPolicy in ['OnFailure', 'Never']").message("a Job's pods must have restartPolicy OnFailure or Never (Never is used when it is not set)"))]
+pub struct ScheduleSpec {
+    /// The cron expression, as CronJob takes it: five fields (minute, hour,
+    /// day of month, month, day of week) or one of @yearly, @annually,
+    /// @monthly, @weekly, @daily, @midnight, @hourly. Evaluated in local
+    /// time of `timeZone`.
+    #[schemars(length(min = 1, max = 256))]
+    #[x_kube(validation = Rule::new(r"!self.matches('^\\s*(CRON_)?TZ=')").message("set the time zone in spec.timeZone, not with TZ= in spec.schedule"))]
+    #[x_kube(validation = Rule::new(r"!self.matches('^\\s*@') || self.matches('^\\s*@(yearly|annually|monthly|weekly|daily|midnight|hourly)\\s*$')").message("schedule macro must be one of @yearly, @annually, @monthly, @weekly, @daily, @midnight, @hourly"))]
+    #[x_kube(validation = Rule::new(r"self.matches('^\\s*@') || self.matches('^\\s*\\S+\\s+\\S+\\s+\\S+\\s+\\S+\\s+\\S+\\s*$')").message("schedule must have exactly 5 fields: minute hour day-of-month month day-of-week"))]
+    #[x_kube(validation = Rule::new(r"self.matches('^\\s*@') || self.matches('^[0-9A-Za-z*?/,\\-\\s]+$')").message("schedule fields may contain only numbers, month or weekday names, and * ? / , -"))]
+    pub schedule: String,
+
+    /// IANA time zone the cron fields are evaluated in, e.g.
+    /// `America/New_York`. Default UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    #[x_kube(validation = Rule::new(r"self.matches('^[A-Za-z][A-Za-z0-9_+\\-]*(/[A-Za-z0-9_+\\-]+)*$')").message("timeZone must be an IANA time zone name such as America/New_York or UTC"))]
+    pub time_zone: Option<String>,
+
+    /// Stop starting new sessions. Running Jobs go on; sessions that pass
+    /// while suspended are missed (see `missedSessions`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspend: Option<bool>,
+
+    /// What to do when a session is due while an earlier Job still runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency_policy: Option<ConcurrencyPolicy>,
+
+    /// A session that cannot start within this many seconds of its time is
+    /// missed instead of started late.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub starting_deadline_seconds: Option<i64>,
+
+    /// How many finished successful Jobs to keep. Default 3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub successful_jobs_history_limit: Option<i32>,
+
+    /// How many finished failed Jobs to keep. Default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub failed_jobs_history_limit: Option<i32>,
+
+    /// The Job each session runs.
+    pub job_template: JobTemplateSpec,
+
+    /// No session before this instant (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+
+    /// No session at or after this instant (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_time: Option<Time>,
+
+    /// What happens to sessions missed while suspended or while the
+    /// operator was down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missed_sessions: Option<MissedSessions>,
+
+    /// Credits one session costs, for the cost estimates of Backfills.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0))]
+    pub credits_per_session: Option<f64>,
+}
+
+/// What to do when a session is due while an earlier Job still runs, as
+/// CronJob does.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum ConcurrencyPolicy {
+    /// Start the new Job beside the running ones.
+    #[default]
+    Allow,
+    /// Skip the new session while a Job runs.
+    Forbid,
+    /// Delete the running Job and start the new one.
+    Replace,
+}
+
+/// The policy for sessions missed while suspended or while the operator
+/// was down.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MissedSessions {
+    /// `RunLatest` (CronJob's behaviour): run only the latest missed
+    /// session. `RunAll`: run every missed session within `windowSeconds`.
+    /// `Skip`: run none. Missed sessions are counted in status either way,
+    /// so they can be backfilled.
+    #[serde(default)]
+    pub policy: MissedSessionPolicy,
+
+    /// With `RunAll`, how far back (seconds before now) missed sessions
+    /// are still run. Default 86400 (one day).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 31_622_400))]
+    pub window_seconds: Option<i64>,
+}
+
+/// See [`MissedSessions::policy`].
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum MissedSessionPolicy {
+    #[default]
+    RunLatest,
+    RunAll,
+    Skip,
+}
+
+/// What the Schedule controller observed and did.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduleStatus {
+    /// The generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// The latest session a Job was started for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_schedule_time: Option<Time>,
+
+    /// The latest session whose Job succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_successful_time: Option<Time>,
+
+    /// The next session, when the schedule is active.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_schedule_time: Option<Time>,
+
+    /// Jobs running now.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub active: Vec<ObjectReference>,
+
+    /// How many Jobs run now (the length of `active`).
+    #[serde(default)]
+    pub active_count: i32,
+
+    /// Sessions whose Job succeeded, since the Schedule was created.
+    #[serde(default)]
+    pub succeeded_sessions: i64,
+
+    /// Sessions whose Job failed.
+    #[serde(default)]
+    pub failed_sessions: i64,
+
+    /// Sessions whose Job was deleted before it finished (Replace, or by
+    /// hand).
+    #[serde(default)]
+    pub killed_sessions: i64,
+
+    /// Sessions that were due but not run: while suspended, past the
+    /// starting deadline, forbidden by the concurrency policy, or skipped
+    /// by the missed-session policy. Backfill them with a Backfill.
+    #[serde(default)]
+    pub missed_sessions: i64,
+
+    /// The latest missed session, for a Backfill's `to`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_missed_time: Option<Time>,
+
+    /// kstatus conditions: Ready, Reconciling, Stalled.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
