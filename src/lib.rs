@@ -1,2 +1,6 @@
+//! backfill-operator: runs batch Jobs on a schedule and re-runs past
+//! schedule slots as declarative Backfills.
+
 pub mod api;
+pub mod core;
 pub mod crds;

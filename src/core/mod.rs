@@ -1,0 +1,15 @@
+//! The pure core: no I/O, no clock of its own. Cron and time-zone
+//! evaluation, the session plan, execution windows and filters, and the
+//! Jobs that run sessions. Almost every rule users rely on is decided
+//! here and unit-tested without a cluster.
+
+pub mod bitmap;
+pub mod calendar;
+pub mod clock;
+pub mod cron;
+pub mod job;
+pub mod plan;
+pub mod windows;
+
+pub use clock::{Clock, ClockError, Session, Zone};
+pub use plan::{Order, Plan, PlanError, Selection};
