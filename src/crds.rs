@@ -44,10 +44,9 @@ fn trim_embedded_descriptions(schema: &mut JSONSchemaProps) {
             .properties
             .as_mut()
             .and_then(|p| p.get_mut("jobTemplate"))
+        && let Some(props) = template.properties.as_mut()
     {
-        if let Some(props) = template.properties.as_mut() {
-            props.values_mut().for_each(strip_descriptions);
-        }
+        props.values_mut().for_each(strip_descriptions);
     }
 }
 

@@ -60,7 +60,7 @@ fn selection_fixed_once_started() -> String {
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new(selection_fixed_once_started())
         .message("scheduleRef, from, to, count, sessions, sessionSet, filter, order, reprocess and attemptName cannot change once the backfill has started; create a new Backfill instead"),
-    validation = Rule::new("!has(oldSelf.status) || !has(oldSelf.status.startedAt) || !has(self.spec.dryRun) || !self.spec.dryRun")
+    validation = Rule::new("!has(oldSelf.status) || !has(oldSelf.status.startedAt) || !has(self.spec.dryRun) || !self.spec.dryRun || (has(oldSelf.spec.dryRun) && oldSelf.spec.dryRun)")
         .message("dryRun cannot be turned back on once the backfill has started; use suspend to pause it"),
 )]
 #[serde(rename_all = "camelCase")]
@@ -215,16 +215,18 @@ pub enum Weekday {
     Sunday,
 }
 
-/// Oldest or newest session first.
+/// Oldest or newest session first. Default Oldest.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum SessionOrder {
+    /// The oldest session first.
     #[default]
     Oldest,
+    /// The newest session first.
     Newest,
 }
 
 /// Which planned sessions a Backfill runs, judged against the session
-/// ledger when it starts.
+/// ledger when it starts. Default Failed.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum Reprocess {
     /// Only sessions with no recorded attempt.

@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 /// A cron expression in a time zone plus a Job template: a superset of
 /// `batch/v1` CronJob, so a CronJob becomes a Schedule by changing `kind`
 /// and `apiVersion`.
+// kube's printcolumn(...) repeats `type_ = ...`, which clippy mistakes for
+// a duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[kube(
     group = "backfill.dev",
@@ -110,7 +113,7 @@ pub struct ScheduleSpec {
 }
 
 /// What to do when a session is due while an earlier Job still runs, as
-/// CronJob does.
+/// CronJob does. Default Allow.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum ConcurrencyPolicy {
     /// Start the new Job beside the running ones.
@@ -141,12 +144,15 @@ pub struct MissedSessions {
     pub window_seconds: Option<i64>,
 }
 
-/// See [`MissedSessions::policy`].
+/// What happens to missed sessions. Default RunLatest.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum MissedSessionPolicy {
+    /// Run only the latest missed session, as CronJob does.
     #[default]
     RunLatest,
+    /// Run every missed session within `windowSeconds`.
     RunAll,
+    /// Run none.
     Skip,
 }
 
