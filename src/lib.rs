@@ -2,5 +2,6 @@
 //! schedule slots as declarative Backfills.
 
 pub mod api;
+pub mod cli;
 pub mod core;
 pub mod crds;

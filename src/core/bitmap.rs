@@ -60,7 +60,11 @@ impl Bitmap {
     }
 
     pub fn encode(&self) -> String {
-        let used = self.bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+        let used = self
+            .bytes
+            .iter()
+            .rposition(|&b| b != 0)
+            .map_or(0, |i| i + 1);
         STANDARD.encode(&self.bytes[..used])
     }
 

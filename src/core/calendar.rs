@@ -45,7 +45,13 @@ impl Civil {
         let days = secs.div_euclid(86_400);
         let rem = secs.rem_euclid(86_400);
         let (year, month, day) = civil_from_days(days);
-        Self::new(year, month, day, (rem / 3_600) as u8, ((rem % 3_600) / 60) as u8)
+        Self::new(
+            year,
+            month,
+            day,
+            (rem / 3_600) as u8,
+            ((rem % 3_600) / 60) as u8,
+        )
     }
 
     /// The next wall-clock minute.

@@ -45,7 +45,10 @@ pub struct Zone {
 impl Zone {
     /// The zone named `name`; `None` or an empty name is UTC.
     pub fn get(name: Option<&str>) -> Result<Self, ClockError> {
-        let name = name.map(str::trim).filter(|n| !n.is_empty()).unwrap_or("UTC");
+        let name = name
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .unwrap_or("UTC");
         let tz = TimeZone::get(name).map_err(|_| ClockError::UnknownZone(name.to_string()))?;
         Ok(Self {
             tz,
@@ -187,6 +190,7 @@ impl Clock {
             after: from.saturating_sub(1),
             segment: None,
             cursor: None,
+            day: (Civil::new(1970, 1, 1, 0, 0), 0),
         }
     }
 
@@ -227,6 +231,9 @@ pub struct Sessions<'a> {
     /// Where the wall-clock search resumes (valid within `segment` for
     /// wildcard schedules, always for fixed-time ones).
     cursor: Option<Civil>,
+    /// The local midnight of the last session and its seconds, so a
+    /// minutely walk does calendar arithmetic once a day.
+    day: (Civil, i64),
 }
 
 impl Sessions<'_> {
@@ -250,7 +257,7 @@ impl Sessions<'_> {
                 None => Civil::from_local_seconds_ceil(probe + seg.offset),
             };
             let local = cron.next_at_or_after(from)?;
-            let at = local.local_seconds() - seg.offset;
+            let at = self.local_seconds(local) - seg.offset;
             if at < seg.end {
                 self.after = at;
                 self.segment = Some(seg);
@@ -265,6 +272,15 @@ impl Sessions<'_> {
             self.after = seg.end - 1;
             self.segment = None;
         }
+    }
+
+    fn local_seconds(&mut self, local: Civil) -> i64 {
+        let (day, secs) = &mut self.day;
+        if (day.year, day.month, day.day) != (local.year, local.month, local.day) {
+            *day = Civil::new(local.year, local.month, local.day, 0, 0);
+            *secs = day.local_seconds();
+        }
+        *secs + i64::from(local.hour) * 3_600 + i64::from(local.minute) * 60
     }
 
     fn next_fixed(&mut self) -> Option<Session> {
@@ -365,7 +381,12 @@ mod tests {
     #[test]
     fn new_york_fixed_daily_runs_once_on_both_transition_days() {
         assert_eq!(
-            plan("30 2 * * *", "America/New_York", "2026-03-07T00:00:00Z", "2026-03-10T00:00:00Z"),
+            plan(
+                "30 2 * * *",
+                "America/New_York",
+                "2026-03-07T00:00:00Z",
+                "2026-03-10T00:00:00Z"
+            ),
             strs(&[
                 "2026-03-07T07:30:00Z", // 02:30 EST
                 "2026-03-08T07:00:00Z", // 02:30 does not exist: 03:00 EDT
@@ -373,7 +394,12 @@ mod tests {
             ])
         );
         assert_eq!(
-            plan("30 1 * * *", "America/New_York", "2026-10-31T00:00:00Z", "2026-11-03T00:00:00Z"),
+            plan(
+                "30 1 * * *",
+                "America/New_York",
+                "2026-10-31T00:00:00Z",
+                "2026-11-03T00:00:00Z"
+            ),
             strs(&[
                 "2026-10-31T05:30:00Z", // 01:30 EDT
                 "2026-11-01T05:30:00Z", // first 01:30, EDT; not again at EST
@@ -385,7 +411,12 @@ mod tests {
     #[test]
     fn new_york_hourly_skips_the_gap_and_repeats_the_fold() {
         assert_eq!(
-            plan("0 * * * *", "America/New_York", "2026-03-08T05:00:00Z", "2026-03-08T09:00:00Z"),
+            plan(
+                "0 * * * *",
+                "America/New_York",
+                "2026-03-08T05:00:00Z",
+                "2026-03-08T09:00:00Z"
+            ),
             strs(&[
                 "2026-03-08T05:00:00Z", // 00:00 EST
                 "2026-03-08T06:00:00Z", // 01:00 EST
@@ -394,7 +425,12 @@ mod tests {
             ])
         );
         assert_eq!(
-            plan("0 * * * *", "America/New_York", "2026-11-01T04:00:00Z", "2026-11-01T08:00:00Z"),
+            plan(
+                "0 * * * *",
+                "America/New_York",
+                "2026-11-01T04:00:00Z",
+                "2026-11-01T08:00:00Z"
+            ),
             strs(&[
                 "2026-11-01T04:00:00Z", // 00:00 EDT
                 "2026-11-01T05:00:00Z", // 01:00 EDT
@@ -407,7 +443,12 @@ mod tests {
     #[test]
     fn new_york_quarter_hourly_across_both_transitions() {
         assert_eq!(
-            plan("*/15 * * * *", "America/New_York", "2026-03-08T06:30:00Z", "2026-03-08T07:31:00Z"),
+            plan(
+                "*/15 * * * *",
+                "America/New_York",
+                "2026-03-08T06:30:00Z",
+                "2026-03-08T07:31:00Z"
+            ),
             strs(&[
                 "2026-03-08T06:30:00Z", // 01:30 EST
                 "2026-03-08T06:45:00Z", // 01:45 EST
@@ -417,7 +458,12 @@ mod tests {
             ])
         );
         assert_eq!(
-            plan("*/15 * * * *", "America/New_York", "2026-11-01T05:30:00Z", "2026-11-01T07:01:00Z"),
+            plan(
+                "*/15 * * * *",
+                "America/New_York",
+                "2026-11-01T05:30:00Z",
+                "2026-11-01T07:01:00Z"
+            ),
             strs(&[
                 "2026-11-01T05:30:00Z", // 01:30 EDT
                 "2026-11-01T05:45:00Z", // 01:45 EDT
@@ -436,7 +482,12 @@ mod tests {
     #[test]
     fn london_fixed_daily_hourly_and_quarter_hourly() {
         assert_eq!(
-            plan("30 1 * * *", "Europe/London", "2026-03-28T00:00:00Z", "2026-03-31T00:00:00Z"),
+            plan(
+                "30 1 * * *",
+                "Europe/London",
+                "2026-03-28T00:00:00Z",
+                "2026-03-31T00:00:00Z"
+            ),
             strs(&[
                 "2026-03-28T01:30:00Z", // 01:30 GMT
                 "2026-03-29T01:00:00Z", // in the gap: 02:00 BST
@@ -444,7 +495,12 @@ mod tests {
             ])
         );
         assert_eq!(
-            plan("30 1 * * *", "Europe/London", "2026-10-24T00:00:00Z", "2026-10-27T00:00:00Z"),
+            plan(
+                "30 1 * * *",
+                "Europe/London",
+                "2026-10-24T00:00:00Z",
+                "2026-10-27T00:00:00Z"
+            ),
             strs(&[
                 "2026-10-24T00:30:00Z", // 01:30 BST
                 "2026-10-25T00:30:00Z", // first 01:30 (BST) only
@@ -452,7 +508,12 @@ mod tests {
             ])
         );
         assert_eq!(
-            plan("0 * * * *", "Europe/London", "2026-03-28T23:00:00Z", "2026-03-29T03:00:00Z"),
+            plan(
+                "0 * * * *",
+                "Europe/London",
+                "2026-03-28T23:00:00Z",
+                "2026-03-29T03:00:00Z"
+            ),
             strs(&[
                 "2026-03-28T23:00:00Z",
                 "2026-03-29T00:00:00Z", // 00:00 GMT
@@ -461,7 +522,12 @@ mod tests {
             ])
         );
         assert_eq!(
-            plan("0 * * * *", "Europe/London", "2026-10-24T23:00:00Z", "2026-10-25T03:00:00Z"),
+            plan(
+                "0 * * * *",
+                "Europe/London",
+                "2026-10-24T23:00:00Z",
+                "2026-10-25T03:00:00Z"
+            ),
             strs(&[
                 "2026-10-24T23:00:00Z", // 00:00 BST
                 "2026-10-25T00:00:00Z", // 01:00 BST
@@ -470,7 +536,12 @@ mod tests {
             ])
         );
         assert_eq!(
-            plan("*/15 * * * *", "Europe/London", "2026-03-29T00:30:00Z", "2026-03-29T01:16:00Z"),
+            plan(
+                "*/15 * * * *",
+                "Europe/London",
+                "2026-03-29T00:30:00Z",
+                "2026-03-29T01:16:00Z"
+            ),
             strs(&[
                 "2026-03-29T00:30:00Z",
                 "2026-03-29T00:45:00Z",
@@ -479,7 +550,12 @@ mod tests {
             ])
         );
         assert_eq!(
-            plan("*/15 * * * *", "Europe/London", "2026-10-25T00:30:00Z", "2026-10-25T01:31:00Z"),
+            plan(
+                "*/15 * * * *",
+                "Europe/London",
+                "2026-10-25T00:30:00Z",
+                "2026-10-25T01:31:00Z"
+            ),
             strs(&[
                 "2026-10-25T00:30:00Z", // 01:30 BST
                 "2026-10-25T00:45:00Z", // 01:45 BST
@@ -498,7 +574,12 @@ mod tests {
     fn lord_howe_half_hour_shift() {
         // Fixed daily at 02:15: inside the October gap it runs at 02:30.
         assert_eq!(
-            plan("15 2 * * *", "Australia/Lord_Howe", "2026-10-02T00:00:00Z", "2026-10-05T00:00:00Z"),
+            plan(
+                "15 2 * * *",
+                "Australia/Lord_Howe",
+                "2026-10-02T00:00:00Z",
+                "2026-10-05T00:00:00Z"
+            ),
             strs(&[
                 "2026-10-02T15:45:00Z", // 02:15 +10:30
                 "2026-10-03T15:30:00Z", // gap: 02:30 +11
@@ -507,7 +588,12 @@ mod tests {
         );
         // Fixed daily at 01:45: inside the April fold, first occurrence only.
         assert_eq!(
-            plan("45 1 * * *", "Australia/Lord_Howe", "2026-04-03T00:00:00Z", "2026-04-06T00:00:00Z"),
+            plan(
+                "45 1 * * *",
+                "Australia/Lord_Howe",
+                "2026-04-03T00:00:00Z",
+                "2026-04-06T00:00:00Z"
+            ),
             strs(&[
                 "2026-04-03T14:45:00Z", // 01:45 +11
                 "2026-04-04T14:45:00Z", // first 01:45 (+11)
@@ -517,14 +603,24 @@ mod tests {
         // Hourly: 02:00 on the October day never exists; in April the
         // half hour 01:30-02:00 repeats but holds no :00 slot.
         assert_eq!(
-            plan("0 * * * *", "Australia/Lord_Howe", "2026-10-03T14:00:00Z", "2026-10-03T17:00:00Z"),
+            plan(
+                "0 * * * *",
+                "Australia/Lord_Howe",
+                "2026-10-03T14:00:00Z",
+                "2026-10-03T17:00:00Z"
+            ),
             strs(&[
                 "2026-10-03T14:30:00Z", // 01:00 +10:30
                 "2026-10-03T16:00:00Z", // 03:00 +11
             ])
         );
         assert_eq!(
-            plan("0 * * * *", "Australia/Lord_Howe", "2026-04-04T13:00:00Z", "2026-04-04T17:00:00Z"),
+            plan(
+                "0 * * * *",
+                "Australia/Lord_Howe",
+                "2026-04-04T13:00:00Z",
+                "2026-04-04T17:00:00Z"
+            ),
             strs(&[
                 "2026-04-04T13:00:00Z", // 00:00 +11
                 "2026-04-04T14:00:00Z", // 01:00 +11
@@ -535,7 +631,12 @@ mod tests {
         // Quarter-hourly: the October gap loses 02:00 and 02:15; the April
         // fold repeats 01:30 and 01:45.
         assert_eq!(
-            plan("*/15 * * * *", "Australia/Lord_Howe", "2026-10-03T15:15:00Z", "2026-10-03T15:46:00Z"),
+            plan(
+                "*/15 * * * *",
+                "Australia/Lord_Howe",
+                "2026-10-03T15:15:00Z",
+                "2026-10-03T15:46:00Z"
+            ),
             strs(&[
                 "2026-10-03T15:15:00Z", // 01:45 +10:30
                 "2026-10-03T15:30:00Z", // 02:30 +11
@@ -543,7 +644,12 @@ mod tests {
             ])
         );
         assert_eq!(
-            plan("*/15 * * * *", "Australia/Lord_Howe", "2026-04-04T14:30:00Z", "2026-04-04T15:31:00Z"),
+            plan(
+                "*/15 * * * *",
+                "Australia/Lord_Howe",
+                "2026-04-04T14:30:00Z",
+                "2026-04-04T15:31:00Z"
+            ),
             strs(&[
                 "2026-04-04T14:30:00Z", // 01:30 +11
                 "2026-04-04T14:45:00Z", // 01:45 +11
@@ -558,7 +664,12 @@ mod tests {
     fn several_gap_slots_run_once() {
         // 02:00, 02:20 and 02:40 all fall in New York's gap: one session.
         assert_eq!(
-            plan("0,20,40 2 * * *", "America/New_York", "2026-03-08T00:00:00Z", "2026-03-09T00:00:00Z"),
+            plan(
+                "0,20,40 2 * * *",
+                "America/New_York",
+                "2026-03-08T00:00:00Z",
+                "2026-03-09T00:00:00Z"
+            ),
             strs(&["2026-03-08T07:00:00Z"])
         );
     }
@@ -569,11 +680,17 @@ mod tests {
         let s = at("2026-03-08T07:00:00Z");
         assert!(clock.is_session(s));
         assert!(!clock.is_session(s + 60));
-        assert_eq!(clock.previous_before(s).unwrap().at, at("2026-03-07T07:30:00Z"));
+        assert_eq!(
+            clock.previous_before(s).unwrap().at,
+            at("2026-03-07T07:30:00Z")
+        );
         assert_eq!(clock.next_after(s).unwrap().at, at("2026-03-09T06:30:00Z"));
         let yearly = Clock::new("0 0 29 2 *", None).unwrap();
         assert_eq!(
-            yearly.previous_before(at("2027-01-01T00:00:00Z")).unwrap().at,
+            yearly
+                .previous_before(at("2027-01-01T00:00:00Z"))
+                .unwrap()
+                .at,
             at("2024-02-29T00:00:00Z")
         );
         assert_eq!(clock.zone().rfc3339(s), "2026-03-08T03:00:00-04:00");

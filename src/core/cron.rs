@@ -132,8 +132,8 @@ impl Cron {
         let mut bits = [0u64; 5];
         let mut stars = [false; 5];
         for (i, (field, spec)) in fields.iter().zip(FIELDS).enumerate() {
-            let (b, star) =
-                parse_field(field, spec).map_err(|r| err(format!("{} field {field:?}: {r}", spec.name)))?;
+            let (b, star) = parse_field(field, spec)
+                .map_err(|r| err(format!("{} field {field:?}: {r}", spec.name)))?;
             bits[i] = b;
             stars[i] = star;
         }
@@ -163,9 +163,10 @@ impl Cron {
     /// A schedule that can never fire (`0 0 30 2 *`) is an error, found
     /// here rather than by searching forever.
     fn check_satisfiable(&self) -> Result<(), String> {
-        // Either day field matching is enough unless one of them is
-        // starred; a starred day-of-month leaves any weekday possible.
-        if !(self.dom_star || self.dow_star) || self.dom_star {
+        // Only a restricted day-of-month under a starred day-of-week must
+        // match on its own: with neither starred either field is enough,
+        // and a starred day-of-month leaves every weekday possible.
+        if self.dom_star || !self.dow_star {
             return Ok(());
         }
         let possible = (1..=12u8).any(|m| {
@@ -175,7 +176,10 @@ impl Cron {
         if possible {
             Ok(())
         } else {
-            Err("can never run: no month of the month field has a day of the day-of-month field".into())
+            Err(
+                "can never run: no month of the month field has a day of the day-of-month field"
+                    .into(),
+            )
         }
     }
 
@@ -351,18 +355,17 @@ fn parse_value(text: &str, spec: FieldSpec) -> Result<u32, String> {
     if text.is_empty() {
         return Err("empty value".into());
     }
-    if let Some(i) = spec
-        .names
-        .iter()
-        .position(|n| n.eq_ignore_ascii_case(text))
-    {
+    if let Some(i) = spec.names.iter().position(|n| n.eq_ignore_ascii_case(text)) {
         return Ok(i as u32 + spec.min);
     }
     text.parse::<u32>().map_err(|_| {
         if spec.names.is_empty() {
             format!("{text:?} is not a number")
         } else {
-            format!("{text:?} is not a number or a name ({})", spec.names.join(", "))
+            format!(
+                "{text:?} is not a number or a name ({})",
+                spec.names.join(", ")
+            )
         }
     })
 }
@@ -388,12 +391,24 @@ mod tests {
         let cases = [
             ("* * * *", "expected exactly 5 fields"),
             ("0 * * * * *", "found 6"),
-            ("60 * * * *", "minute field \"60\": 60 is above the maximum 59"),
-            ("* 24 * * *", "hour field \"24\": 24 is above the maximum 23"),
-            ("* * 0 * *", "day-of-month field \"0\": 0 is below the minimum 1"),
+            (
+                "60 * * * *",
+                "minute field \"60\": 60 is above the maximum 59",
+            ),
+            (
+                "* 24 * * *",
+                "hour field \"24\": 24 is above the maximum 23",
+            ),
+            (
+                "* * 0 * *",
+                "day-of-month field \"0\": 0 is below the minimum 1",
+            ),
             ("* * 32 * *", "day-of-month field \"32\""),
             ("* * * 13 *", "month field \"13\""),
-            ("* * * * 8", "day-of-week field \"8\": 8 is above the maximum 7"),
+            (
+                "* * * * 8",
+                "day-of-week field \"8\": 8 is above the maximum 7",
+            ),
             ("*/0 * * * *", "step must be a positive number"),
             ("5-1 * * * *", "range start 5 is beyond its end 1"),
             ("1-2-3 * * * *", "too many hyphens"),
@@ -493,7 +508,11 @@ mod tests {
             (c(2012, 7, 15, 0, 0), "* * */2 * Sun", true),
         ];
         for (t, spec, want) in cases {
-            assert_eq!(Cron::parse(spec).unwrap().matches(*t), *want, "{spec} at {t:?}");
+            assert_eq!(
+                Cron::parse(spec).unwrap().matches(*t),
+                *want,
+                "{spec} at {t:?}"
+            );
         }
     }
 
@@ -502,34 +521,114 @@ mod tests {
         // (from, spec, expected next) with robfig's strictly-after semantics
         // expressed as at-or-after the following minute.
         let cases: &[(Civil, &str, Option<Civil>)] = &[
-            (c(2012, 7, 9, 14, 45), "0/15 * * * *", Some(c(2012, 7, 9, 15, 0))),
-            (c(2012, 7, 9, 14, 59), "0/15 * * * *", Some(c(2012, 7, 9, 15, 0))),
+            (
+                c(2012, 7, 9, 14, 45),
+                "0/15 * * * *",
+                Some(c(2012, 7, 9, 15, 0)),
+            ),
+            (
+                c(2012, 7, 9, 14, 59),
+                "0/15 * * * *",
+                Some(c(2012, 7, 9, 15, 0)),
+            ),
             // Wrap around hours
-            (c(2012, 7, 9, 15, 45), "20-35/15 * * * *", Some(c(2012, 7, 9, 16, 20))),
+            (
+                c(2012, 7, 9, 15, 45),
+                "20-35/15 * * * *",
+                Some(c(2012, 7, 9, 16, 20)),
+            ),
             // Wrap around days
-            (c(2012, 7, 9, 23, 46), "*/15 * * * *", Some(c(2012, 7, 10, 0, 0))),
-            (c(2012, 7, 9, 23, 45), "20-35/15 * * * *", Some(c(2012, 7, 10, 0, 20))),
-            (c(2012, 7, 9, 23, 35), "20-35/15 * * * *", Some(c(2012, 7, 10, 0, 20))),
-            (c(2012, 7, 9, 23, 35), "20-35/15 1/2 * * *", Some(c(2012, 7, 10, 1, 20))),
-            (c(2012, 7, 9, 23, 35), "20-35/15 10-12 * * *", Some(c(2012, 7, 10, 10, 20))),
-            (c(2012, 7, 9, 23, 35), "20-35/15 1/2 */2 * *", Some(c(2012, 7, 11, 1, 20))),
-            (c(2012, 7, 9, 23, 35), "20-35/15 * 9-20 * *", Some(c(2012, 7, 10, 0, 20))),
-            (c(2012, 7, 9, 23, 35), "20-35/15 * 9-20 Jul *", Some(c(2012, 7, 10, 0, 20))),
+            (
+                c(2012, 7, 9, 23, 46),
+                "*/15 * * * *",
+                Some(c(2012, 7, 10, 0, 0)),
+            ),
+            (
+                c(2012, 7, 9, 23, 45),
+                "20-35/15 * * * *",
+                Some(c(2012, 7, 10, 0, 20)),
+            ),
+            (
+                c(2012, 7, 9, 23, 35),
+                "20-35/15 * * * *",
+                Some(c(2012, 7, 10, 0, 20)),
+            ),
+            (
+                c(2012, 7, 9, 23, 35),
+                "20-35/15 1/2 * * *",
+                Some(c(2012, 7, 10, 1, 20)),
+            ),
+            (
+                c(2012, 7, 9, 23, 35),
+                "20-35/15 10-12 * * *",
+                Some(c(2012, 7, 10, 10, 20)),
+            ),
+            (
+                c(2012, 7, 9, 23, 35),
+                "20-35/15 1/2 */2 * *",
+                Some(c(2012, 7, 11, 1, 20)),
+            ),
+            (
+                c(2012, 7, 9, 23, 35),
+                "20-35/15 * 9-20 * *",
+                Some(c(2012, 7, 10, 0, 20)),
+            ),
+            (
+                c(2012, 7, 9, 23, 35),
+                "20-35/15 * 9-20 Jul *",
+                Some(c(2012, 7, 10, 0, 20)),
+            ),
             // Wrap around months
-            (c(2012, 7, 9, 23, 35), "0 0 9 Apr-Oct ?", Some(c(2012, 8, 9, 0, 0))),
-            (c(2012, 7, 9, 23, 35), "0 0 */5 Apr,Aug,Oct Mon", Some(c(2012, 8, 1, 0, 0))),
-            (c(2012, 7, 9, 23, 35), "0 0 */5 Oct Mon", Some(c(2012, 10, 1, 0, 0))),
+            (
+                c(2012, 7, 9, 23, 35),
+                "0 0 9 Apr-Oct ?",
+                Some(c(2012, 8, 9, 0, 0)),
+            ),
+            (
+                c(2012, 7, 9, 23, 35),
+                "0 0 */5 Apr,Aug,Oct Mon",
+                Some(c(2012, 8, 1, 0, 0)),
+            ),
+            (
+                c(2012, 7, 9, 23, 35),
+                "0 0 */5 Oct Mon",
+                Some(c(2012, 10, 1, 0, 0)),
+            ),
             // Wrap around years
-            (c(2012, 7, 9, 23, 35), "0 0 * Feb Mon", Some(c(2013, 2, 4, 0, 0))),
-            (c(2012, 7, 9, 23, 35), "0 0 * Feb Mon/2", Some(c(2013, 2, 1, 0, 0))),
+            (
+                c(2012, 7, 9, 23, 35),
+                "0 0 * Feb Mon",
+                Some(c(2013, 2, 4, 0, 0)),
+            ),
+            (
+                c(2012, 7, 9, 23, 35),
+                "0 0 * Feb Mon/2",
+                Some(c(2013, 2, 1, 0, 0)),
+            ),
             // Wrap around minute, hour, day, month, and year
-            (c(2012, 12, 31, 23, 59), "* * * * *", Some(c(2013, 1, 1, 0, 0))),
+            (
+                c(2012, 12, 31, 23, 59),
+                "* * * * *",
+                Some(c(2013, 1, 1, 0, 0)),
+            ),
             // Leap year
-            (c(2012, 7, 9, 23, 35), "0 0 29 Feb ?", Some(c(2016, 2, 29, 0, 0))),
+            (
+                c(2012, 7, 9, 23, 35),
+                "0 0 29 Feb ?",
+                Some(c(2016, 2, 29, 0, 0)),
+            ),
             // Sunday written as 7
-            (c(2026, 11, 23, 0, 1), "0 0 * * 7", Some(c(2026, 11, 29, 0, 0))),
+            (
+                c(2026, 11, 23, 0, 1),
+                "0 0 * * 7",
+                Some(c(2026, 11, 29, 0, 0)),
+            ),
             // The eight-year gap around 2100 for Feb 29.
-            (c(2096, 3, 1, 0, 0), "0 0 29 2 *", Some(c(2104, 2, 29, 0, 0))),
+            (
+                c(2096, 3, 1, 0, 0),
+                "0 0 29 2 *",
+                Some(c(2104, 2, 29, 0, 0)),
+            ),
         ];
         for (from, spec, want) in cases {
             assert_eq!(next(spec, from.succ()), *want, "{spec} after {from:?}");

@@ -54,8 +54,8 @@ pub fn short_hash(text: &str) -> String {
 /// The session's UUID: the same in every attempt, from the Schedule's UID
 /// and the session instant (UUIDv5).
 pub fn session_uuid(schedule_uid: &str, session_at: i64) -> Uuid {
-    let namespace =
-        Uuid::parse_str(schedule_uid).unwrap_or_else(|_| Uuid::new_v5(&Uuid::NAMESPACE_OID, schedule_uid.as_bytes()));
+    let namespace = Uuid::parse_str(schedule_uid)
+        .unwrap_or_else(|_| Uuid::new_v5(&Uuid::NAMESPACE_OID, schedule_uid.as_bytes()));
     Uuid::new_v5(&namespace, rfc3339_utc(session_at).as_bytes())
 }
 
@@ -101,7 +101,10 @@ impl Attempt<'_> {
                 ANNOTATION_SESSION_UUID.to_string(),
                 session_uuid(self.schedule_uid, self.session.at).to_string(),
             ),
-            (ANNOTATION_ATTEMPT_NAME.to_string(), self.attempt_name.to_string()),
+            (
+                ANNOTATION_ATTEMPT_NAME.to_string(),
+                self.attempt_name.to_string(),
+            ),
         ])
     }
 
@@ -163,7 +166,8 @@ impl Attempt<'_> {
         if let Some(pod) = spec.template.spec.as_mut() {
             // A Job's pods may not restart Always; CronJob users always
             // set it, the default spares the others a rejected Job.
-            pod.restart_policy.get_or_insert_with(|| "Never".to_string());
+            pod.restart_policy
+                .get_or_insert_with(|| "Never".to_string());
             let env = self.env();
             let containers = pod
                 .containers
@@ -218,8 +222,14 @@ mod tests {
     #[test]
     fn names_are_deterministic_distinct_and_short() {
         let t = at("2026-03-08T07:00:00Z");
-        assert_eq!(job_name(OwnerKind::Schedule, "nightly", t), "nightly-1772953200");
-        assert_eq!(job_name(OwnerKind::Backfill, "nightly", t), "nightly-b1772953200");
+        assert_eq!(
+            job_name(OwnerKind::Schedule, "nightly", t),
+            "nightly-1772953200"
+        );
+        assert_eq!(
+            job_name(OwnerKind::Backfill, "nightly", t),
+            "nightly-b1772953200"
+        );
         let long = "a-very-long-backfill-name-that-goes-on-and-on-past-the-limit-of-names";
         let other = "a-very-long-backfill-name-that-goes-on-and-on-past-the-limit-of-other";
         let a = job_name(OwnerKind::Backfill, long, t);
@@ -283,7 +293,10 @@ mod tests {
     #[test]
     fn a_job_carries_the_session_everywhere() {
         let clock = Clock::new("30 2 * * *", Some("America/New_York")).unwrap();
-        let session = clock.sessions_from(at("2026-03-08T00:00:00Z")).next().unwrap();
+        let session = clock
+            .sessions_from(at("2026-03-08T00:00:00Z"))
+            .next()
+            .unwrap();
         let attempt = Attempt {
             kind: OwnerKind::Backfill,
             owner: OwnerReference {
@@ -305,12 +318,18 @@ mod tests {
         let job = attempt.build_job(&template());
         let meta = &job.metadata;
         assert_eq!(meta.name.as_deref(), Some("march-fix-b1772953200"));
-        assert_eq!(meta.finalizers.as_deref(), Some(&[JOB_FINALIZER.to_string()][..]));
+        assert_eq!(
+            meta.finalizers.as_deref(),
+            Some(&[JOB_FINALIZER.to_string()][..])
+        );
         let labels = meta.labels.as_ref().unwrap();
         assert_eq!(labels[LABEL_SESSION], "1772953200");
         assert_eq!(labels[LABEL_BACKFILL], "march-fix");
         let annotations = meta.annotations.as_ref().unwrap();
-        assert_eq!(annotations[ANNOTATION_SESSION_TIME], "2026-03-08T03:00:00-04:00");
+        assert_eq!(
+            annotations[ANNOTATION_SESSION_TIME],
+            "2026-03-08T03:00:00-04:00"
+        );
         let spec = job.spec.unwrap();
         let pod_labels = spec.template.metadata.unwrap().labels.unwrap();
         assert_eq!(pod_labels[LABEL_SCHEDULE], "nightly");

@@ -24,7 +24,9 @@ pub enum PlanError {
     },
     #[error("sessionSet: {0}")]
     Bitmap(#[from] BitmapError),
-    #[error("choose the sessions with exactly one of: from and to, from and count, sessions, sessionSet")]
+    #[error(
+        "choose the sessions with exactly one of: from and to, from and count, sessions, sessionSet"
+    )]
     NoSelection,
 }
 
@@ -203,7 +205,13 @@ impl Plan {
             _ => return Err(PlanError::NoSelection),
         };
         let plan = Plan::new(clock, selection)
-            .with_filter(backfill.filter.as_ref().map(Filter::from_spec).unwrap_or_default())
+            .with_filter(
+                backfill
+                    .filter
+                    .as_ref()
+                    .map(Filter::from_spec)
+                    .unwrap_or_default(),
+            )
             .with_order(backfill.order.unwrap_or_default().into())
             .not_before(schedule.start_time.as_ref().map(seconds))
             .before(schedule.end_time.as_ref().map(seconds))
@@ -322,7 +330,11 @@ impl Plan {
         match &self.selection {
             Selection::Range { from, to } => {
                 let (lo, hi) = self.clock_span(*from, *to);
-                Box::new(Backward::new(&self.clock, lo, hi, 0).filter(|(_, s)| self.filter.keeps(*s)).map(|(_, s)| s))
+                Box::new(
+                    Backward::new(&self.clock, lo, hi, 0)
+                        .filter(|(_, s)| self.filter.keeps(*s))
+                        .map(|(_, s)| s),
+                )
             }
             Selection::Count { from, .. } => {
                 // The span ends just after the count-th kept session.
@@ -389,7 +401,10 @@ impl Plan {
             self.clock.zone().name()
         ));
         if let Some(b) = self.not_before {
-            text.push_str(&format!(", none before the schedule's startTime {}", rfc3339_utc(b)));
+            text.push_str(&format!(
+                ", none before the schedule's startTime {}",
+                rfc3339_utc(b)
+            ));
         }
         if let Some(b) = self.before {
             text.push_str(&format!(", none at or after {}", rfc3339_utc(b)));
@@ -536,31 +551,50 @@ mod tests {
         );
         assert_eq!(
             times(&plan),
-            ["2026-01-01T00:00:00Z", "2026-01-01T01:00:00Z", "2026-01-01T02:00:00Z"]
+            [
+                "2026-01-01T00:00:00Z",
+                "2026-01-01T01:00:00Z",
+                "2026-01-01T02:00:00Z"
+            ]
         );
         assert_eq!(plan.count(), 3);
         let desc = plan.clone().with_order(Order::Descending);
         assert_eq!(
             times(&desc),
-            ["2026-01-01T02:00:00Z", "2026-01-01T01:00:00Z", "2026-01-01T00:00:00Z"]
+            [
+                "2026-01-01T02:00:00Z",
+                "2026-01-01T01:00:00Z",
+                "2026-01-01T00:00:00Z"
+            ]
         );
     }
 
     #[test]
     fn count_counts_kept_sessions_and_reports_a_short_plan() {
         let from = at("2026-01-05T00:00:00Z"); // a Monday
-        let plan = Plan::new(Clock::new("0 12 * * *", None).unwrap(), Selection::Count { from, count: 3 })
-            .with_filter(Filter {
-                days_of_week: 0b0100_0001, // Saturday and Sunday
-                ..Filter::default()
-            });
+        let plan = Plan::new(
+            Clock::new("0 12 * * *", None).unwrap(),
+            Selection::Count { from, count: 3 },
+        )
+        .with_filter(Filter {
+            days_of_week: 0b0100_0001, // Saturday and Sunday
+            ..Filter::default()
+        });
         assert_eq!(
             times(&plan),
-            ["2026-01-10T12:00:00Z", "2026-01-11T12:00:00Z", "2026-01-17T12:00:00Z"]
+            [
+                "2026-01-10T12:00:00Z",
+                "2026-01-11T12:00:00Z",
+                "2026-01-17T12:00:00Z"
+            ]
         );
         assert_eq!(
             times(&plan.clone().with_order(Order::Descending)),
-            ["2026-01-17T12:00:00Z", "2026-01-11T12:00:00Z", "2026-01-10T12:00:00Z"]
+            [
+                "2026-01-17T12:00:00Z",
+                "2026-01-11T12:00:00Z",
+                "2026-01-10T12:00:00Z"
+            ]
         );
         assert_eq!(plan.count_cut_short(), None);
         let cut = plan.before(Some(at("2026-01-12T00:00:00Z")));
@@ -582,7 +616,10 @@ mod tests {
             ..Filter::default()
         });
         // 09:00 and 11:00 EST; 10:00 EST (15:00Z) is excluded.
-        assert_eq!(times(&plan), ["2026-01-01T14:00:00Z", "2026-01-01T16:00:00Z"]);
+        assert_eq!(
+            times(&plan),
+            ["2026-01-01T14:00:00Z", "2026-01-01T16:00:00Z"]
+        );
     }
 
     #[test]
@@ -599,10 +636,17 @@ mod tests {
         .before(Some(at("2026-01-05T12:00:00Z")));
         assert_eq!(
             times(&plan),
-            ["2026-01-03T00:00:00Z", "2026-01-04T00:00:00Z", "2026-01-05T00:00:00Z"]
+            [
+                "2026-01-03T00:00:00Z",
+                "2026-01-04T00:00:00Z",
+                "2026-01-05T00:00:00Z"
+            ]
         );
         assert!(plan.describe_boundaries().contains("(inclusive)"));
-        assert!(plan.describe_boundaries().contains("none at or after 2026-01-05T12:00:00Z"));
+        assert!(
+            plan.describe_boundaries()
+                .contains("none at or after 2026-01-05T12:00:00Z")
+        );
     }
 
     #[test]
@@ -636,11 +680,19 @@ mod tests {
         );
         assert_eq!(
             times(&plan),
-            ["2026-01-01T00:00:00Z", "2026-01-01T00:20:00Z", "2026-01-01T00:50:00Z"]
+            [
+                "2026-01-01T00:00:00Z",
+                "2026-01-01T00:20:00Z",
+                "2026-01-01T00:50:00Z"
+            ]
         );
         assert_eq!(
             times(&plan.with_order(Order::Descending)),
-            ["2026-01-01T00:50:00Z", "2026-01-01T00:20:00Z", "2026-01-01T00:00:00Z"]
+            [
+                "2026-01-01T00:50:00Z",
+                "2026-01-01T00:20:00Z",
+                "2026-01-01T00:00:00Z"
+            ]
         );
     }
 
@@ -677,16 +729,27 @@ mod tests {
                 for &t in &transitions {
                     for mid in [t - 1, t, t + 1] {
                         let (lo, hi) = (t - 3 * 86_400, t + 3 * 86_400);
-                        let whole: Vec<i64> = Plan::new(clock.clone(), Selection::Range { from: lo, to: hi })
-                            .iter()
-                            .map(|s| s.at)
-                            .collect();
-                        let mut halves: Vec<i64> = Plan::new(clock.clone(), Selection::Range { from: lo, to: mid })
-                            .iter()
-                            .map(|s| s.at)
-                            .collect();
-                        halves.extend(Plan::new(clock.clone(), Selection::Range { from: mid, to: hi }).iter().map(|s| s.at));
-                        assert_eq!(whole, halves, "{expr} in {zone} split at {}", rfc3339_utc(mid));
+                        let whole: Vec<i64> =
+                            Plan::new(clock.clone(), Selection::Range { from: lo, to: hi })
+                                .iter()
+                                .map(|s| s.at)
+                                .collect();
+                        let mut halves: Vec<i64> =
+                            Plan::new(clock.clone(), Selection::Range { from: lo, to: mid })
+                                .iter()
+                                .map(|s| s.at)
+                                .collect();
+                        halves.extend(
+                            Plan::new(clock.clone(), Selection::Range { from: mid, to: hi })
+                                .iter()
+                                .map(|s| s.at),
+                        );
+                        assert_eq!(
+                            whole,
+                            halves,
+                            "{expr} in {zone} split at {}",
+                            rfc3339_utc(mid)
+                        );
                         for &s in &whole {
                             assert!(clock.is_session(s), "{expr} in {zone}: {}", rfc3339_utc(s));
                         }
@@ -722,7 +785,8 @@ mod tests {
     /// Spans around the 2026 transitions of the zones above, and plain ones.
     fn arb_span() -> impl Strategy<Value = (i64, i64)> {
         let base = at("2026-01-01T00:00:00Z");
-        (0i64..365 * 86_400, 60i64..10 * 86_400).prop_map(move |(a, len)| (base + a, base + a + len))
+        (0i64..365 * 86_400, 60i64..10 * 86_400)
+            .prop_map(move |(a, len)| (base + a, base + a + len))
     }
 
     proptest! {

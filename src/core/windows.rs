@@ -187,7 +187,11 @@ mod tests {
     fn no_windows_means_always() {
         assert!(Windows::from_spec(None, None).unwrap().is_none());
         let empty = ExecutionWindows::default();
-        assert!(Windows::from_spec(Some(&empty), Some("UTC")).unwrap().is_none());
+        assert!(
+            Windows::from_spec(Some(&empty), Some("UTC"))
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]
@@ -198,8 +202,14 @@ mod tests {
         assert!(w.is_open(at("2026-11-23T09:00:00Z")));
         assert!(w.is_open(at("2026-11-23T16:59:59Z")));
         assert!(!w.is_open(at("2026-11-23T17:00:00Z")));
-        assert_eq!(w.next_open(at("2026-11-23T17:00:00Z")), Some(at("2026-11-30T09:00:00Z")));
-        assert_eq!(w.next_open(at("2026-11-23T10:00:00Z")), Some(at("2026-11-23T10:00:00Z")));
+        assert_eq!(
+            w.next_open(at("2026-11-23T17:00:00Z")),
+            Some(at("2026-11-30T09:00:00Z"))
+        );
+        assert_eq!(
+            w.next_open(at("2026-11-23T10:00:00Z")),
+            Some(at("2026-11-23T10:00:00Z"))
+        );
     }
 
     #[test]
@@ -211,7 +221,10 @@ mod tests {
         assert!(w.is_open(at("2026-11-28T01:59:00Z")));
         assert!(!w.is_open(at("2026-11-28T02:00:00Z")));
         // Saturday's own windows (none) do not reopen it.
-        assert_eq!(w.next_open(at("2026-11-28T03:00:00Z")), Some(at("2026-12-04T22:00:00Z")));
+        assert_eq!(
+            w.next_open(at("2026-11-28T03:00:00Z")),
+            Some(at("2026-12-04T22:00:00Z"))
+        );
         // The whole day, with 24:00.
         let all_day = windows("UTC", |s| s.sunday = vec![window("00:00", "24:00")]);
         assert!(all_day.is_open(at("2026-11-29T23:59:59Z")));
@@ -229,14 +242,19 @@ mod tests {
         assert!(!w.is_open(at("2026-03-08T06:59:00Z")));
         assert!(w.is_open(at("2026-03-08T07:00:00Z")));
         assert!(!w.is_open(at("2026-03-08T08:00:00Z"))); // 04:00 EDT
-        assert_eq!(w.next_open(at("2026-03-08T06:45:00Z")), Some(at("2026-03-08T07:00:00Z")));
+        assert_eq!(
+            w.next_open(at("2026-03-08T06:45:00Z")),
+            Some(at("2026-03-08T07:00:00Z"))
+        );
         // Saturday 23:00 EST to Sunday 01:30 EST.
         assert!(w.is_open(at("2026-03-08T04:30:00Z")));
         assert!(!w.is_open(at("2026-03-08T06:30:00Z")));
 
         // Sunday 2026-11-01: 01:00-02:00 happens twice; a window from 01:15
         // to 01:45 is open once, during the first (EDT) occurrence.
-        let fold = windows("America/New_York", |s| s.sunday = vec![window("01:15", "01:45")]);
+        let fold = windows("America/New_York", |s| {
+            s.sunday = vec![window("01:15", "01:45")]
+        });
         assert!(fold.is_open(at("2026-11-01T05:20:00Z"))); // 01:20 EDT
         assert!(!fold.is_open(at("2026-11-01T06:20:00Z"))); // 01:20 EST
         assert_eq!(
@@ -248,10 +266,15 @@ mod tests {
     #[test]
     fn windows_in_a_half_hour_zone() {
         // Lord Howe, Sunday 2026-10-04: 02:00-02:30 does not exist.
-        let w = windows("Australia/Lord_Howe", |s| s.sunday = vec![window("02:00", "03:00")]);
+        let w = windows("Australia/Lord_Howe", |s| {
+            s.sunday = vec![window("02:00", "03:00")]
+        });
         assert!(w.is_open(at("2026-10-03T15:30:00Z"))); // 02:30 +11
         assert!(!w.is_open(at("2026-10-03T16:00:00Z"))); // 03:00 +11
-        assert_eq!(w.next_open(at("2026-10-03T12:00:00Z")), Some(at("2026-10-03T15:30:00Z")));
+        assert_eq!(
+            w.next_open(at("2026-10-03T12:00:00Z")),
+            Some(at("2026-10-03T15:30:00Z"))
+        );
     }
 
     #[test]
@@ -262,7 +285,9 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            Windows::from_spec(Some(&bad), None).unwrap_err().to_string(),
+            Windows::from_spec(Some(&bad), None)
+                .unwrap_err()
+                .to_string(),
             "executionWindows.tuesday: \"9:00\" is not a time of day as HH:MM"
         );
         let zone = ExecutionWindows {

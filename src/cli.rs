@@ -1,0 +1,336 @@
+//! The command line of `backfill-operator`: flags and the offline `plan`
+//! command. `main` only dispatches.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use jiff::Timestamp;
+
+use crate::api::{Backfill, BackfillSpec, Schedule, ScheduleRef, ScheduleSpec, SessionOrder};
+use crate::core::clock::rfc3339_utc;
+use crate::core::windows::Windows;
+use crate::core::{Clock, Plan, PlanError, Selection};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "backfill-operator",
+    version,
+    about = "Runs batch Jobs on a schedule and re-runs past schedule slots as declarative Backfills"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Print the sessions a cron expression or a Backfill manifest selects,
+    /// without a cluster.
+    Plan(PlanArgs),
+    /// Print the CustomResourceDefinitions as YAML.
+    Crdgen,
+}
+
+#[derive(Args, Debug, Clone)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["cron", "file"])))]
+pub struct PlanArgs {
+    /// A cron expression, as in a Schedule's `schedule`.
+    #[arg(long, requires = "from")]
+    pub cron: Option<String>,
+    /// IANA time zone of `--cron` (default UTC).
+    #[arg(long, requires = "cron")]
+    pub time_zone: Option<String>,
+    /// First session, inclusive (RFC 3339).
+    #[arg(long, requires = "cron")]
+    pub from: Option<String>,
+    /// End of the range, exclusive (RFC 3339).
+    #[arg(long, conflicts_with = "count", requires = "cron")]
+    pub to: Option<String>,
+    /// How many sessions from `--from`.
+    #[arg(long, requires = "cron")]
+    pub count: Option<i64>,
+    /// Oldest (asc) or newest (desc) first.
+    #[arg(long, value_enum, default_value_t = OrderArg::Asc)]
+    pub order: OrderArg,
+    /// A Backfill manifest (YAML); may also hold its Schedule.
+    #[arg(short = 'f', long = "file", conflicts_with = "cron")]
+    pub file: Option<PathBuf>,
+    /// The Schedule manifest the Backfill refers to.
+    #[arg(long, requires = "file")]
+    pub schedule_file: Option<PathBuf>,
+    /// Plan as if the backfill started at this instant (RFC 3339; default:
+    /// now for manifests, no cut for `--cron`).
+    #[arg(long)]
+    pub now: Option<String>,
+    /// Output: one RFC 3339 UTC instant per line, or a JSON array.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OrderArg {
+    Asc,
+    Desc,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+/// What `plan` prints: sessions on stdout, notes (boundaries, windows,
+/// a short plan) on stderr.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct PlanReport {
+    pub stdout: String,
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error("{0}")]
+    Input(String),
+}
+
+fn instant(flag: &str, text: &str) -> Result<i64, CliError> {
+    text.parse::<Timestamp>()
+        .map(|t| t.as_second())
+        .map_err(|e| CliError::Input(format!("--{flag} {text:?} is not an RFC 3339 instant: {e}")))
+}
+
+/// Runs `plan` and returns what to print.
+pub fn plan(args: &PlanArgs) -> Result<PlanReport, CliError> {
+    let now = args.now.as_deref().map(|n| instant("now", n)).transpose()?;
+    let (plan, windows) = match (&args.cron, &args.file) {
+        (Some(cron), _) => {
+            let clock = Clock::new(cron, args.time_zone.as_deref()).map_err(PlanError::from)?;
+            let from = instant("from", args.from.as_deref().unwrap_or_default())?;
+            let selection = match (&args.to, args.count) {
+                (Some(to), None) => Selection::Range {
+                    from,
+                    to: instant("to", to)?,
+                },
+                (None, Some(count)) if count >= 1 => Selection::Count {
+                    from,
+                    count: count as u64,
+                },
+                (None, Some(count)) => {
+                    return Err(CliError::Input(format!(
+                        "--count must be at least 1, not {count}"
+                    )));
+                }
+                _ => return Err(CliError::Input("give --to or --count with --from".into())),
+            };
+            let order = match args.order {
+                OrderArg::Asc => SessionOrder::Oldest,
+                OrderArg::Desc => SessionOrder::Newest,
+            };
+            (
+                Plan::new(clock, selection)
+                    .with_order(order.into())
+                    .before(now),
+                None,
+            )
+        }
+        (None, Some(file)) => {
+            let (schedule, mut backfill) = read_manifests(file, args.schedule_file.as_deref())?;
+            if args.order == OrderArg::Desc {
+                backfill.order = Some(SessionOrder::Newest);
+            }
+            let cutoff = now.unwrap_or_else(|| Timestamp::now().as_second());
+            let plan = Plan::for_backfill(&schedule, &backfill, Some(cutoff))?;
+            let windows = Windows::from_spec(
+                backfill.execution_windows.as_ref(),
+                schedule.time_zone.as_deref(),
+            )
+            .map_err(|e| CliError::Input(e.to_string()))?;
+            (plan, windows.map(|w| (w, cutoff)))
+        }
+        (None, None) => return Err(CliError::Input("give --cron or -f".into())),
+    };
+
+    let mut report = PlanReport::default();
+    report
+        .notes
+        .push(format!("plan: {}", plan.describe_boundaries()));
+    if let Some((asked, got)) = plan.count_cut_short() {
+        report.notes.push(format!(
+            "count asked for {asked} sessions but only {got} have passed: the plan is shorter"
+        ));
+    }
+    if let Some((windows, from)) = windows {
+        match windows.next_open(from) {
+            Some(t) if t == from => report.notes.push(format!(
+                "execution windows ({}): open now",
+                windows.zone().name()
+            )),
+            Some(t) => report.notes.push(format!(
+                "execution windows ({}): Jobs start when the next window opens, at {}",
+                windows.zone().name(),
+                rfc3339_utc(t)
+            )),
+            None => report
+                .notes
+                .push("execution windows: none ever opens".to_string()),
+        }
+    }
+    let sessions = plan.iter().map(|s| rfc3339_utc(s.at));
+    match args.output {
+        Output::Text => {
+            for s in sessions {
+                let _ = writeln!(report.stdout, "{s}");
+            }
+        }
+        Output::Json => {
+            let list: Vec<String> = sessions.collect();
+            report.stdout = serde_json::to_string_pretty(&list).unwrap_or_default();
+            report.stdout.push('\n');
+        }
+    }
+    Ok(report)
+}
+
+/// Reads a Backfill and its Schedule from manifest files (either file may
+/// hold several YAML documents).
+fn read_manifests(
+    file: &Path,
+    schedule_file: Option<&Path>,
+) -> Result<(ScheduleSpec, BackfillSpec), CliError> {
+    let mut docs = read_docs(file)?;
+    if let Some(s) = schedule_file {
+        docs.extend(read_docs(s)?);
+    }
+    let of_kind = |kind: &str| {
+        docs.iter()
+            .filter(|(_, d)| d.get("kind").and_then(|k| k.as_str()) == Some(kind))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let backfills = of_kind("Backfill");
+    let [(bf_path, bf)] = backfills.as_slice() else {
+        return Err(CliError::Input(format!(
+            "{}: expected exactly one Backfill, found {}",
+            file.display(),
+            backfills.len()
+        )));
+    };
+    let backfill: Backfill = serde_json::from_value(bf.clone())
+        .map_err(|e| CliError::Input(format!("{bf_path}: not a valid Backfill: {e}")))?;
+    let ScheduleRef { name } = &backfill.spec.schedule_ref;
+    let schedules = of_kind("Schedule");
+    let found = schedules
+        .iter()
+        .find(|(_, d)| d.pointer("/metadata/name").and_then(|n| n.as_str()) == Some(name.as_str()))
+        .ok_or_else(|| {
+            CliError::Input(format!(
+                "Schedule {name:?} not found: give its manifest with --schedule-file"
+            ))
+        })?;
+    let schedule: Schedule = serde_json::from_value(found.1.clone())
+        .map_err(|e| CliError::Input(format!("{}: not a valid Schedule: {e}", found.0)))?;
+    Ok((schedule.spec, backfill.spec))
+}
+
+fn read_docs(path: &Path) -> Result<Vec<(String, serde_json::Value)>, CliError> {
+    use serde::Deserialize;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::Input(format!("{}: {e}", path.display())))?;
+    let mut docs = Vec::new();
+    for doc in serde_yaml::Deserializer::from_str(&text) {
+        let value = serde_json::Value::deserialize(doc)
+            .map_err(|e| CliError::Input(format!("{}: {e}", path.display())))?;
+        if !value.is_null() {
+            docs.push((path.display().to_string(), value));
+        }
+    }
+    Ok(docs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> PlanArgs {
+        let mut argv = vec!["backfill-operator", "plan"];
+        argv.extend_from_slice(list);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Plan(a) => a,
+            Command::Crdgen => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn plans_a_cron_in_a_zone() {
+        let report = plan(&args(&[
+            "--cron",
+            "30 2 * * *",
+            "--time-zone",
+            "America/New_York",
+            "--from",
+            "2026-03-07T00:00:00Z",
+            "--count",
+            "3",
+        ]))
+        .unwrap();
+        assert_eq!(
+            report.stdout,
+            "2026-03-07T07:30:00Z\n2026-03-08T07:00:00Z\n2026-03-09T06:30:00Z\n"
+        );
+        let json = plan(&args(&[
+            "--cron",
+            "0 * * * *",
+            "--from",
+            "2026-01-01T00:00:00Z",
+            "--to",
+            "2026-01-01T02:00:00Z",
+            "--order",
+            "desc",
+            "-o",
+            "json",
+        ]))
+        .unwrap();
+        let list: Vec<String> = serde_json::from_str(&json.stdout).unwrap();
+        assert_eq!(list, ["2026-01-01T01:00:00Z", "2026-01-01T00:00:00Z"]);
+    }
+
+    #[test]
+    fn bad_input_gives_the_controllers_message() {
+        let err = |a: &[&str]| plan(&args(a)).unwrap_err().to_string();
+        assert_eq!(
+            err(&[
+                "--cron",
+                "0 0 30 2 *",
+                "--from",
+                "2026-01-01T00:00:00Z",
+                "--count",
+                "1"
+            ]),
+            "invalid schedule \"0 0 30 2 *\": can never run: no month of the month field has a day of the day-of-month field"
+        );
+        assert!(
+            err(&[
+                "--cron",
+                "* * * * *",
+                "--time-zone",
+                "Moon/Tycho",
+                "--from",
+                "2026-01-01T00:00:00Z",
+                "--count",
+                "1"
+            ])
+            .contains("unknown time zone \"Moon/Tycho\"")
+        );
+        assert!(
+            err(&["--cron", "* * * * *", "--from", "yesterday", "--count", "1"])
+                .contains("not an RFC 3339 instant")
+        );
+        assert!(
+            err(&["--cron", "* * * * *", "--from", "2026-01-01T00:00:00Z"])
+                .contains("give --to or --count")
+        );
+    }
+}
