@@ -1,0 +1,154 @@
+//! The test control plane does what the other tests rely on: the CRDs
+//! install, and a Job runs through the real job controller, scheduler and
+//! kwok to Complete or Failed, as the kwok annotations ask.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Api;
+use kube::api::{ObjectMeta, PostParams};
+
+use common::{DEADLINE, TestNamespace, client, install_crds, wait_for};
+
+/// A Job with one pod and no retries, whose pod carries `annotations`.
+fn job(name: &str, annotations: &[(&str, &str)]) -> Job {
+    let annotations: BTreeMap<String, String> = annotations
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Job {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        spec: Some(JobSpec {
+            backoff_limit: Some(0),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    annotations: Some(annotations),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    restart_policy: Some("Never".into()),
+                    containers: vec![Container {
+                        name: "main".into(),
+                        image: Some("busybox:1.37".into()),
+                        command: Some(vec!["true".into()]),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The status of the Job's condition of type `type_`, if it has one.
+fn condition(job: &Job, type_: &str) -> Option<String> {
+    job.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| c.status.clone())
+}
+
+/// Waits until the Job has condition `type_` = True; panics if it reaches
+/// the opposite end instead.
+async fn wait_for_job_condition(jobs: &Api<Job>, name: &str, type_: &str) -> Job {
+    let opposite = if type_ == "Complete" {
+        "Failed"
+    } else {
+        "Complete"
+    };
+    wait_for(&format!("Job {name} to be {type_}"), DEADLINE, || async {
+        let job = jobs.get(name).await.ok()?;
+        assert_ne!(
+            condition(&job, opposite).as_deref(),
+            Some("True"),
+            "Job {name} became {opposite}, expected {type_}: {:?}",
+            job.status
+        );
+        (condition(&job, type_).as_deref() == Some("True")).then_some(job)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn crds_install_and_are_established() {
+    let client = client().await;
+    install_crds(&client).await;
+    let crds: Api<CustomResourceDefinition> = Api::all(client);
+    for name in ["schedules.backfill.dev", "backfills.backfill.dev"] {
+        let crd = crds.get(name).await.expect("the CRD is installed");
+        let established = crd
+            .status
+            .and_then(|s| s.conditions)
+            .unwrap_or_default()
+            .iter()
+            .any(|c| c.type_ == "Established" && c.status == "True");
+        assert!(established, "{name} is not Established");
+    }
+}
+
+#[tokio::test]
+async fn job_completes() {
+    let client = client().await;
+    let ns = TestNamespace::new(&client, "smoke-complete").await;
+    let jobs: Api<Job> = Api::namespaced(client, &ns.name);
+    jobs.create(&PostParams::default(), &job("ok", &[]))
+        .await
+        .expect("create Job");
+    let job = wait_for_job_condition(&jobs, "ok", "Complete").await;
+    assert_eq!(job.status.and_then(|s| s.succeeded), Some(1));
+}
+
+#[tokio::test]
+async fn job_fails_when_its_pod_is_annotated_to_fail() {
+    let client = client().await;
+    let ns = TestNamespace::new(&client, "smoke-fail").await;
+    let jobs: Api<Job> = Api::namespaced(client, &ns.name);
+    jobs.create(
+        &PostParams::default(),
+        &job("bad", &[("testenv.backfill.dev/outcome", "fail")]),
+    )
+    .await
+    .expect("create Job");
+    let job = wait_for_job_condition(&jobs, "bad", "Failed").await;
+    assert_eq!(job.status.and_then(|s| s.failed), Some(1));
+}
+
+#[tokio::test]
+async fn job_runs_for_the_annotated_duration() {
+    let client = client().await;
+    let ns = TestNamespace::new(&client, "smoke-run-for").await;
+    let jobs: Api<Job> = Api::namespaced(client, &ns.name);
+    jobs.create(
+        &PostParams::default(),
+        &job("slow", &[("testenv.backfill.dev/run-for", "3s")]),
+    )
+    .await
+    .expect("create Job");
+    let created = std::time::Instant::now();
+    wait_for("Job slow to have one active pod", DEADLINE, || async {
+        let job = jobs.get("slow").await.ok()?;
+        assert_eq!(condition(&job, "Complete"), None, "finished before running");
+        (job.status?.active? == 1).then_some(())
+    })
+    .await;
+    let job = wait_for_job_condition(&jobs, "slow", "Complete").await;
+    assert_eq!(job.status.and_then(|s| s.succeeded), Some(1));
+    // kwok held the pod Running for the 3s it was asked to.
+    assert!(
+        created.elapsed() >= std::time::Duration::from_millis(2500),
+        "completed {:?} after its creation, expected at least 3s of running",
+        created.elapsed()
+    );
+}
