@@ -18,18 +18,63 @@ use crate::core::{Clock, Plan, PlanError, Selection};
     version,
     about = "Runs batch Jobs on a schedule and re-runs past schedule slots as declarative Backfills"
 )]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
+    /// `run`'s flags, for when no command is given.
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Run the controllers (the default).
+    Run(RunArgs),
     /// Print the sessions a cron expression or a Backfill manifest selects,
     /// without a cluster.
     Plan(PlanArgs),
     /// Print the CustomResourceDefinitions as YAML.
     Crdgen,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct RunArgs {
+    /// Watch this namespace only (default: all namespaces).
+    #[arg(long, env = "WATCH_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "LOG_FORMAT")]
+    pub log_format: LogFormat,
+    /// For tests: how many seconds of the operator's clock pass per real
+    /// second.
+    #[arg(long, default_value_t = 1.0, hide = true)]
+    pub time_scale: f64,
+    /// For tests: the operator clock's reading at start (RFC 3339).
+    #[arg(long, hide = true)]
+    pub time_origin: Option<String>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl RunArgs {
+    /// The operator's clock these flags ask for.
+    pub fn clock(&self) -> Result<crate::controller::OperatorClock, CliError> {
+        let origin = self
+            .time_origin
+            .as_deref()
+            .map(|t| instant("time-origin", t))
+            .transpose()?;
+        Ok(crate::controller::OperatorClock::new(
+            origin,
+            self.time_scale,
+        ))
+    }
 }
 
 #[derive(Args, Debug, Clone)]
@@ -258,8 +303,8 @@ mod tests {
         let mut argv = vec!["backfill-operator", "plan"];
         argv.extend_from_slice(list);
         match Cli::try_parse_from(argv).unwrap().command {
-            Command::Plan(a) => a,
-            Command::Crdgen => unreachable!(),
+            Some(Command::Plan(a)) => a,
+            _ => unreachable!(),
         }
     }
 

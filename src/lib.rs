@@ -3,5 +3,17 @@
 
 pub mod api;
 pub mod cli;
+pub mod controller;
 pub mod core;
 pub mod crds;
+
+/// Errors of the controllers; `error_policy` decides the requeue from them.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("invalid object: {0}")]
+    Invalid(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,13 +1,16 @@
 use std::process::ExitCode;
 
-use backfill_operator::cli::{self, Cli, Command};
-use backfill_operator::crds;
+use backfill_operator::cli::{self, Cli, Command, LogFormat, RunArgs};
+use backfill_operator::{controller, crds};
 use clap::Parser;
+use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Plan(args) => match cli::plan(&args) {
+        None => run(cli.run),
+        Some(Command::Run(args)) => run(args),
+        Some(Command::Plan(args)) => match cli::plan(&args) {
             Ok(report) => {
                 for note in &report.notes {
                     eprintln!("# {note}");
@@ -20,13 +23,56 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Crdgen => {
+        Some(Command::Crdgen) => {
             let docs: Vec<String> = crds::all()
                 .iter()
                 .map(|(_, crd)| crds::to_yaml(crd))
                 .collect();
             print!("{}", docs.join("---\n"));
             ExitCode::SUCCESS
+        }
+    }
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
+    let clock = match args.clock() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let client = kube::Client::try_default().await?;
+        controller::run(
+            client,
+            controller::Settings {
+                namespace: args.namespace,
+                clock,
+            },
+        )
+        .await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "the operator stopped");
+            ExitCode::FAILURE
         }
     }
 }

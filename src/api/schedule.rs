@@ -207,6 +207,17 @@ pub struct ScheduleStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_missed_time: Option<Time>,
 
+    /// Every session at or before this instant has been started or
+    /// counted as missed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluated_through: Option<Time>,
+
+    /// Jobs whose outcome is already in the counters but which still carry
+    /// the operator's finalizer: a restart between the two writes must not
+    /// count them again. Bounded by the Jobs finishing at once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub counted_jobs: Vec<String>,
+
     /// kstatus conditions: Ready, Reconciling, Stalled.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,

@@ -9,6 +9,7 @@ pub mod clock;
 pub mod cron;
 pub mod job;
 pub mod plan;
+pub mod schedule;
 pub mod windows;
 
 pub use clock::{Clock, ClockError, Session, Zone};

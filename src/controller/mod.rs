@@ -1,0 +1,302 @@
+//! The controllers: thin shells that observe (watch caches), call the
+//! pure core, and act (create and delete Jobs, write status with
+//! server-side apply, emit Events).
+
+pub mod schedule;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, future};
+use k8s_openapi::api::batch::v1::Job;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, PropagationPolicy};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use serde_json::json;
+use tracing::{info, warn};
+
+use crate::api::{JOB_FINALIZER, LABEL_SCHEDULE, Schedule};
+use crate::core::schedule::{JobState, Note, ObservedJob};
+use crate::{Error, Result};
+
+/// The field manager of every write the operator makes.
+pub const FIELD_MANAGER: &str = "backfill-operator";
+
+/// The operator's clock. Real time by default; tests may start it
+/// elsewhere and run it faster (`--time-origin`, `--time-scale`) so that
+/// a minutely Schedule fires every second. Only scheduling decisions read
+/// it; Kubernetes' own timestamps stay real.
+#[derive(Clone, Copy, Debug)]
+pub struct OperatorClock {
+    started: Instant,
+    origin: f64,
+    scale: f64,
+}
+
+impl OperatorClock {
+    pub fn real() -> Self {
+        Self::new(None, 1.0)
+    }
+
+    /// `origin`: the clock's reading now (Unix seconds); `scale`: how many
+    /// of its seconds pass per real second.
+    pub fn new(origin: Option<i64>, scale: f64) -> Self {
+        let real_now = jiff::Timestamp::now().as_millisecond() as f64 / 1_000.0;
+        Self {
+            started: Instant::now(),
+            origin: origin.map_or(real_now, |o| o as f64),
+            scale: if scale > 0.0 { scale } else { 1.0 },
+        }
+    }
+
+    /// Unix seconds on this clock.
+    pub fn now(&self) -> i64 {
+        (self.origin + self.started.elapsed().as_secs_f64() * self.scale).floor() as i64
+    }
+
+    /// The real time until this clock reads `at` (just after it, so the
+    /// wake-up sees the session as due).
+    pub fn until(&self, at: i64) -> Duration {
+        let now = self.origin + self.started.elapsed().as_secs_f64() * self.scale;
+        let ahead = (at as f64 - now).max(0.0) / self.scale;
+        Duration::from_secs_f64(ahead) + Duration::from_millis(50)
+    }
+}
+
+/// Shared by every reconcile: one client, one recorder, the Job cache and
+/// the clock.
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub jobs: Store<Job>,
+    pub clock: OperatorClock,
+}
+
+/// What the operator is told at start.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Watch one namespace only; `None` watches all.
+    pub namespace: Option<String>,
+    pub clock: OperatorClock,
+}
+
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Runs the controllers until SIGTERM or Ctrl-C.
+pub async fn run(client: Client, settings: Settings) -> Result<()> {
+    let ns = settings.namespace.as_deref();
+    let (jobs, writer) = reflector::store::<Job>();
+    let job_events = watcher(
+        api::<Job>(&client, ns),
+        watcher::Config::default().labels(LABEL_SCHEDULE),
+    )
+    .default_backoff()
+    .reflect(writer)
+    .applied_objects();
+
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        recorder: Recorder::new(client.clone(), Reporter::from(FIELD_MANAGER)),
+        jobs: jobs.clone(),
+        clock: settings.clock,
+    });
+
+    let controller =
+        kube::runtime::Controller::new(api::<Schedule>(&client, ns), watcher::Config::default());
+    let schedules = controller.store();
+    // Jobs whose Schedule is gone keep their finalizer until released here.
+    let job_events = release_orphans(job_events, schedules.clone(), client.clone());
+
+    let ready = {
+        let (jobs, schedules) = (jobs.clone(), schedules.clone());
+        async move {
+            if jobs.wait_until_ready().await.is_ok() && schedules.wait_until_ready().await.is_ok() {
+                info!(
+                    namespace = ns_label(settings.namespace.as_deref()),
+                    "controllers started"
+                );
+            }
+        }
+    };
+    tokio::spawn(ready);
+
+    controller
+        .owns_stream(job_events)
+        .shutdown_on_signal()
+        .run(schedule::reconcile, schedule::error_policy, ctx)
+        .for_each(|res| {
+            if let Err(e) = res {
+                warn!(error = %e, "reconcile failed");
+            }
+            future::ready(())
+        })
+        .await;
+    info!("stopped");
+    Ok(())
+}
+
+fn ns_label(ns: Option<&str>) -> String {
+    ns.unwrap_or("(all)").to_string()
+}
+
+/// Passes Job events on, and releases the finalizer of a Job being deleted
+/// whose owning Schedule no longer exists (the garbage collector deleting
+/// a deleted Schedule's Jobs): nobody is left to record its outcome.
+fn release_orphans<S>(
+    events: S,
+    schedules: Store<Schedule>,
+    client: Client,
+) -> impl futures::Stream<Item = std::result::Result<Job, watcher::Error>> + Send + 'static
+where
+    S: futures::Stream<Item = std::result::Result<Job, watcher::Error>> + Send + 'static,
+{
+    events.then(move |event| {
+        let (schedules, client) = (schedules.clone(), client.clone());
+        async move {
+            if let Ok(job) = &event
+                && job.meta().deletion_timestamp.is_some()
+                && has_finalizer(job)
+                && schedules.wait_until_ready().await.is_ok()
+            {
+                let owned_by_live_schedule = job.owner_references().iter().any(|o| {
+                    o.kind == "Schedule"
+                        && schedules.state().iter().any(|s| {
+                            s.metadata.uid.as_deref() == Some(o.uid.as_str())
+                                && s.metadata.deletion_timestamp.is_none()
+                        })
+                });
+                let owned_by_other = job.owner_references().iter().any(|o| o.kind != "Schedule");
+                if !owned_by_live_schedule
+                    && !owned_by_other
+                    && let Some(ns) = job.namespace()
+                    && let Err(e) = release_finalizer(&client, &ns, &job.name_any()).await
+                {
+                    warn!(job = %job.name_any(), error = %e, "releasing an orphaned Job failed");
+                }
+            }
+            event
+        }
+    })
+}
+
+pub fn has_finalizer(job: &Job) -> bool {
+    job.finalizers().iter().any(|f| f == JOB_FINALIZER)
+}
+
+/// What the core needs to know of a Job.
+pub fn observe(job: &Job) -> ObservedJob {
+    let conditions = job
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let is = |t: &str| {
+        conditions
+            .iter()
+            .any(|c| c.type_ == t && c.status == "True")
+    };
+    let state = if is("Complete") {
+        JobState::Succeeded
+    } else if is("Failed") {
+        JobState::Failed
+    } else {
+        JobState::Active
+    };
+    ObservedJob {
+        name: job.name_any(),
+        uid: job.uid().unwrap_or_default(),
+        session: job
+            .labels()
+            .get(crate::api::LABEL_SESSION)
+            .and_then(|s| s.parse().ok()),
+        state,
+        deleting: job.meta().deletion_timestamp.is_some(),
+        has_finalizer: has_finalizer(job),
+    }
+}
+
+/// Creates a Job; one that exists already (a retry after a crash, or a
+/// stale cache) is fine: its name is the session's.
+pub async fn create_job(client: &Client, ns: &str, job: &Job) -> Result<bool> {
+    let api: Api<Job> = Api::namespaced(client.clone(), ns);
+    let pp = PostParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..PostParams::default()
+    };
+    match api.create(&pp, job).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+        Err(e) => Err(Error::Kube(e)),
+    }
+}
+
+/// Deletes a Job and its pods; one already gone is fine.
+pub async fn delete_job(client: &Client, ns: &str, name: &str) -> Result<()> {
+    let api: Api<Job> = Api::namespaced(client.clone(), ns);
+    let dp = DeleteParams {
+        propagation_policy: Some(PropagationPolicy::Background),
+        ..DeleteParams::default()
+    };
+    match api.delete(name, &dp).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(Error::Kube(e)),
+    }
+}
+
+/// Removes the outcome finalizer from a Job, leaving any other.
+pub async fn release_finalizer(client: &Client, ns: &str, name: &str) -> Result<()> {
+    let api: Api<Job> = Api::namespaced(client.clone(), ns);
+    let patch = json!({"metadata": {"$deleteFromPrimitiveList/finalizers": [JOB_FINALIZER]}});
+    match api
+        .patch(name, &PatchParams::default(), &Patch::Strategic(patch))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(Error::Kube(e)),
+    }
+}
+
+/// Publishes the core's notes as Events on `obj`.
+pub async fn publish<K: Resource<DynamicType = ()>>(ctx: &Context, obj: &K, notes: &[Note]) {
+    let reference = obj.object_ref(&());
+    for note in notes {
+        let event = Event {
+            type_: if note.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: note.reason.to_string(),
+            note: Some(truncate(&note.message, 1_000)),
+            action: note.reason.to_string(),
+            secondary: None,
+        };
+        if let Err(e) = ctx.recorder.publish(&event, &reference).await {
+            warn!(reason = note.reason, error = %e, "publishing an Event failed");
+        }
+    }
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}

@@ -1,0 +1,147 @@
+//! The Schedule controller: observe the Schedule and its Jobs, `decide`,
+//! act.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use tracing::{debug, instrument, warn};
+
+use super::{Context, FIELD_MANAGER, create_job, delete_job, observe, publish, release_finalizer};
+use crate::api::Schedule;
+use crate::core::job::{Attempt, OwnerKind};
+use crate::core::schedule::{Note, ScheduleView, decide};
+use crate::core::{Clock, plan::seconds};
+use crate::{Error, Result};
+
+#[instrument(skip_all, fields(schedule = %schedule.name_any(), namespace = schedule.namespace().unwrap_or_default()))]
+pub async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Action> {
+    let ns = schedule
+        .namespace()
+        .ok_or_else(|| Error::Invalid("a Schedule without a namespace".into()))?;
+    let uid = schedule.uid().unwrap_or_default();
+    let jobs: Vec<_> = ctx
+        .jobs
+        .state()
+        .into_iter()
+        .filter(|j| j.owner_references().iter().any(|o| o.uid == uid))
+        .collect();
+
+    if schedule.meta().deletion_timestamp.is_some() {
+        // Going away: its Jobs go with it, their outcomes with nobody to
+        // count them.
+        for job in jobs.iter().filter(|j| super::has_finalizer(j)) {
+            release_finalizer(&ctx.client, &ns, &job.name_any()).await?;
+        }
+        return Ok(Action::await_change());
+    }
+
+    let observed: Vec<_> = jobs.iter().map(|j| observe(j)).collect();
+    let status = schedule.status.clone().unwrap_or_default();
+    let created_at = schedule
+        .meta()
+        .creation_timestamp
+        .as_ref()
+        .map(seconds)
+        .unwrap_or_else(|| ctx.clock.now());
+    let name = schedule.name_any();
+    let decision = decide(&ScheduleView {
+        name: &name,
+        namespace: &ns,
+        generation: schedule.meta().generation,
+        created_at,
+        spec: &schedule.spec,
+        status: &status,
+        jobs: &observed,
+        now: ctx.clock.now(),
+    });
+
+    // Jobs first: a crash after this finds them by name and starts none
+    // twice; the status that moves the watermark comes after.
+    if !decision.create.is_empty() {
+        let clock = Clock::new(&schedule.spec.schedule, schedule.spec.time_zone.as_deref())
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+        let owner = schedule
+            .controller_owner_ref(&())
+            .ok_or_else(|| Error::Invalid("a Schedule without a uid".into()))?;
+        let mut created = Vec::new();
+        for session in &decision.create {
+            let attempt = Attempt {
+                kind: OwnerKind::Schedule,
+                owner: owner.clone(),
+                namespace: &ns,
+                schedule_name: &name,
+                schedule_uid: &uid,
+                backfill_name: None,
+                attempt_name: &name,
+                clock: &clock,
+                session: *session,
+            };
+            let job = attempt.build_job(&schedule.spec.job_template);
+            if create_job(&ctx.client, &ns, &job).await? {
+                created.push(Note {
+                    warning: false,
+                    reason: "JobCreated",
+                    message: format!(
+                        "created Job {} for the session at {}",
+                        attempt.job_name(),
+                        clock.zone().rfc3339(session.at)
+                    ),
+                });
+            }
+        }
+        publish(&ctx, schedule.as_ref(), &created).await;
+    }
+    for job in &decision.replace {
+        delete_job(&ctx.client, &ns, job).await?;
+    }
+
+    if schedule.status.as_ref() != Some(&decision.status) {
+        let api: Api<Schedule> = Api::namespaced(ctx.client.clone(), &ns);
+        // The resourceVersion makes the write fail on a stale read, so a
+        // counter is never computed from an old value.
+        let patch = json!({
+            "apiVersion": "backfill.dev/v1alpha1",
+            "kind": "Schedule",
+            "metadata": {"resourceVersion": schedule.resource_version()},
+            "status": decision.status,
+        });
+        api.patch_status(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+    }
+    // The outcomes are in the status: the Jobs may go.
+    for job in &decision.release {
+        release_finalizer(&ctx.client, &ns, job).await?;
+    }
+    for job in &decision.prune {
+        delete_job(&ctx.client, &ns, job).await?;
+    }
+    publish(&ctx, schedule.as_ref(), &decision.notes).await;
+
+    debug!(created = decision.create.len(), wake_at = ?decision.wake_at, "reconciled");
+    Ok(match decision.wake_at {
+        Some(at) => Action::requeue(ctx.clock.until(at)),
+        None => Action::await_change(),
+    })
+}
+
+pub fn error_policy(schedule: Arc<Schedule>, error: &Error, _ctx: Arc<Context>) -> Action {
+    match error {
+        // A stale read: look again at once, with the fresh object.
+        Error::Kube(kube::Error::Api(e)) if e.code == 409 => {
+            Action::requeue(Duration::from_millis(200))
+        }
+        Error::Invalid(_) => Action::await_change(),
+        _ => {
+            warn!(schedule = %schedule.name_any(), error = %error, "will retry");
+            Action::requeue(Duration::from_secs(5))
+        }
+    }
+}

@@ -1,0 +1,912 @@
+//! The Schedule's `decide` step: from the Schedule, the Jobs observed and
+//! `now`, the Jobs to create and delete, the finalizers to release, the
+//! status to write and when to look again. CronJob's rules, plus the
+//! missed-session policy and counters that survive Job deletion.
+
+use std::collections::BTreeSet;
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use super::clock::{Clock, Session, rfc3339_utc, timestamp};
+use super::plan::seconds;
+use crate::api::{ConcurrencyPolicy, MissedSessionPolicy, ScheduleSpec, ScheduleStatus, condition};
+
+/// Default `successfulJobsHistoryLimit` and `failedJobsHistoryLimit`, as
+/// CronJob's.
+pub const DEFAULT_SUCCESSFUL_HISTORY: i32 = 3;
+pub const DEFAULT_FAILED_HISTORY: i32 = 1;
+/// `RunAll` looks back this far unless `windowSeconds` says otherwise.
+pub const DEFAULT_RUN_ALL_WINDOW: i64 = 86_400;
+/// With `Skip`, the latest due session still runs when it is at most this
+/// late: it is the regular run, not a missed one.
+pub const ON_TIME_SECONDS: i64 = 60;
+/// `RunAll` starts at most this many Jobs per pass; the rest follow.
+pub const MAX_STARTS_PER_PASS: usize = 100;
+
+/// A Job of the Schedule, as the watch cache shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObservedJob {
+    pub name: String,
+    pub uid: String,
+    /// From the `backfill.dev/session` label.
+    pub session: Option<i64>,
+    pub state: JobState,
+    /// A deletion was requested (by a person, TTL, history or Replace).
+    pub deleting: bool,
+    /// Still carries `backfill.dev/outcome`: its outcome may be uncounted.
+    pub has_finalizer: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobState {
+    Active,
+    Succeeded,
+    Failed,
+}
+
+/// How a session ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Succeeded,
+    Failed,
+    /// Deleted before it finished.
+    Killed,
+}
+
+impl ObservedJob {
+    pub fn outcome(&self) -> Option<Outcome> {
+        match (self.state, self.deleting) {
+            (JobState::Succeeded, _) => Some(Outcome::Succeeded),
+            (JobState::Failed, _) => Some(Outcome::Failed),
+            (JobState::Active, true) => Some(Outcome::Killed),
+            (JobState::Active, false) => None,
+        }
+    }
+
+    fn running(&self) -> bool {
+        self.state == JobState::Active && !self.deleting
+    }
+}
+
+/// Everything `decide` looks at.
+#[derive(Clone, Debug)]
+pub struct ScheduleView<'a> {
+    pub name: &'a str,
+    pub namespace: &'a str,
+    pub generation: Option<i64>,
+    /// When the Schedule was created: its first session is the first after.
+    pub created_at: i64,
+    pub spec: &'a ScheduleSpec,
+    pub status: &'a ScheduleStatus,
+    pub jobs: &'a [ObservedJob],
+    pub now: i64,
+}
+
+/// A Kubernetes Event to emit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Note {
+    pub warning: bool,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// What to do.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ScheduleDecision {
+    /// Sessions to create a Job for (none of them has one).
+    pub create: Vec<Session>,
+    /// Running Jobs to delete before the new one starts (`Replace`).
+    pub replace: Vec<String>,
+    /// Finished Jobs past the history limits, oldest first; their outcome
+    /// is counted.
+    pub prune: Vec<String>,
+    /// Jobs whose finalizer comes off once `status` is written.
+    pub release: Vec<String>,
+    pub status: ScheduleStatus,
+    pub notes: Vec<Note>,
+    /// When to reconcile again (on the operator's clock), if nothing
+    /// changes before.
+    pub wake_at: Option<i64>,
+}
+
+/// The decide step of the Schedule controller.
+pub fn decide(view: &ScheduleView<'_>) -> ScheduleDecision {
+    let mut d = ScheduleDecision {
+        status: view.status.clone(),
+        ..ScheduleDecision::default()
+    };
+    d.status.observed_generation = view.generation;
+    record_outcomes(view, &mut d);
+
+    match Clock::new(&view.spec.schedule, view.spec.time_zone.as_deref()) {
+        Ok(clock) => {
+            schedule_sessions(view, &clock, &mut d);
+            let (reason, message) = if view.spec.suspend == Some(true) {
+                ("Suspended", "suspended: no new Jobs start".to_string())
+            } else {
+                (
+                    "Scheduled",
+                    format!("{} session(s) running", d.status.active_count),
+                )
+            };
+            set_condition(
+                &mut d.status,
+                view,
+                condition::STALLED,
+                false,
+                reason,
+                &message,
+            );
+            set_condition(
+                &mut d.status,
+                view,
+                condition::READY,
+                true,
+                reason,
+                &message,
+            );
+        }
+        Err(e) => {
+            let message = e.to_string();
+            let was = find_condition(view.status, condition::STALLED)
+                .is_some_and(|c| c.status == "True" && c.message == message);
+            if !was {
+                d.notes.push(Note {
+                    warning: true,
+                    reason: "InvalidSchedule",
+                    message: message.clone(),
+                });
+            }
+            d.status.next_schedule_time = None;
+            set_condition(
+                &mut d.status,
+                view,
+                condition::STALLED,
+                true,
+                "InvalidSchedule",
+                &message,
+            );
+            set_condition(
+                &mut d.status,
+                view,
+                condition::READY,
+                false,
+                "InvalidSchedule",
+                &message,
+            );
+        }
+    }
+    set_condition(
+        &mut d.status,
+        view,
+        condition::RECONCILING,
+        false,
+        "Idle",
+        "",
+    );
+    prune_history(view, &mut d);
+    d
+}
+
+/// Counts each finished (or killed) Job once, however often it is seen:
+/// a Job is counted when it still carries the finalizer and is not in
+/// `countedJobs`, and stays in `countedJobs` until its finalizer is gone.
+fn record_outcomes(view: &ScheduleView<'_>, d: &mut ScheduleDecision) {
+    let already: BTreeSet<&str> = view
+        .status
+        .counted_jobs
+        .iter()
+        .map(String::as_str)
+        .collect();
+    let mut counted = Vec::new();
+    let mut failed = Vec::new();
+    for job in view.jobs {
+        let Some(outcome) = job.outcome() else {
+            continue;
+        };
+        if !job.has_finalizer {
+            continue;
+        }
+        counted.push(job.name.clone());
+        d.release.push(job.name.clone());
+        if already.contains(job.name.as_str()) {
+            continue;
+        }
+        let s = &mut d.status;
+        match outcome {
+            Outcome::Succeeded => {
+                s.succeeded_sessions += 1;
+                if let Some(at) = job.session
+                    && s.last_successful_time
+                        .as_ref()
+                        .is_none_or(|t| seconds(t) < at)
+                {
+                    s.last_successful_time = Some(time(at));
+                }
+            }
+            Outcome::Failed => {
+                s.failed_sessions += 1;
+                failed.push(job.name.clone());
+            }
+            Outcome::Killed => s.killed_sessions += 1,
+        }
+    }
+    counted.sort();
+    d.status.counted_jobs = counted;
+    if !failed.is_empty() {
+        d.notes.push(Note {
+            warning: true,
+            reason: "SessionFailed",
+            message: format!("Job {} failed", failed.join(", ")),
+        });
+    }
+}
+
+fn schedule_sessions(view: &ScheduleView<'_>, clock: &Clock, d: &mut ScheduleDecision) {
+    let spec = view.spec;
+    let now = view.now;
+    let start = spec.start_time.as_ref().map(seconds);
+    let end = spec.end_time.as_ref().map(seconds);
+    // Sessions at or before the watermark are settled; a new Schedule's
+    // first session is the first after its creation (or after now, on a
+    // clock that starts earlier).
+    let watermark = view
+        .status
+        .evaluated_through
+        .as_ref()
+        .map(seconds)
+        .unwrap_or(view.created_at.min(now));
+    d.status.evaluated_through = Some(time(watermark));
+
+    let running: Vec<&ObservedJob> = view.jobs.iter().filter(|j| j.running()).collect();
+    d.status.active = running
+        .iter()
+        .map(|j| ObjectReference {
+            api_version: Some("batch/v1".into()),
+            kind: Some("Job".into()),
+            name: Some(j.name.clone()),
+            namespace: Some(view.namespace.to_string()),
+            uid: Some(j.uid.clone()),
+            ..ObjectReference::default()
+        })
+        .collect();
+    d.status.active_count = running.len() as i32;
+
+    let from = start.map_or(watermark + 1, |s| s.max(watermark + 1));
+    let due_iter = clock
+        .sessions_from(from)
+        .take_while(|s| s.at <= now && end.is_none_or(|e| s.at < e));
+
+    let next_after = |at: i64| {
+        clock
+            .next_after(at.max(start.map_or(i64::MIN, |s| s - 1)))
+            .filter(|s| end.is_none_or(|e| s.at < e))
+    };
+
+    if spec.suspend == Some(true) {
+        // Sessions passing now are settled on resume, by the policy.
+        d.status.next_schedule_time = None;
+        d.wake_at = None;
+        return;
+    }
+
+    let policy = spec.missed_sessions.clone().unwrap_or_default();
+    let deadline = spec.starting_deadline_seconds;
+    let in_deadline = |s: &Session| deadline.is_none_or(|dl| now - s.at <= dl);
+
+    // One pass over the due sessions, keeping only what the policy needs.
+    let window = policy.window_seconds.unwrap_or(DEFAULT_RUN_ALL_WINDOW);
+    let mut latest: Option<Session> = None;
+    let mut run_all: Vec<Session> = Vec::new();
+    for s in due_iter {
+        latest = Some(s);
+        if policy.policy == MissedSessionPolicy::RunAll
+            && now - s.at <= window
+            && in_deadline(&s)
+            && run_all.len() < MAX_STARTS_PER_PASS
+        {
+            run_all.push(s);
+        }
+    }
+
+    let mut candidates: Vec<Session> = match policy.policy {
+        MissedSessionPolicy::RunLatest => latest.filter(in_deadline).into_iter().collect(),
+        MissedSessionPolicy::RunAll => run_all,
+        MissedSessionPolicy::Skip => latest
+            .filter(|s| now - s.at <= ON_TIME_SECONDS && in_deadline(s))
+            .into_iter()
+            .collect(),
+    };
+    // With RunAll capped, sessions after the last candidate stay due.
+    let mut settled_through = latest.map(|s| s.at);
+    if policy.policy == MissedSessionPolicy::RunAll
+        && candidates.len() == MAX_STARTS_PER_PASS
+        && let Some(last) = candidates.last()
+    {
+        settled_through = Some(last.at);
+    }
+
+    let concurrency = spec.concurrency_policy.unwrap_or_default();
+    let mut forbidden = false;
+    match concurrency {
+        ConcurrencyPolicy::Allow => {}
+        ConcurrencyPolicy::Forbid => {
+            if !running.is_empty() {
+                forbidden = !candidates.is_empty();
+                candidates.clear();
+            } else if candidates.len() > 1 {
+                // One at a time: the oldest now, the others when it is done.
+                settled_through = Some(candidates[0].at);
+                candidates.truncate(1);
+            }
+        }
+        ConcurrencyPolicy::Replace => {
+            if let Some(last) = candidates.pop() {
+                candidates = vec![last];
+                if !running.is_empty() {
+                    d.replace = running.iter().map(|j| j.name.clone()).collect();
+                    d.notes.push(Note {
+                        warning: false,
+                        reason: "JobReplaced",
+                        message: format!(
+                            "deleting {} for the session at {}",
+                            d.replace.join(", "),
+                            clock.zone().rfc3339(last.at)
+                        ),
+                    });
+                }
+            }
+        }
+    }
+
+    if let Some(through) = settled_through {
+        let settled = clock
+            .sessions_from(from)
+            .take_while(|s| s.at <= through)
+            .filter(|s| end.is_none_or(|e| s.at < e))
+            .count();
+        let missed = settled.saturating_sub(candidates.len()) as u64;
+        if missed > 0 {
+            // Candidates are the newest settled sessions; the missed ones
+            // come before them.
+            let last_missed = match candidates.first() {
+                Some(c) => clock.previous_before(c.at).map_or(through, |s| s.at),
+                None => through,
+            };
+            record_missed(view, clock, d, from, last_missed, missed, forbidden);
+        }
+        d.status.evaluated_through = Some(time(through));
+    }
+
+    let existing: BTreeSet<i64> = view.jobs.iter().filter_map(|j| j.session).collect();
+    for s in &candidates {
+        if !existing.contains(&s.at) {
+            d.create.push(*s);
+        }
+        d.status.last_schedule_time = Some(time(s.at));
+    }
+
+    let settled = d
+        .status
+        .evaluated_through
+        .as_ref()
+        .map(seconds)
+        .unwrap_or(watermark);
+    let next = next_after(settled.max(now));
+    d.status.next_schedule_time = next.map(|s| time(s.at));
+    // More RunAll sessions are due right away; else the next session.
+    d.wake_at = if settled < now && latest.is_some_and(|l| l.at > settled) {
+        Some(now)
+    } else {
+        next.map(|s| s.at)
+    };
+}
+
+fn record_missed(
+    view: &ScheduleView<'_>,
+    clock: &Clock,
+    d: &mut ScheduleDecision,
+    from: i64,
+    last_missed: i64,
+    missed: u64,
+    forbidden: bool,
+) {
+    d.status.missed_sessions += missed as i64;
+    d.status.last_missed_time = Some(time(last_missed));
+    let first = clock.sessions_from(from).next().map_or(from, |s| s.at);
+    let why = if forbidden {
+        "concurrencyPolicy Forbid: a Job is still running"
+    } else if view
+        .spec
+        .missed_sessions
+        .as_ref()
+        .is_some_and(|m| m.policy == MissedSessionPolicy::Skip)
+    {
+        "missedSessions policy Skip"
+    } else {
+        "not started in time: suspended, operator down, or past startingDeadlineSeconds"
+    };
+    let zone = clock.zone();
+    d.notes.push(Note {
+        warning: true,
+        reason: "SessionMissed",
+        message: format!(
+            "{missed} session(s) missed between {} and {} ({why}); to run them, apply a Backfill with scheduleRef.name: {}, from: {}, to: {}",
+            zone.rfc3339(first),
+            zone.rfc3339(last_missed),
+            view.name,
+            rfc3339_utc(first),
+            rfc3339_utc(last_missed + 1),
+        ),
+    });
+}
+
+/// Keeps the newest finished Jobs within the history limits; older ones go,
+/// oldest first, once their outcome is counted.
+fn prune_history(view: &ScheduleView<'_>, d: &mut ScheduleDecision) {
+    let counted: BTreeSet<&str> = d.status.counted_jobs.iter().map(String::as_str).collect();
+    let limit = |l: Option<i32>, default: i32| l.unwrap_or(default).max(0) as usize;
+    for (state, keep) in [
+        (
+            JobState::Succeeded,
+            limit(
+                view.spec.successful_jobs_history_limit,
+                DEFAULT_SUCCESSFUL_HISTORY,
+            ),
+        ),
+        (
+            JobState::Failed,
+            limit(view.spec.failed_jobs_history_limit, DEFAULT_FAILED_HISTORY),
+        ),
+    ] {
+        let mut finished: Vec<&ObservedJob> = view
+            .jobs
+            .iter()
+            .filter(|j| j.state == state && !j.deleting)
+            .filter(|j| !j.has_finalizer || counted.contains(j.name.as_str()))
+            .collect();
+        finished.sort_by_key(|j| (j.session, j.name.clone()));
+        let excess = finished.len().saturating_sub(keep);
+        d.prune
+            .extend(finished[..excess].iter().map(|j| j.name.clone()));
+    }
+}
+
+fn find_condition<'s>(status: &'s ScheduleStatus, type_: &str) -> Option<&'s Condition> {
+    status.conditions.iter().find(|c| c.type_ == type_)
+}
+
+/// Sets a condition, keeping its transition time when its status does not
+/// change.
+fn set_condition(
+    status: &mut ScheduleStatus,
+    view: &ScheduleView<'_>,
+    type_: &str,
+    value: bool,
+    reason: &str,
+    message: &str,
+) {
+    let value = if value { "True" } else { "False" };
+    let since = find_condition(view.status, type_)
+        .filter(|c| c.status == value)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or_else(|| time(view.now));
+    let cond = Condition {
+        type_: type_.to_string(),
+        status: value.to_string(),
+        reason: reason.to_string(),
+        message: message.to_string(),
+        observed_generation: view.generation,
+        last_transition_time: since,
+    };
+    match status.conditions.iter_mut().find(|c| c.type_ == type_) {
+        Some(c) => *c = cond,
+        None => status.conditions.push(cond),
+    }
+}
+
+fn time(at: i64) -> Time {
+    Time(timestamp(at))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::MissedSessions;
+    use jiff::Timestamp;
+    use k8s_openapi::api::batch::v1::JobTemplateSpec;
+
+    fn at(s: &str) -> i64 {
+        s.parse::<Timestamp>().unwrap().as_second()
+    }
+
+    fn spec(cron: &str) -> ScheduleSpec {
+        ScheduleSpec {
+            schedule: cron.into(),
+            time_zone: None,
+            suspend: None,
+            concurrency_policy: None,
+            starting_deadline_seconds: None,
+            successful_jobs_history_limit: None,
+            failed_jobs_history_limit: None,
+            job_template: JobTemplateSpec::default(),
+            start_time: None,
+            end_time: None,
+            missed_sessions: None,
+            credits_per_session: None,
+        }
+    }
+
+    fn job(name: &str, session: i64, state: JobState) -> ObservedJob {
+        ObservedJob {
+            name: name.into(),
+            uid: format!("uid-{name}"),
+            session: Some(session),
+            state,
+            deleting: false,
+            has_finalizer: true,
+        }
+    }
+
+    struct Case {
+        spec: ScheduleSpec,
+        status: ScheduleStatus,
+        jobs: Vec<ObservedJob>,
+        created: i64,
+    }
+
+    impl Case {
+        fn new(cron: &str, created: &str) -> Self {
+            Self {
+                spec: spec(cron),
+                status: ScheduleStatus::default(),
+                jobs: vec![],
+                created: at(created),
+            }
+        }
+
+        fn decide(&self, now: &str) -> ScheduleDecision {
+            decide(&ScheduleView {
+                name: "nightly",
+                namespace: "ns",
+                generation: Some(1),
+                created_at: self.created,
+                spec: &self.spec,
+                status: &self.status,
+                jobs: &self.jobs,
+                now: at(now),
+            })
+        }
+
+        /// Applies a decision as the controller would: status written,
+        /// Jobs created (still running), finalizers released.
+        fn apply(&mut self, d: &ScheduleDecision) {
+            self.status = d.status.clone();
+            for s in &d.create {
+                self.jobs
+                    .push(job(&format!("nightly-{}", s.at), s.at, JobState::Active));
+            }
+            for j in &mut self.jobs {
+                if d.release.contains(&j.name) {
+                    j.has_finalizer = false;
+                }
+                if d.replace.contains(&j.name) {
+                    j.deleting = true;
+                }
+            }
+            self.jobs.retain(|j| !d.prune.contains(&j.name));
+        }
+    }
+
+    fn created(d: &ScheduleDecision) -> Vec<String> {
+        d.create.iter().map(|s| rfc3339_utc(s.at)).collect()
+    }
+
+    #[test]
+    fn the_first_session_is_the_first_after_creation() {
+        let c = Case::new("*/5 * * * *", "2026-01-01T00:02:00Z");
+        let d = c.decide("2026-01-01T00:03:00Z");
+        assert!(d.create.is_empty());
+        assert_eq!(d.wake_at, Some(at("2026-01-01T00:05:00Z")));
+        assert_eq!(
+            d.status.next_schedule_time,
+            Some(time(at("2026-01-01T00:05:00Z")))
+        );
+        let d = c.decide("2026-01-01T00:05:01Z");
+        assert_eq!(created(&d), ["2026-01-01T00:05:00Z"]);
+        assert_eq!(
+            d.status.last_schedule_time,
+            Some(time(at("2026-01-01T00:05:00Z")))
+        );
+        assert_eq!(d.wake_at, Some(at("2026-01-01T00:10:00Z")));
+        let ready = d
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .unwrap();
+        assert_eq!(ready.status, "True");
+    }
+
+    #[test]
+    fn a_session_is_started_once_even_when_seen_again() {
+        let mut c = Case::new("* * * * *", "2026-01-01T00:00:30Z");
+        let d = c.decide("2026-01-01T00:01:00Z");
+        assert_eq!(d.create.len(), 1);
+        // The status write was lost (a crash): the Job exists, the
+        // watermark did not move. No second create.
+        c.jobs.push(job(
+            "nightly-1767225660",
+            at("2026-01-01T00:01:00Z"),
+            JobState::Active,
+        ));
+        let d = c.decide("2026-01-01T00:01:02Z");
+        assert!(d.create.is_empty());
+        assert_eq!(d.status.active_count, 1);
+    }
+
+    #[test]
+    fn outcomes_count_once_across_a_lost_finalizer_removal() {
+        let mut c = Case::new("* * * * *", "2026-01-01T00:00:30Z");
+        c.jobs = vec![
+            job("a", at("2026-01-01T00:01:00Z"), JobState::Succeeded),
+            job("b", at("2026-01-01T00:02:00Z"), JobState::Failed),
+            ObservedJob {
+                deleting: true,
+                ..job("c", at("2026-01-01T00:03:00Z"), JobState::Active)
+            },
+        ];
+        c.status.evaluated_through = Some(time(at("2026-01-01T00:03:00Z")));
+        let d = c.decide("2026-01-01T00:03:30Z");
+        assert_eq!(
+            (
+                d.status.succeeded_sessions,
+                d.status.failed_sessions,
+                d.status.killed_sessions
+            ),
+            (1, 1, 1)
+        );
+        assert_eq!(d.status.counted_jobs, ["a", "b", "c"]);
+        assert_eq!(d.release, ["a", "b", "c"]);
+        assert_eq!(
+            d.status.last_successful_time,
+            Some(time(at("2026-01-01T00:01:00Z")))
+        );
+        assert!(d.notes.iter().any(|n| n.reason == "SessionFailed"));
+        // The status was written, the finalizers were not removed (crash).
+        c.status = d.status.clone();
+        let again = c.decide("2026-01-01T00:03:40Z");
+        assert_eq!(
+            (
+                again.status.succeeded_sessions,
+                again.status.failed_sessions,
+                again.status.killed_sessions
+            ),
+            (1, 1, 1)
+        );
+        assert_eq!(again.release, ["a", "b", "c"]);
+        // Finalizers gone: nothing is remembered, nothing recounted.
+        for j in &mut c.jobs {
+            j.has_finalizer = false;
+        }
+        let later = c.decide("2026-01-01T00:03:50Z");
+        assert!(later.status.counted_jobs.is_empty());
+        assert_eq!(later.status.succeeded_sessions, 1);
+    }
+
+    #[test]
+    fn forbid_misses_a_session_while_a_job_runs() {
+        let mut c = Case::new("* * * * *", "2026-01-01T00:00:30Z");
+        c.spec.concurrency_policy = Some(ConcurrencyPolicy::Forbid);
+        let d = c.decide("2026-01-01T00:01:00Z");
+        c.apply(&d);
+        let d = c.decide("2026-01-01T00:02:00Z");
+        assert!(d.create.is_empty());
+        assert_eq!(d.status.missed_sessions, 1);
+        assert_eq!(
+            d.status.last_missed_time,
+            Some(time(at("2026-01-01T00:02:00Z")))
+        );
+        let note = d
+            .notes
+            .iter()
+            .find(|n| n.reason == "SessionMissed")
+            .unwrap();
+        assert!(note.message.contains("Forbid"), "{}", note.message);
+        assert!(
+            note.message.contains("from: 2026-01-01T00:02:00Z"),
+            "{}",
+            note.message
+        );
+        c.apply(&d);
+        assert_eq!(c.decide("2026-01-01T00:02:10Z").status.missed_sessions, 1);
+    }
+
+    #[test]
+    fn replace_deletes_the_running_job_and_starts_the_new_one() {
+        let mut c = Case::new("* * * * *", "2026-01-01T00:00:30Z");
+        c.spec.concurrency_policy = Some(ConcurrencyPolicy::Replace);
+        let d = c.decide("2026-01-01T00:01:00Z");
+        c.apply(&d);
+        let d = c.decide("2026-01-01T00:02:00Z");
+        assert_eq!(d.replace, ["nightly-1767225660"]);
+        assert_eq!(created(&d), ["2026-01-01T00:02:00Z"]);
+        c.apply(&d);
+        let d = c.decide("2026-01-01T00:02:05Z");
+        assert_eq!(d.status.killed_sessions, 1);
+        assert_eq!(d.status.active_count, 1);
+    }
+
+    #[test]
+    fn the_starting_deadline_turns_late_sessions_into_missed_ones() {
+        let mut c = Case::new("*/10 * * * *", "2026-01-01T00:00:30Z");
+        c.spec.starting_deadline_seconds = Some(60);
+        let d = c.decide("2026-01-01T00:10:30Z");
+        assert_eq!(d.create.len(), 1);
+        let d = c.decide("2026-01-01T00:32:00Z");
+        assert!(d.create.is_empty());
+        assert_eq!(d.status.missed_sessions, 3);
+        assert_eq!(
+            d.status.evaluated_through,
+            Some(time(at("2026-01-01T00:30:00Z")))
+        );
+    }
+
+    #[test]
+    fn after_downtime_the_policy_picks_what_runs() {
+        let base = |policy| {
+            let mut c = Case::new("0 * * * *", "2026-01-01T00:30:00Z");
+            c.spec.missed_sessions = Some(MissedSessions {
+                policy,
+                window_seconds: Some(3 * 3_600),
+            });
+            c
+        };
+        // Down from 00:30 to 10:20: sessions 01:00 .. 10:00 are due.
+        let now = "2026-01-01T10:20:00Z";
+        let latest = base(MissedSessionPolicy::RunLatest).decide(now);
+        assert_eq!(created(&latest), ["2026-01-01T10:00:00Z"]);
+        assert_eq!(latest.status.missed_sessions, 9);
+        assert_eq!(
+            latest.status.last_missed_time,
+            Some(time(at("2026-01-01T09:00:00Z")))
+        );
+        let all = base(MissedSessionPolicy::RunAll).decide(now);
+        assert_eq!(
+            created(&all),
+            [
+                "2026-01-01T08:00:00Z",
+                "2026-01-01T09:00:00Z",
+                "2026-01-01T10:00:00Z"
+            ]
+        );
+        assert_eq!(all.status.missed_sessions, 7);
+        let skip = base(MissedSessionPolicy::Skip).decide(now);
+        assert!(skip.create.is_empty());
+        assert_eq!(skip.status.missed_sessions, 10);
+        assert_eq!(skip.wake_at, Some(at("2026-01-01T11:00:00Z")));
+        // Skip still runs the regular, on-time session.
+        let on_time = base(MissedSessionPolicy::Skip).decide("2026-01-01T01:00:05Z");
+        assert_eq!(created(&on_time), ["2026-01-01T01:00:00Z"]);
+    }
+
+    #[test]
+    fn suspend_holds_sessions_until_resumed() {
+        let mut c = Case::new("* * * * *", "2026-01-01T00:00:30Z");
+        c.spec.suspend = Some(true);
+        let d = c.decide("2026-01-01T00:05:10Z");
+        assert!(d.create.is_empty());
+        assert_eq!(d.wake_at, None);
+        assert_eq!(d.status.next_schedule_time, None);
+        c.apply(&d);
+        c.spec.suspend = None;
+        let d = c.decide("2026-01-01T00:05:20Z");
+        assert_eq!(created(&d), ["2026-01-01T00:05:00Z"]);
+        assert_eq!(d.status.missed_sessions, 4);
+    }
+
+    #[test]
+    fn history_limits_delete_the_oldest_counted_jobs() {
+        let mut c = Case::new("* * * * *", "2026-01-01T00:00:30Z");
+        c.spec.successful_jobs_history_limit = Some(2);
+        c.status.evaluated_through = Some(time(at("2026-01-01T00:06:00Z")));
+        for i in 1..=4 {
+            c.jobs.push(job(
+                &format!("s{i}"),
+                at("2026-01-01T00:00:00Z") + i * 60,
+                JobState::Succeeded,
+            ));
+        }
+        c.jobs
+            .push(job("f5", at("2026-01-01T00:05:00Z"), JobState::Failed));
+        c.jobs
+            .push(job("f6", at("2026-01-01T00:06:00Z"), JobState::Failed));
+        let d = c.decide("2026-01-01T00:06:30Z");
+        assert_eq!(d.prune, ["s1", "s2", "f5"]);
+        assert_eq!(d.status.succeeded_sessions, 4);
+        assert_eq!(d.status.failed_sessions, 2);
+    }
+
+    #[test]
+    fn bounds_stop_the_schedule() {
+        let mut c = Case::new("* * * * *", "2026-01-01T00:00:30Z");
+        c.spec.start_time = Some(time(at("2026-01-01T00:03:00Z")));
+        c.spec.end_time = Some(time(at("2026-01-01T00:05:00Z")));
+        let d = c.decide("2026-01-01T00:01:10Z");
+        assert!(d.create.is_empty());
+        assert_eq!(d.wake_at, Some(at("2026-01-01T00:03:00Z")));
+        let d = c.decide("2026-01-01T00:04:05Z");
+        assert_eq!(created(&d), ["2026-01-01T00:04:00Z"]);
+        c.apply(&d);
+        let d = c.decide("2026-01-01T00:05:05Z");
+        assert!(d.create.is_empty());
+        assert_eq!(d.wake_at, None);
+        assert_eq!(d.status.next_schedule_time, None);
+    }
+
+    #[test]
+    fn the_daylight_saving_rule_holds_for_scheduled_runs() {
+        let mut c = Case::new("30 2 * * *", "2026-03-07T00:00:00Z");
+        c.spec.time_zone = Some("America/New_York".into());
+        let mut runs = vec![];
+        let mut now = at("2026-03-07T00:00:00Z");
+        while now < at("2026-03-10T00:00:00Z") {
+            let d = decide(&ScheduleView {
+                name: "nightly",
+                namespace: "ns",
+                generation: Some(1),
+                created_at: c.created,
+                spec: &c.spec,
+                status: &c.status,
+                jobs: &c.jobs,
+                now,
+            });
+            runs.extend(created(&d));
+            c.apply(&d);
+            now = d.wake_at.unwrap();
+        }
+        assert_eq!(
+            runs,
+            [
+                "2026-03-07T07:30:00Z",
+                "2026-03-08T07:00:00Z",
+                "2026-03-09T06:30:00Z"
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_input_stalls_and_recovers() {
+        let mut c = Case::new("* * * * *", "2026-01-01T00:00:30Z");
+        c.spec.time_zone = Some("Mars/Olympus".into());
+        let d = c.decide("2026-01-01T00:01:00Z");
+        assert!(d.create.is_empty());
+        let stalled = d
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Stalled")
+            .unwrap();
+        assert_eq!(
+            (stalled.status.as_str(), stalled.reason.as_str()),
+            ("True", "InvalidSchedule")
+        );
+        assert!(stalled.message.contains("Mars/Olympus"));
+        assert_eq!(d.notes[0].reason, "InvalidSchedule");
+        assert_eq!(d.wake_at, None);
+        c.apply(&d);
+        // Seen again: no second Event.
+        assert!(c.decide("2026-01-01T00:01:05Z").notes.is_empty());
+        c.spec.time_zone = Some("Europe/Paris".into());
+        let d = c.decide("2026-01-01T00:01:10Z");
+        let stalled = d
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Stalled")
+            .unwrap();
+        assert_eq!(stalled.status, "False");
+        assert_eq!(created(&d), ["2026-01-01T00:01:00Z"]);
+    }
+}
