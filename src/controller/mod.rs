@@ -15,7 +15,7 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::api::{JOB_FINALIZER, LABEL_SCHEDULE, Schedule};
 use crate::core::schedule::{JobState, Note, ObservedJob};
@@ -135,8 +135,14 @@ pub async fn run(client: Client, settings: Settings) -> Result<()> {
         .shutdown_on_signal()
         .run(schedule::reconcile, schedule::error_policy, ctx)
         .for_each(|res| {
-            if let Err(e) = res {
-                warn!(error = %e, "reconcile failed");
+            match res {
+                // A write raced a newer version: retried at once, normal.
+                Err(kube::runtime::controller::Error::ReconcilerFailed(
+                    Error::Kube(kube::Error::Api(e)),
+                    obj,
+                )) if e.code == 409 => debug!(object = %obj, "stale read, retrying"),
+                Err(e) => warn!(error = %e, "reconcile failed"),
+                Ok(_) => {}
             }
             future::ready(())
         })
