@@ -11,7 +11,7 @@ bash hack/cluster.sh up
 export KUBECONFIG="$root/.cluster/kubeconfig" PATH="$root/.cluster/bin:$PATH"
 
 cargo build --quiet --bin backfill-operator
-kubectl apply --server-side -f crds/ >/dev/null
+kubectl apply --server-side --force-conflicts -f crds/ >/dev/null
 kubectl wait --for=condition=Established crd/schedules.backfill.dev crd/backfills.backfill.dev --timeout=60s >/dev/null
 kubectl create namespace demo --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 kubectl apply -n demo -f examples/schedule-minutely.yaml

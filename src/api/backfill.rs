@@ -432,6 +432,47 @@ pub struct BackfillStatus {
     /// Rerun children made from this backfill.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reruns: Vec<RerunRecord>,
+    /// The frozen plan and how far the run got.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<RunState>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+}
+
+/// The plan as frozen when the backfill started, and its progress, in
+/// constant space: bitmaps over plan indexes (positions in run order).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunState {
+    /// The Schedule's cron expression at the start: the plan stays the
+    /// same when the Schedule changes.
+    #[schemars(length(max = 256))]
+    pub schedule: String,
+    /// The Schedule's zone at the start.
+    #[schemars(length(max = 64))]
+    pub time_zone: String,
+    /// The plan's first session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<Time>,
+    /// Just after the plan's last session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<Time>,
+    /// Sessions launched, in run order.
+    #[serde(default)]
+    pub launched: i64,
+    /// The next session to launch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_session: Option<Time>,
+    /// Base64 bitmap of the plan indexes whose outcome is counted.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 1_048_576))]
+    pub done: String,
+    /// Base64 bitmap of the plan indexes whose Job failed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 1_048_576))]
+    pub failed: String,
+    /// Base64 bitmap of the plan indexes whose Job was killed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 1_048_576))]
+    pub killed: String,
 }

@@ -28,6 +28,8 @@ pub const LABEL_SESSION: &str = "backfill.dev/session";
 pub const ANNOTATION_SESSION_TIME: &str = "backfill.dev/session-time";
 /// Annotation on a Job: the session's UUID (the same in every attempt).
 pub const ANNOTATION_SESSION_UUID: &str = "backfill.dev/session-uuid";
+/// Annotation on a Backfill's Job: the session's index in the plan.
+pub const ANNOTATION_PLAN_INDEX: &str = "backfill.dev/plan-index";
 /// Annotation on a Job: the attempt name that made it.
 pub const ANNOTATION_ATTEMPT_NAME: &str = "backfill.dev/attempt-name";
 /// Annotation on a Backfill: a new value asks for a rerun of its failures.

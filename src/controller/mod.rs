@@ -2,6 +2,7 @@
 //! pure core, and act (create and delete Jobs, write status with
 //! server-side apply, emit Events).
 
+pub mod backfill;
 pub mod schedule;
 
 use std::sync::Arc;
@@ -12,13 +13,13 @@ use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, PropagationPolicy};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{debug, info, warn};
 
-use crate::api::{JOB_FINALIZER, LABEL_SCHEDULE, Schedule};
-use crate::core::schedule::{JobState, Note, ObservedJob};
+use crate::api::{Backfill, JOB_FINALIZER, LABEL_SCHEDULE, Schedule};
+use crate::core::observed::{JobState, Note, ObservedJob};
 use crate::{Error, Result};
 
 /// The field manager of every write the operator makes.
@@ -71,6 +72,7 @@ pub struct Context {
     pub client: Client,
     pub recorder: Recorder,
     pub jobs: Store<Job>,
+    pub schedules: Store<Schedule>,
     pub clock: OperatorClock,
 }
 
@@ -95,60 +97,90 @@ where
 /// Runs the controllers until SIGTERM or Ctrl-C.
 pub async fn run(client: Client, settings: Settings) -> Result<()> {
     let ns = settings.namespace.as_deref();
-    let (jobs, writer) = reflector::store::<Job>();
+    // One watch of the operator's Jobs feeds both controllers and the
+    // shared cache.
+    let (jobs, writer) = reflector::store_shared::<Job>(1_024);
+    let (schedule_jobs, backfill_jobs) = match (writer.subscribe(), writer.subscribe()) {
+        (Some(a), Some(b)) => (a, b),
+        _ => return Err(Error::Invalid("a shared store gives subscribers".into())),
+    };
     let job_events = watcher(
         api::<Job>(&client, ns),
         watcher::Config::default().labels(LABEL_SCHEDULE),
     )
     .default_backoff()
-    .reflect(writer)
+    .reflect_shared(writer)
     .applied_objects();
+
+    let schedules_ctl = Controller::new(api::<Schedule>(&client, ns), watcher::Config::default());
+    let schedules = schedules_ctl.store();
+    let backfills_ctl = Controller::new(api::<Backfill>(&client, ns), watcher::Config::default());
+    let backfills = backfills_ctl.store();
 
     let ctx = Arc::new(Context {
         client: client.clone(),
         recorder: Recorder::new(client.clone(), Reporter::from(FIELD_MANAGER)),
         jobs: jobs.clone(),
+        schedules: schedules.clone(),
         clock: settings.clock,
     });
 
-    let controller =
-        kube::runtime::Controller::new(api::<Schedule>(&client, ns), watcher::Config::default());
-    let schedules = controller.store();
-    // Jobs whose Schedule is gone keep their finalizer until released here.
-    let job_events = release_orphans(job_events, schedules.clone(), client.clone());
-
     let ready = {
-        let (jobs, schedules) = (jobs.clone(), schedules.clone());
+        let (jobs, schedules, backfills) = (jobs.clone(), schedules.clone(), backfills.clone());
+        let namespace = ns_label(ns);
         async move {
-            if jobs.wait_until_ready().await.is_ok() && schedules.wait_until_ready().await.is_ok() {
-                info!(
-                    namespace = ns_label(settings.namespace.as_deref()),
-                    "controllers started"
-                );
+            if jobs.wait_until_ready().await.is_ok()
+                && schedules.wait_until_ready().await.is_ok()
+                && backfills.wait_until_ready().await.is_ok()
+            {
+                info!(namespace, "controllers started");
             }
         }
     };
     tokio::spawn(ready);
 
-    controller
-        .owns_stream(job_events)
+    let schedule_loop = schedules_ctl
+        .owns_shared_stream(schedule_jobs)
         .shutdown_on_signal()
-        .run(schedule::reconcile, schedule::error_policy, ctx)
-        .for_each(|res| {
-            match res {
-                // A write raced a newer version: retried at once, normal.
-                Err(kube::runtime::controller::Error::ReconcilerFailed(
-                    Error::Kube(kube::Error::Api(e)),
-                    obj,
-                )) if e.code == 409 => debug!(object = %obj, "stale read, retrying"),
-                Err(e) => warn!(error = %e, "reconcile failed"),
-                Ok(_) => {}
-            }
-            future::ready(())
-        })
-        .await;
+        .run(schedule::reconcile, schedule::error_policy, ctx.clone())
+        .for_each(log_result);
+    let mapper_store = backfills.clone();
+    let backfill_loop = backfills_ctl
+        .owns_shared_stream(backfill_jobs)
+        .watches(
+            api::<Schedule>(&client, ns),
+            watcher::Config::default(),
+            move |s| backfill::backfills_of(&mapper_store, &s),
+        )
+        .shutdown_on_signal()
+        .run(backfill::reconcile, backfill::error_policy, ctx)
+        .for_each(log_result);
+    let job_loop =
+        release_orphans(job_events, schedules, backfills, client).for_each(|_| future::ready(()));
+
+    tokio::select! {
+        _ = future::join(schedule_loop, backfill_loop) => {}
+        _ = job_loop => warn!("the Job watch ended"),
+    }
     info!("stopped");
     Ok(())
+}
+
+fn log_result<T, E: std::error::Error>(
+    res: std::result::Result<T, kube::runtime::controller::Error<Error, E>>,
+) -> future::Ready<()> {
+    match res {
+        // A write raced a newer version: retried at once, normal.
+        Err(kube::runtime::controller::Error::ReconcilerFailed(
+            Error::Kube(kube::Error::Api(e)),
+            obj,
+        )) if e.code == 409 => {
+            debug!(object = %obj, "stale read, retrying")
+        }
+        Err(e) => warn!(error = %e, "reconcile failed"),
+        Ok(_) => {}
+    }
+    future::ready(())
 }
 
 fn ns_label(ns: Option<&str>) -> String {
@@ -156,34 +188,37 @@ fn ns_label(ns: Option<&str>) -> String {
 }
 
 /// Passes Job events on, and releases the finalizer of a Job being deleted
-/// whose owning Schedule no longer exists (the garbage collector deleting
-/// a deleted Schedule's Jobs): nobody is left to record its outcome.
+/// whose owner (Schedule or Backfill) no longer exists — the garbage
+/// collector deleting a deleted owner's Jobs: nobody is left to record
+/// its outcome.
 fn release_orphans<S>(
     events: S,
     schedules: Store<Schedule>,
+    backfills: Store<Backfill>,
     client: Client,
 ) -> impl futures::Stream<Item = std::result::Result<Job, watcher::Error>> + Send + 'static
 where
     S: futures::Stream<Item = std::result::Result<Job, watcher::Error>> + Send + 'static,
 {
     events.then(move |event| {
-        let (schedules, client) = (schedules.clone(), client.clone());
+        let (schedules, backfills, client) = (schedules.clone(), backfills.clone(), client.clone());
         async move {
             if let Ok(job) = &event
                 && job.meta().deletion_timestamp.is_some()
                 && has_finalizer(job)
                 && schedules.wait_until_ready().await.is_ok()
+                && backfills.wait_until_ready().await.is_ok()
             {
-                let owned_by_live_schedule = job.owner_references().iter().any(|o| {
-                    o.kind == "Schedule"
-                        && schedules.state().iter().any(|s| {
-                            s.metadata.uid.as_deref() == Some(o.uid.as_str())
-                                && s.metadata.deletion_timestamp.is_none()
-                        })
-                });
-                let owned_by_other = job.owner_references().iter().any(|o| o.kind != "Schedule");
-                if !owned_by_live_schedule
-                    && !owned_by_other
+                let live = |uid: &str, kind: &str| match kind {
+                    "Schedule" => schedules.state().iter().any(|s| alive(s.meta(), uid)),
+                    "Backfill" => backfills.state().iter().any(|b| alive(b.meta(), uid)),
+                    _ => true,
+                };
+                let orphan = job
+                    .owner_references()
+                    .iter()
+                    .all(|o| !live(&o.uid, &o.kind));
+                if orphan
                     && let Some(ns) = job.namespace()
                     && let Err(e) = release_finalizer(&client, &ns, &job.name_any()).await
                 {
@@ -193,6 +228,10 @@ where
             event
         }
     })
+}
+
+fn alive(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, uid: &str) -> bool {
+    meta.uid.as_deref() == Some(uid) && meta.deletion_timestamp.is_none()
 }
 
 pub fn has_finalizer(job: &Job) -> bool {
@@ -229,6 +268,10 @@ pub fn observe(job: &Job) -> ObservedJob {
         state,
         deleting: job.meta().deletion_timestamp.is_some(),
         has_finalizer: has_finalizer(job),
+        plan_index: job
+            .annotations()
+            .get(crate::api::ANNOTATION_PLAN_INDEX)
+            .and_then(|s| s.parse().ok()),
     }
 }
 

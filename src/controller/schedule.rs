@@ -13,7 +13,8 @@ use tracing::{debug, instrument, warn};
 use super::{Context, FIELD_MANAGER, create_job, delete_job, observe, publish, release_finalizer};
 use crate::api::Schedule;
 use crate::core::job::{Attempt, OwnerKind};
-use crate::core::schedule::{Note, ScheduleView, decide};
+use crate::core::observed::Note;
+use crate::core::schedule::{ScheduleView, decide};
 use crate::core::{Clock, plan::seconds};
 use crate::{Error, Result};
 

@@ -3,11 +3,13 @@
 //! Jobs that run sessions. Almost every rule users rely on is decided
 //! here and unit-tested without a cluster.
 
+pub mod backfill;
 pub mod bitmap;
 pub mod calendar;
 pub mod clock;
 pub mod cron;
 pub mod job;
+pub mod observed;
 pub mod plan;
 pub mod schedule;
 pub mod windows;

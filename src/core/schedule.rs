@@ -6,9 +6,10 @@
 use std::collections::BTreeSet;
 
 use k8s_openapi::api::core::v1::ObjectReference;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::clock::{Clock, Session, rfc3339_utc, timestamp};
+use super::observed::{JobState, Kstatus, Note, ObservedJob, Outcome, find_condition};
 use super::plan::seconds;
 use crate::api::{ConcurrencyPolicy, MissedSessionPolicy, ScheduleSpec, ScheduleStatus, condition};
 
@@ -24,51 +25,6 @@ pub const ON_TIME_SECONDS: i64 = 60;
 /// `RunAll` starts at most this many Jobs per pass; the rest follow.
 pub const MAX_STARTS_PER_PASS: usize = 100;
 
-/// A Job of the Schedule, as the watch cache shows it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ObservedJob {
-    pub name: String,
-    pub uid: String,
-    /// From the `backfill.dev/session` label.
-    pub session: Option<i64>,
-    pub state: JobState,
-    /// A deletion was requested (by a person, TTL, history or Replace).
-    pub deleting: bool,
-    /// Still carries `backfill.dev/outcome`: its outcome may be uncounted.
-    pub has_finalizer: bool,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum JobState {
-    Active,
-    Succeeded,
-    Failed,
-}
-
-/// How a session ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    Succeeded,
-    Failed,
-    /// Deleted before it finished.
-    Killed,
-}
-
-impl ObservedJob {
-    pub fn outcome(&self) -> Option<Outcome> {
-        match (self.state, self.deleting) {
-            (JobState::Succeeded, _) => Some(Outcome::Succeeded),
-            (JobState::Failed, _) => Some(Outcome::Failed),
-            (JobState::Active, true) => Some(Outcome::Killed),
-            (JobState::Active, false) => None,
-        }
-    }
-
-    fn running(&self) -> bool {
-        self.state == JobState::Active && !self.deleting
-    }
-}
-
 /// Everything `decide` looks at.
 #[derive(Clone, Debug)]
 pub struct ScheduleView<'a> {
@@ -81,14 +37,6 @@ pub struct ScheduleView<'a> {
     pub status: &'a ScheduleStatus,
     pub jobs: &'a [ObservedJob],
     pub now: i64,
-}
-
-/// A Kubernetes Event to emit.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Note {
-    pub warning: bool,
-    pub reason: &'static str,
-    pub message: String,
 }
 
 /// What to do.
@@ -118,6 +66,11 @@ pub fn decide(view: &ScheduleView<'_>) -> ScheduleDecision {
     };
     d.status.observed_generation = view.generation;
     record_outcomes(view, &mut d);
+    let ks = Kstatus {
+        before: &view.status.conditions,
+        generation: view.generation,
+        now: view.now,
+    };
 
     match Clock::new(&view.spec.schedule, view.spec.time_zone.as_deref()) {
         Ok(clock) => {
@@ -130,17 +83,15 @@ pub fn decide(view: &ScheduleView<'_>) -> ScheduleDecision {
                     format!("{} session(s) running", d.status.active_count),
                 )
             };
-            set_condition(
-                &mut d.status,
-                view,
+            ks.set(
+                &mut d.status.conditions,
                 condition::STALLED,
                 false,
                 reason,
                 &message,
             );
-            set_condition(
-                &mut d.status,
-                view,
+            ks.set(
+                &mut d.status.conditions,
                 condition::READY,
                 true,
                 reason,
@@ -149,7 +100,7 @@ pub fn decide(view: &ScheduleView<'_>) -> ScheduleDecision {
         }
         Err(e) => {
             let message = e.to_string();
-            let was = find_condition(view.status, condition::STALLED)
+            let was = find_condition(&view.status.conditions, condition::STALLED)
                 .is_some_and(|c| c.status == "True" && c.message == message);
             if !was {
                 d.notes.push(Note {
@@ -159,17 +110,15 @@ pub fn decide(view: &ScheduleView<'_>) -> ScheduleDecision {
                 });
             }
             d.status.next_schedule_time = None;
-            set_condition(
-                &mut d.status,
-                view,
+            ks.set(
+                &mut d.status.conditions,
                 condition::STALLED,
                 true,
                 "InvalidSchedule",
                 &message,
             );
-            set_condition(
-                &mut d.status,
-                view,
+            ks.set(
+                &mut d.status.conditions,
                 condition::READY,
                 false,
                 "InvalidSchedule",
@@ -177,9 +126,8 @@ pub fn decide(view: &ScheduleView<'_>) -> ScheduleDecision {
             );
         }
     }
-    set_condition(
-        &mut d.status,
-        view,
+    ks.set(
+        &mut d.status.conditions,
         condition::RECONCILING,
         false,
         "Idle",
@@ -473,39 +421,6 @@ fn prune_history(view: &ScheduleView<'_>, d: &mut ScheduleDecision) {
     }
 }
 
-fn find_condition<'s>(status: &'s ScheduleStatus, type_: &str) -> Option<&'s Condition> {
-    status.conditions.iter().find(|c| c.type_ == type_)
-}
-
-/// Sets a condition, keeping its transition time when its status does not
-/// change.
-fn set_condition(
-    status: &mut ScheduleStatus,
-    view: &ScheduleView<'_>,
-    type_: &str,
-    value: bool,
-    reason: &str,
-    message: &str,
-) {
-    let value = if value { "True" } else { "False" };
-    let since = find_condition(view.status, type_)
-        .filter(|c| c.status == value)
-        .map(|c| c.last_transition_time.clone())
-        .unwrap_or_else(|| time(view.now));
-    let cond = Condition {
-        type_: type_.to_string(),
-        status: value.to_string(),
-        reason: reason.to_string(),
-        message: message.to_string(),
-        observed_generation: view.generation,
-        last_transition_time: since,
-    };
-    match status.conditions.iter_mut().find(|c| c.type_ == type_) {
-        Some(c) => *c = cond,
-        None => status.conditions.push(cond),
-    }
-}
-
 fn time(at: i64) -> Time {
     Time(timestamp(at))
 }
@@ -546,6 +461,7 @@ mod tests {
             state,
             deleting: false,
             has_finalizer: true,
+            plan_index: None,
         }
     }
 

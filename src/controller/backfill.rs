@@ -1,0 +1,234 @@
+//! The Backfill controller: observe the Backfill, its Schedule and its
+//! Jobs, `decide`, act.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use tracing::{debug, instrument, warn};
+
+use super::{Context, FIELD_MANAGER, create_job, delete_job, observe, publish, release_finalizer};
+use crate::api::{
+    ANNOTATION_CREATED_BY, ANNOTATION_PLAN_INDEX, Backfill, LABEL_SCHEDULE, Schedule,
+};
+use crate::core::backfill::{BackfillView, decide};
+use crate::core::job::{Attempt, OwnerKind};
+use crate::core::observed::Note;
+use crate::core::{Clock, plan::seconds};
+use crate::{Error, Result};
+
+/// Jobs created at once: the API server's pace, not one at a time.
+const CREATE_CONCURRENCY: usize = 64;
+/// Recent Jobs whose durations estimate a dry run.
+const RECENT_JOBS: usize = 50;
+
+#[instrument(skip_all, fields(backfill = %backfill.name_any(), namespace = backfill.namespace().unwrap_or_default()))]
+pub async fn reconcile(backfill: Arc<Backfill>, ctx: Arc<Context>) -> Result<Action> {
+    let ns = backfill
+        .namespace()
+        .ok_or_else(|| Error::Invalid("a Backfill without a namespace".into()))?;
+    let name = backfill.name_any();
+    let uid = backfill.uid().unwrap_or_default();
+    let all_jobs = ctx.jobs.state();
+    let jobs: Vec<&Arc<Job>> = all_jobs
+        .iter()
+        .filter(|j| j.owner_references().iter().any(|o| o.uid == uid))
+        .collect();
+
+    if backfill.meta().deletion_timestamp.is_some() {
+        for job in jobs.iter().filter(|j| super::has_finalizer(j)) {
+            release_finalizer(&ctx.client, &ns, &job.name_any()).await?;
+        }
+        return Ok(Action::await_change());
+    }
+
+    let schedule_name = &backfill.spec.schedule_ref.name;
+    let schedule = ctx
+        .schedules
+        .get(&ObjectRef::<Schedule>::new(schedule_name).within(&ns));
+    let recent_durations = recent_durations(&all_jobs, &ns, schedule_name);
+    let observed: Vec<_> = jobs.iter().map(|j| observe(j)).collect();
+    let status = backfill.status.clone().unwrap_or_default();
+    let decision = decide(&BackfillView {
+        name: &name,
+        uid: &uid,
+        generation: backfill.meta().generation,
+        spec: &backfill.spec,
+        status: &status,
+        created_by: created_by(&backfill),
+        schedule: schedule.as_ref().map(|s| &s.spec),
+        jobs: &observed,
+        recent_durations: &recent_durations,
+        now: ctx.clock.now(),
+    });
+
+    // Jobs first: named by session, so a retry after a crash finds them.
+    if let (Some(schedule), Some(run), false) =
+        (&schedule, &decision.status.run, decision.create.is_empty())
+    {
+        let clock = Clock::new(&run.schedule, Some(&run.time_zone))
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+        let owner = backfill
+            .controller_owner_ref(&())
+            .ok_or_else(|| Error::Invalid("a Backfill without a uid".into()))?;
+        let attempt_name = backfill
+            .spec
+            .attempt_name
+            .clone()
+            .unwrap_or_else(|| name.clone());
+        let schedule_uid = schedule.uid().unwrap_or_default();
+        let jobs: Vec<Job> = decision
+            .create
+            .iter()
+            .map(|(index, session)| {
+                let mut job = Attempt {
+                    kind: OwnerKind::Backfill,
+                    owner: owner.clone(),
+                    namespace: &ns,
+                    schedule_name,
+                    schedule_uid: &schedule_uid,
+                    backfill_name: Some(&name),
+                    attempt_name: &attempt_name,
+                    clock: &clock,
+                    session: *session,
+                }
+                .build_job(&schedule.spec.job_template);
+                job.metadata
+                    .annotations
+                    .get_or_insert_with(Default::default)
+                    .insert(ANNOTATION_PLAN_INDEX.to_string(), index.to_string());
+                job
+            })
+            .collect();
+        let results: Vec<Result<bool>> = futures::stream::iter(jobs)
+            .map(|job| {
+                let (client, ns) = (ctx.client.clone(), ns.clone());
+                async move { create_job(&client, &ns, &job).await }
+            })
+            .buffer_unordered(CREATE_CONCURRENCY)
+            .collect()
+            .await;
+        let created = results.iter().filter(|r| matches!(r, Ok(true))).count();
+        if let Some(err) = results.into_iter().find_map(|r| r.err()) {
+            // The status is not written: the next pass makes the same
+            // decision and finds the Jobs that were made.
+            return Err(err);
+        }
+        debug!(created, "launched");
+    }
+    for job in &decision.delete {
+        delete_job(&ctx.client, &ns, job).await?;
+    }
+
+    if backfill.status.as_ref() != Some(&decision.status) {
+        let api: Api<Backfill> = Api::namespaced(ctx.client.clone(), &ns);
+        let patch = json!({
+            "apiVersion": "backfill.dev/v1alpha1",
+            "kind": "Backfill",
+            "metadata": {"resourceVersion": backfill.resource_version()},
+            "status": decision.status,
+        });
+        api.patch_status(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+    }
+    futures::stream::iter(decision.release.clone())
+        .map(|job| {
+            let (client, ns) = (ctx.client.clone(), ns.clone());
+            async move { release_finalizer(&client, &ns, &job).await }
+        })
+        .buffer_unordered(CREATE_CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>>>()?;
+    publish(&ctx, backfill.as_ref(), &decision.notes).await;
+    if !decision.create.is_empty() {
+        let note = Note {
+            warning: false,
+            reason: "JobsCreated",
+            message: format!("launched {} session(s)", decision.create.len()),
+        };
+        publish(&ctx, backfill.as_ref(), &[note]).await;
+    }
+
+    Ok(match decision.wake_at {
+        Some(at) => Action::requeue(ctx.clock.until(at)),
+        None => Action::await_change(),
+    })
+}
+
+pub fn error_policy(backfill: Arc<Backfill>, error: &Error, _ctx: Arc<Context>) -> Action {
+    match error {
+        Error::Kube(kube::Error::Api(e)) if e.code == 409 => {
+            Action::requeue(Duration::from_millis(200))
+        }
+        Error::Invalid(_) => Action::await_change(),
+        _ => {
+            warn!(backfill = %backfill.name_any(), error = %error, "will retry");
+            Action::requeue(Duration::from_secs(5))
+        }
+    }
+}
+
+/// The Backfills of a Schedule, reconciled when it changes (created,
+/// fixed, deleted).
+pub fn backfills_of(
+    backfills: &kube::runtime::reflector::Store<Backfill>,
+    schedule: &Schedule,
+) -> Vec<ObjectRef<Backfill>> {
+    let ns = schedule.namespace();
+    let name = schedule.name_any();
+    backfills
+        .state()
+        .iter()
+        .filter(|b| b.namespace() == ns && b.spec.schedule_ref.name == name)
+        .map(|b| ObjectRef::from_obj(b.as_ref()))
+        .collect()
+}
+
+/// `backfill.dev/created-by`, else the field manager that created it.
+fn created_by(backfill: &Backfill) -> Option<String> {
+    backfill
+        .annotations()
+        .get(ANNOTATION_CREATED_BY)
+        .cloned()
+        .or_else(|| {
+            backfill
+                .meta()
+                .managed_fields
+                .as_ref()
+                .and_then(|m| m.first())
+                .and_then(|m| m.manager.clone())
+        })
+}
+
+/// How long the Schedule's recent finished Jobs took, in seconds.
+fn recent_durations(jobs: &[Arc<Job>], ns: &str, schedule: &str) -> Vec<i64> {
+    let mut finished: Vec<(i64, i64)> = jobs
+        .iter()
+        .filter(|j| j.namespace().as_deref() == Some(ns))
+        .filter(|j| j.labels().get(LABEL_SCHEDULE).map(String::as_str) == Some(schedule))
+        .filter_map(|j| {
+            let s = j.status.as_ref()?;
+            let start = seconds(s.start_time.as_ref()?);
+            let end = seconds(s.completion_time.as_ref()?);
+            Some((end, end - start))
+        })
+        .collect();
+    finished.sort_unstable_by_key(|(end, _)| std::cmp::Reverse(*end));
+    finished
+        .into_iter()
+        .take(RECENT_JOBS)
+        .map(|(_, d)| d)
+        .collect()
+}

@@ -1,0 +1,1123 @@
+//! The Backfill's `decide` step: from the Backfill, its Schedule, the Jobs
+//! observed and `now`, the Jobs to create and delete, the finalizers to
+//! release, the status to write and when to look again.
+//!
+//! Progress is kept in constant space per session: the plan is frozen at
+//! the start (the Schedule's cron and zone, the first and last session),
+//! Jobs are launched in plan order so "launched" is one number, and the
+//! outcomes are bitmaps over plan indexes. A Job carries its plan index,
+//! so its outcome is counted exactly once however often it is seen.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use uuid::Uuid;
+
+use super::bitmap::Bitmap;
+use super::clock::{Clock, Session, rfc3339_utc, timestamp};
+use super::observed::{Kstatus, Note, ObservedJob, Outcome, find_condition};
+use super::plan::{Order, Plan, PlanError, Selection, seconds};
+use super::windows::Windows;
+use crate::api::{
+    BackfillPhase, BackfillSpec, BackfillStatus, CostEstimate, PlanPreview, RunState, ScheduleSpec,
+    SessionSummary, condition,
+};
+
+/// A condition: the Schedule's cron or zone changed under a started run.
+pub const SCHEDULE_CHANGED: &str = "ScheduleChanged";
+/// Sessions shown at each end of a preview, and failures listed by time.
+pub const PREVIEW: usize = 5;
+pub const FAILURE_PREVIEW: usize = 10;
+/// The completion estimate walks at most this many batches.
+const ESTIMATE_STEPS: u64 = 200_000;
+
+/// Everything `decide` looks at.
+#[derive(Clone, Debug)]
+pub struct BackfillView<'a> {
+    pub name: &'a str,
+    pub uid: &'a str,
+    pub generation: Option<i64>,
+    pub spec: &'a BackfillSpec,
+    pub status: &'a BackfillStatus,
+    /// `backfill.dev/created-by`, else the field manager that created it.
+    pub created_by: Option<String>,
+    /// The Schedule, when it exists.
+    pub schedule: Option<&'a ScheduleSpec>,
+    pub jobs: &'a [ObservedJob],
+    /// Durations (seconds) of the Schedule's recent finished Jobs.
+    pub recent_durations: &'a [i64],
+    pub now: i64,
+}
+
+/// What to do.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BackfillDecision {
+    /// Sessions to launch, with their plan index.
+    pub create: Vec<(u64, Session)>,
+    /// Running Jobs to delete (cancel).
+    pub delete: Vec<String>,
+    /// Jobs whose finalizer comes off once `status` is written.
+    pub release: Vec<String>,
+    pub status: BackfillStatus,
+    pub notes: Vec<Note>,
+    /// When to reconcile again (on the operator's clock) if nothing
+    /// changes before: when a window opens.
+    pub wake_at: Option<i64>,
+}
+
+/// The run id: a UUID derived from the Backfill's UID, so a start retried
+/// after a crash assigns the same one.
+pub fn run_id(uid: &str) -> String {
+    Uuid::new_v5(
+        &Uuid::NAMESPACE_OID,
+        format!("backfill.dev/run/{uid}").as_bytes(),
+    )
+    .to_string()
+}
+
+pub fn decide(view: &BackfillView<'_>) -> BackfillDecision {
+    let mut d = BackfillDecision {
+        status: view.status.clone(),
+        ..BackfillDecision::default()
+    };
+    d.status.observed_generation = view.generation;
+    let ks = Kstatus {
+        before: &view.status.conditions,
+        generation: view.generation,
+        now: view.now,
+    };
+    let before = view.status.phase.unwrap_or_default();
+
+    let outcome = if view.status.run.is_none() {
+        plan_or_start(view, &mut d)
+    } else {
+        Ok(())
+    };
+    match outcome {
+        Err(stall) => {
+            stalled(view, &mut d, &ks, stall);
+            return d;
+        }
+        Ok(()) => clear_stall(&mut d, &ks),
+    }
+    if let (Some(run), Some(schedule)) = (&view.status.run, view.schedule) {
+        let now_zone = schedule.time_zone.as_deref().unwrap_or("UTC");
+        let changed = run.schedule != schedule.schedule.trim() || run.time_zone != now_zone;
+        let was = find_condition(&view.status.conditions, SCHEDULE_CHANGED)
+            .is_some_and(|c| c.status == "True");
+        let message = if changed {
+            format!(
+                "the Schedule is now {:?} in {now_zone}; this backfill keeps the plan it started with ({:?} in {})",
+                schedule.schedule, run.schedule, run.time_zone
+            )
+        } else {
+            String::new()
+        };
+        if changed && !was {
+            d.notes.push(Note {
+                warning: true,
+                reason: SCHEDULE_CHANGED,
+                message: message.clone(),
+            });
+        }
+        ks.set(
+            &mut d.status.conditions,
+            SCHEDULE_CHANGED,
+            changed,
+            if changed {
+                SCHEDULE_CHANGED
+            } else {
+                "Unchanged"
+            },
+            &message,
+        );
+    }
+    if d.status.run.is_some()
+        && let Err(stall) = advance(view, &mut d)
+    {
+        stalled(view, &mut d, &ks, stall);
+        return d;
+    }
+    finish_status(&mut d, &ks, before);
+    d
+}
+
+/// Why a Backfill cannot go on; it becomes a `Stalled` condition.
+struct Stall {
+    reason: &'static str,
+    message: String,
+}
+
+impl From<PlanError> for Stall {
+    fn from(e: PlanError) -> Self {
+        let reason = match e {
+            PlanError::Clock(_) => "InvalidSchedule",
+            _ => "InvalidPlan",
+        };
+        Stall {
+            reason,
+            message: e.to_string(),
+        }
+    }
+}
+
+fn stalled(view: &BackfillView<'_>, d: &mut BackfillDecision, ks: &Kstatus<'_>, stall: Stall) {
+    let was = find_condition(&view.status.conditions, condition::STALLED)
+        .is_some_and(|c| c.status == "True" && c.message == stall.message);
+    if !was {
+        d.notes.push(Note {
+            warning: true,
+            reason: stall.reason,
+            message: stall.message.clone(),
+        });
+    }
+    d.create.clear();
+    d.wake_at = None;
+    if d.status.phase.is_none() {
+        d.status.phase = Some(BackfillPhase::Pending);
+    }
+    ks.set(
+        &mut d.status.conditions,
+        condition::STALLED,
+        true,
+        stall.reason,
+        &stall.message,
+    );
+    ks.set(
+        &mut d.status.conditions,
+        condition::READY,
+        false,
+        stall.reason,
+        &stall.message,
+    );
+    ks.set(
+        &mut d.status.conditions,
+        condition::RECONCILING,
+        false,
+        stall.reason,
+        "",
+    );
+}
+
+fn clear_stall(d: &mut BackfillDecision, ks: &Kstatus<'_>) {
+    ks.set(
+        &mut d.status.conditions,
+        condition::STALLED,
+        false,
+        "Reconciled",
+        "",
+    );
+}
+
+/// Before the start: plan (a dry run stops here) or freeze the plan and
+/// start.
+fn plan_or_start(view: &BackfillView<'_>, d: &mut BackfillDecision) -> Result<(), Stall> {
+    let schedule = view.schedule.ok_or_else(|| Stall {
+        reason: "ScheduleNotFound",
+        message: format!(
+            "Schedule {:?} not found in this namespace",
+            view.spec.schedule_ref.name
+        ),
+    })?;
+    let dry_run = view.spec.dry_run == Some(true);
+    let cutoff = view.now;
+    let plan = Plan::for_backfill(schedule, view.spec, Some(cutoff))?;
+
+    // One pass for the count and both ends, in run order.
+    let mut total = 0u64;
+    let mut first: Vec<i64> = Vec::new();
+    let mut last: std::collections::VecDeque<i64> = std::collections::VecDeque::new();
+    let (mut lo, mut hi) = (i64::MAX, i64::MIN);
+    for s in plan.iter() {
+        total += 1;
+        if first.len() < PREVIEW {
+            first.push(s.at);
+        }
+        if last.len() == PREVIEW {
+            last.pop_front();
+        }
+        last.push_back(s.at);
+        lo = lo.min(s.at);
+        hi = hi.max(s.at);
+    }
+    let credits = view
+        .spec
+        .credits_per_session
+        .or(schedule.credits_per_session)
+        .unwrap_or(0.0);
+    d.status.total_estimated = total as i64;
+    d.status.cost_estimate = Some(CostEstimate {
+        credits_per_entity: credits,
+        total_credits_estimated: credits * total as f64,
+        total_entities: total as i64,
+    });
+    let windows = Windows::from_spec(
+        view.spec.execution_windows.as_ref(),
+        schedule.time_zone.as_deref(),
+    )
+    .map_err(|e| Stall {
+        reason: "InvalidWindows",
+        message: e.to_string(),
+    })?;
+    let mut preview = PlanPreview {
+        boundaries: Some(plan.describe_boundaries()),
+        first: first.iter().map(|&t| time(t)).collect(),
+        last: last.iter().map(|&t| time(t)).collect(),
+        skipped_by_reprocess: 0,
+        estimated_completion: None,
+    };
+    if let Some((asked, got)) = plan.count_cut_short() {
+        let message = format!(
+            "count asks for {asked} sessions but only {got} have passed by {}: the plan is shorter",
+            rfc3339_utc(cutoff)
+        );
+        if !view.status.conditions.iter().any(|c| c.message == message) {
+            d.notes.push(Note {
+                warning: true,
+                reason: "PlanCutShort",
+                message: message.clone(),
+            });
+        }
+        preview.boundaries = Some(format!("{}; {message}", plan.describe_boundaries()));
+    }
+    preview.estimated_completion = estimate_completion(
+        total,
+        view.spec.max_in_flight.unwrap_or(1).max(1) as u64,
+        windows.as_ref(),
+        view.recent_durations,
+        view.now,
+    )
+    .map(time);
+    d.status.preview = Some(preview);
+    d.status.progress = Some(format!("0/{total}"));
+    d.status.created_by = view.created_by.clone();
+
+    if dry_run {
+        if view.status.phase != Some(BackfillPhase::Planned) {
+            d.notes.push(Note {
+                warning: false,
+                reason: "Planned",
+                message: format!(
+                    "dry run: {total} sessions would run ({}); no Job is created",
+                    plan.describe_boundaries()
+                ),
+            });
+        }
+        d.status.phase = Some(BackfillPhase::Planned);
+        return Ok(());
+    }
+
+    let clock = plan.clock();
+    d.status.run_id = Some(run_id(view.uid));
+    d.status.started_at = Some(time(view.now));
+    d.status.planned_until = Some(time(cutoff));
+    d.status.run = Some(RunState {
+        schedule: clock.expr().to_string(),
+        time_zone: clock.zone().name().to_string(),
+        from: (total > 0).then(|| time(lo)),
+        to: (total > 0).then(|| time(hi + 1)),
+        launched: 0,
+        next_session: first.first().map(|&t| time(t)),
+        ..RunState::default()
+    });
+    d.notes.push(Note {
+        warning: false,
+        reason: "Started",
+        message: format!(
+            "run {}: {total} sessions ({})",
+            d.status.run_id.as_deref().unwrap_or_default(),
+            plan.describe_boundaries()
+        ),
+    });
+    Ok(())
+}
+
+/// The frozen plan of a started Backfill: its Schedule's cron and zone as
+/// they were, its own selection, filter and order, between the frozen
+/// first and last sessions.
+pub fn frozen_plan(spec: &BackfillSpec, run: &RunState) -> Result<Plan, PlanError> {
+    let clock = Clock::new(&run.schedule, Some(&run.time_zone))?;
+    let (from, to) = (run.from.as_ref().map(seconds), run.to.as_ref().map(seconds));
+    let schedule = ScheduleSpec {
+        schedule: run.schedule.clone(),
+        time_zone: Some(run.time_zone.clone()),
+        ..empty_schedule()
+    };
+    let plan = match (from, to, spec.count) {
+        // Counted plans become the range they covered at the start.
+        (Some(from), Some(to), Some(_)) => Plan::new(clock, Selection::Range { from, to })
+            .with_filter(
+                spec.filter
+                    .as_ref()
+                    .map(super::plan::Filter::from_spec)
+                    .unwrap_or_default(),
+            )
+            .with_order(spec.order.unwrap_or_default().into()),
+        _ => Plan::for_backfill(&schedule, spec, None)?,
+    };
+    Ok(match (from, to) {
+        (Some(from), Some(to)) => plan.not_before(Some(from)).before(Some(to)),
+        // An empty plan stays empty.
+        _ => plan.before(Some(i64::MIN)),
+    })
+}
+
+fn empty_schedule() -> ScheduleSpec {
+    ScheduleSpec {
+        schedule: String::new(),
+        time_zone: None,
+        suspend: None,
+        concurrency_policy: None,
+        starting_deadline_seconds: None,
+        successful_jobs_history_limit: None,
+        failed_jobs_history_limit: None,
+        job_template: Default::default(),
+        start_time: None,
+        end_time: None,
+        missed_sessions: None,
+        credits_per_session: None,
+    }
+}
+
+/// Records outcomes, then launches, pauses, waits or cancels.
+fn advance(view: &BackfillView<'_>, d: &mut BackfillDecision) -> Result<(), Stall> {
+    let mut run = d.status.run.clone().unwrap_or_default();
+    let mut done = Bitmap::decode(&run.done).unwrap_or_default();
+    let mut failed = Bitmap::decode(&run.failed).unwrap_or_default();
+    let mut killed = Bitmap::decode(&run.killed).unwrap_or_default();
+
+    // Outcomes: each plan index once.
+    let mut newly_failed = Vec::new();
+    for job in view.jobs {
+        let (Some(outcome), Some(index)) = (job.outcome(), job.plan_index) else {
+            continue;
+        };
+        if !job.has_finalizer {
+            continue;
+        }
+        d.release.push(job.name.clone());
+        if done.contains(index) {
+            continue;
+        }
+        done.insert(index);
+        let s = &mut d.status;
+        match outcome {
+            Outcome::Succeeded => s.succeeded_count += 1,
+            Outcome::Failed => {
+                s.failed_count += 1;
+                failed.insert(index);
+                newly_failed.push(job);
+            }
+            Outcome::Killed => {
+                s.killed_count += 1;
+                killed.insert(index);
+                newly_failed.push(job);
+            }
+        }
+    }
+    if !newly_failed.is_empty() {
+        let summary = d
+            .status
+            .failed_sessions
+            .get_or_insert_with(SessionSummary::default);
+        summary.count = failed.len() as i64 + killed.len() as i64;
+        for job in &newly_failed {
+            if summary.preview.len() < FAILURE_PREVIEW
+                && let Some(at) = job.session
+            {
+                summary.preview.push(time(at));
+            }
+        }
+        summary.preview.sort_by_key(seconds);
+        let names: Vec<&str> = newly_failed.iter().map(|j| j.name.as_str()).collect();
+        d.notes.push(Note {
+            warning: true,
+            reason: "SessionFailed",
+            message: format!("Job {} did not succeed", names.join(", ")),
+        });
+    }
+
+    let running: Vec<&ObservedJob> = view.jobs.iter().filter(|j| j.running()).collect();
+    d.status.running_count = running.len() as i64;
+    let total = d.status.total_estimated.max(0) as u64;
+    let finished = matches!(
+        d.status.phase,
+        Some(BackfillPhase::Succeeded | BackfillPhase::Failed | BackfillPhase::Cancelled)
+    );
+
+    // A launch that cannot happen must not lose the outcomes counted
+    // above: its error is returned after the run state is saved.
+    let mut launched = Ok(());
+    if view.spec.cancel == Some(true) && !finished {
+        d.delete = running.iter().map(|j| j.name.clone()).collect();
+        d.status.phase = Some(BackfillPhase::Cancelled);
+        d.status.error =
+            Some("cancelled: running Jobs were deleted, nothing more is launched".into());
+    } else if finished {
+        // Nothing more to launch; stragglers are counted above.
+    } else if view.spec.suspend == Some(true) {
+        d.status.phase = Some(BackfillPhase::Paused);
+        d.status.next_window_start = None;
+    } else {
+        d.status.phase = Some(BackfillPhase::Running);
+        launched = launch(view, d, &mut run, running.len() as u64, total);
+    }
+
+    let processed = done.len();
+    d.status.processed_count = processed as i64;
+    d.status.progress = Some(format!("{processed}/{total}"));
+    let all_done = run.launched as u64 >= total
+        && d.status.running_count == 0
+        && processed >= run.launched as u64;
+    if let Some(BackfillPhase::Running | BackfillPhase::Waiting) = d.status.phase
+        && all_done
+    {
+        {
+            let bad = failed.len() + killed.len();
+            d.status.phase = Some(if bad == 0 {
+                BackfillPhase::Succeeded
+            } else {
+                d.status.error = Some(format!("{bad} of {total} sessions did not succeed"));
+                BackfillPhase::Failed
+            });
+            d.status.next_window_start = None;
+        }
+    }
+    let terminal = matches!(
+        d.status.phase,
+        Some(BackfillPhase::Succeeded | BackfillPhase::Failed | BackfillPhase::Cancelled)
+    );
+    if terminal
+        && d.status.completed_at.is_none()
+        && d.status.running_count == 0
+        && d.delete.is_empty()
+    {
+        d.status.completed_at = Some(time(view.now));
+    }
+
+    run.done = done.encode();
+    run.failed = failed.encode();
+    run.killed = killed.encode();
+    d.status.run = Some(run);
+    launched
+}
+
+/// Launches up to `maxInFlight` Jobs in plan order, inside the windows.
+fn launch(
+    view: &BackfillView<'_>,
+    d: &mut BackfillDecision,
+    run: &mut RunState,
+    running: u64,
+    total: u64,
+) -> Result<(), Stall> {
+    let launched = run.launched.max(0) as u64;
+    if launched >= total {
+        d.status.next_window_start = None;
+        return Ok(());
+    }
+    if view.schedule.is_none() {
+        return Err(Stall {
+            reason: "ScheduleNotFound",
+            message: format!(
+                "Schedule {:?} not found: its Job template is needed to launch the remaining sessions",
+                view.spec.schedule_ref.name
+            ),
+        });
+    }
+    let windows = Windows::from_spec(
+        view.spec.execution_windows.as_ref(),
+        Some(run.time_zone.as_str()),
+    )
+    .map_err(|e| Stall {
+        reason: "InvalidWindows",
+        message: e.to_string(),
+    })?;
+    if let Some(w) = &windows
+        && !w.is_open(view.now)
+    {
+        let next = w.next_open(view.now);
+        if view.status.phase != Some(BackfillPhase::Waiting) {
+            d.notes.push(Note {
+                warning: false,
+                reason: "Waiting",
+                message: match next {
+                    Some(t) => format!(
+                        "outside the execution windows; the next opens at {}",
+                        rfc3339_utc(t)
+                    ),
+                    None => "outside the execution windows, and none opens".into(),
+                },
+            });
+        }
+        d.status.phase = Some(BackfillPhase::Waiting);
+        d.status.next_window_start = next.map(time);
+        d.wake_at = next;
+        return Ok(());
+    }
+    d.status.next_window_start = None;
+    let max = view.spec.max_in_flight.unwrap_or(1).max(1) as u64;
+    let slots = max.saturating_sub(running).min(total - launched);
+    if slots == 0 {
+        return Ok(());
+    }
+    let plan = frozen_plan(view.spec, run)?;
+    let resume = run.next_session.as_ref().map(seconds);
+    let mut sessions = match (resume, plan.order()) {
+        (Some(at), Order::Ascending) => plan.not_before(Some(at)),
+        (Some(at), Order::Descending) => plan.before(Some(at + 1)),
+        (None, _) => return Ok(()),
+    }
+    .iter()
+    .take(slots as usize + 1)
+    .collect::<Vec<_>>();
+    let next = if sessions.len() > slots as usize {
+        sessions.pop()
+    } else {
+        None
+    };
+    for (k, s) in sessions.into_iter().enumerate() {
+        d.create.push((launched + k as u64, s));
+    }
+    run.launched = (launched + d.create.len() as u64) as i64;
+    run.next_session = next.map(|s| time(s.at));
+    Ok(())
+}
+
+/// Conditions and the printer column after a pass.
+fn finish_status(d: &mut BackfillDecision, ks: &Kstatus<'_>, before: BackfillPhase) {
+    let phase = d.status.phase.unwrap_or_default();
+    let (ready, reconciling, reason) = match phase {
+        BackfillPhase::Planned => (true, false, "Planned"),
+        BackfillPhase::Succeeded => (true, false, "Succeeded"),
+        BackfillPhase::Failed => (true, false, "Failed"),
+        BackfillPhase::Cancelled => (
+            d.status.running_count == 0,
+            d.status.running_count > 0,
+            "Cancelled",
+        ),
+        BackfillPhase::Pending => (false, true, "Pending"),
+        BackfillPhase::Running => (false, true, "Running"),
+        BackfillPhase::Waiting => (false, true, "Waiting"),
+        BackfillPhase::Paused => (false, false, "Paused"),
+    };
+    let message = format!(
+        "{} of {} sessions processed: {} succeeded, {} failed, {} killed, {} running",
+        d.status.processed_count,
+        d.status.total_estimated,
+        d.status.succeeded_count,
+        d.status.failed_count,
+        d.status.killed_count,
+        d.status.running_count
+    );
+    ks.set(
+        &mut d.status.conditions,
+        condition::READY,
+        ready,
+        reason,
+        &message,
+    );
+    ks.set(
+        &mut d.status.conditions,
+        condition::RECONCILING,
+        reconciling,
+        reason,
+        &message,
+    );
+    if phase != before {
+        let note = match phase {
+            BackfillPhase::Succeeded => Some((false, "Succeeded")),
+            BackfillPhase::Failed => Some((true, "Failed")),
+            BackfillPhase::Cancelled => Some((false, "Cancelled")),
+            BackfillPhase::Paused => Some((false, "Paused")),
+            BackfillPhase::Running if before == BackfillPhase::Paused => Some((false, "Resumed")),
+            _ => None,
+        };
+        if let Some((warning, reason)) = note {
+            d.notes.push(Note {
+                warning,
+                reason,
+                message: message.clone(),
+            });
+        }
+        if phase == BackfillPhase::Succeeded && d.status.total_estimated == 0 {
+            d.notes.push(Note {
+                warning: false,
+                reason: "NothingToRun",
+                message: "the plan holds no session: nothing to run".into(),
+            });
+        }
+    }
+}
+
+/// When the backfill would finish: batches of `maxInFlight` Jobs taking
+/// the median recent duration each, started only inside the windows.
+pub fn estimate_completion(
+    total: u64,
+    max_in_flight: u64,
+    windows: Option<&Windows>,
+    durations: &[i64],
+    now: i64,
+) -> Option<i64> {
+    if total == 0 {
+        return Some(now);
+    }
+    let mut sorted: Vec<i64> = durations.iter().copied().filter(|d| *d >= 0).collect();
+    if sorted.is_empty() {
+        return None;
+    }
+    sorted.sort_unstable();
+    let median = sorted[sorted.len() / 2].max(1);
+    let batches = total.div_ceil(max_in_flight);
+    let Some(w) = windows else {
+        return Some(now + median * batches as i64);
+    };
+    let mut t = now;
+    for _ in 0..batches.min(ESTIMATE_STEPS) {
+        t = w.next_open(t)? + median;
+    }
+    Some(t)
+}
+
+fn time(at: i64) -> Time {
+    Time(timestamp(at))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{ExecutionWindows, ScheduleRef, Window};
+    use crate::core::observed::JobState;
+    use jiff::Timestamp;
+
+    fn at(s: &str) -> i64 {
+        s.parse::<Timestamp>().unwrap().as_second()
+    }
+
+    fn schedule(cron: &str) -> ScheduleSpec {
+        ScheduleSpec {
+            schedule: cron.into(),
+            credits_per_session: Some(2.5),
+            ..empty_schedule()
+        }
+    }
+
+    fn spec() -> BackfillSpec {
+        BackfillSpec {
+            schedule_ref: ScheduleRef {
+                name: "hourly".into(),
+            },
+            from: Some(time(at("2026-01-01T00:00:00Z"))),
+            to: Some(time(at("2026-01-02T06:00:00Z"))),
+            count: None,
+            sessions: None,
+            session_set: None,
+            filter: None,
+            attempt_name: None,
+            dry_run: None,
+            max_in_flight: Some(4),
+            order: None,
+            suspend: None,
+            cancel: None,
+            credits_per_session: None,
+            execution_windows: None,
+            reprocess: None,
+            parent_backfill_run_id: None,
+        }
+    }
+
+    /// A Backfill driven through its life as the controller would drive
+    /// it, with Jobs that finish as `outcome` says.
+    struct Sim {
+        spec: BackfillSpec,
+        schedule: ScheduleSpec,
+        status: BackfillStatus,
+        jobs: Vec<ObservedJob>,
+        created: Vec<i64>,
+        now: i64,
+    }
+
+    impl Sim {
+        fn new(spec: BackfillSpec) -> Self {
+            Self {
+                spec,
+                schedule: schedule("0 * * * *"),
+                status: BackfillStatus::default(),
+                jobs: vec![],
+                created: vec![],
+                now: at("2026-06-01T00:00:00Z"),
+            }
+        }
+
+        fn step(&mut self) -> BackfillDecision {
+            let d = decide(&BackfillView {
+                name: "bf",
+                uid: "uid-1",
+                generation: Some(1),
+                spec: &self.spec,
+                status: &self.status,
+                created_by: Some("kubectl".into()),
+                schedule: Some(&self.schedule),
+                jobs: &self.jobs,
+                recent_durations: &[120, 60, 90],
+                now: self.now,
+            });
+            self.status = d.status.clone();
+            for (index, s) in &d.create {
+                self.created.push(s.at);
+                self.jobs.push(ObservedJob {
+                    name: format!("bf-b{}", s.at),
+                    uid: format!("u{index}"),
+                    session: Some(s.at),
+                    state: JobState::Active,
+                    deleting: false,
+                    has_finalizer: true,
+                    plan_index: Some(*index),
+                });
+            }
+            for j in &mut self.jobs {
+                if d.release.contains(&j.name) {
+                    j.has_finalizer = false;
+                }
+                if d.delete.contains(&j.name) {
+                    j.deleting = true;
+                }
+            }
+            d
+        }
+
+        /// Finishes every running Job; sessions in `fail` fail.
+        fn finish_all(&mut self, fail: &[i64]) {
+            for j in self.jobs.iter_mut().filter(|j| j.running()) {
+                j.state = if fail.contains(&j.session.unwrap()) {
+                    JobState::Failed
+                } else {
+                    JobState::Succeeded
+                };
+            }
+        }
+
+        fn run_to_end(&mut self, fail: &[i64]) {
+            for _ in 0..1_000 {
+                let d = self.step();
+                if matches!(
+                    d.status.phase,
+                    Some(
+                        BackfillPhase::Succeeded | BackfillPhase::Failed | BackfillPhase::Cancelled
+                    )
+                ) && d.status.running_count == 0
+                {
+                    return;
+                }
+                self.finish_all(fail);
+                self.now += 60;
+            }
+            panic!("did not finish");
+        }
+    }
+
+    #[test]
+    fn a_dry_run_plans_estimates_and_creates_nothing() {
+        let mut s = Sim::new(BackfillSpec {
+            dry_run: Some(true),
+            ..spec()
+        });
+        let d = s.step();
+        assert!(d.create.is_empty());
+        assert_eq!(d.status.phase, Some(BackfillPhase::Planned));
+        assert_eq!(d.status.total_estimated, 30);
+        let cost = d.status.cost_estimate.clone().unwrap();
+        assert_eq!(
+            (cost.total_entities, cost.total_credits_estimated),
+            (30, 75.0)
+        );
+        let preview = d.status.preview.clone().unwrap();
+        assert_eq!(preview.first.len(), PREVIEW);
+        assert_eq!(preview.last.last(), Some(&time(at("2026-01-02T05:00:00Z"))));
+        assert!(preview.boundaries.unwrap().contains("(exclusive)"));
+        // 30 sessions, 4 at a time, 90 s each (the median): 8 batches.
+        assert_eq!(preview.estimated_completion, Some(time(s.now + 8 * 90)));
+        assert!(d.status.run_id.is_none());
+        assert!(d.notes.iter().any(|n| n.reason == "Planned"));
+        let ready = d
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .unwrap();
+        assert_eq!(ready.status, "True");
+        // Turning dryRun off starts it.
+        s.spec.dry_run = None;
+        let d = s.step();
+        assert_eq!(d.status.phase, Some(BackfillPhase::Running));
+        assert_eq!(d.create.len(), 4);
+        assert_eq!(d.status.run_id.as_deref(), Some(run_id("uid-1").as_str()));
+    }
+
+    #[test]
+    fn never_more_than_max_in_flight_and_counters_add_up() {
+        let mut s = Sim::new(spec());
+        let fail: Vec<i64> = [1, 7, 8, 20, 29]
+            .iter()
+            .map(|h| at("2026-01-01T00:00:00Z") + h * 3_600)
+            .collect();
+        for _ in 0..100 {
+            let d = s.step();
+            assert!(s.jobs.iter().filter(|j| j.running()).count() <= 4);
+            if d.status.completed_at.is_some() {
+                break;
+            }
+            s.finish_all(&fail);
+            s.now += 60;
+        }
+        let st = &s.status;
+        assert_eq!(st.phase, Some(BackfillPhase::Failed));
+        assert_eq!(
+            (
+                st.succeeded_count,
+                st.failed_count,
+                st.processed_count,
+                st.total_estimated
+            ),
+            (25, 5, 30, 30)
+        );
+        assert_eq!(st.progress.as_deref(), Some("30/30"));
+        assert_eq!(s.created.len(), 30);
+        let failures = st.failed_sessions.clone().unwrap();
+        assert_eq!(failures.count, 5);
+        assert_eq!(
+            failures.preview.iter().map(seconds).collect::<Vec<_>>(),
+            fail
+        );
+        assert!(st.completed_at.is_some());
+        // In plan order, oldest first.
+        let mut sorted = s.created.clone();
+        sorted.sort();
+        assert_eq!(s.created, sorted);
+    }
+
+    #[test]
+    fn outcomes_count_once_when_finalizer_removal_is_lost() {
+        let mut s = Sim::new(spec());
+        s.step();
+        s.finish_all(&[]);
+        let d = s.step();
+        assert_eq!(d.status.succeeded_count, 4);
+        // The finalizers did not come off (a crash): seen again, not
+        // counted again.
+        for j in &mut s.jobs {
+            j.has_finalizer = true;
+        }
+        let d = s.step();
+        assert_eq!(d.status.succeeded_count, 4);
+        assert_eq!(d.release.len(), 4);
+    }
+
+    #[test]
+    fn a_lost_status_write_launches_the_same_sessions_again_by_name() {
+        let mut s = Sim::new(spec());
+        let before = s.status.clone();
+        let first = s.step();
+        // The status write was lost and the Job cache has not caught up:
+        // the same decision again, the same sessions (so the same Job
+        // names, and the creates find the Jobs made before).
+        s.status = before;
+        s.jobs.clear();
+        let again = s.step();
+        assert_eq!(first.create, again.create);
+        assert_eq!(first.status.run_id, again.status.run_id);
+    }
+
+    #[test]
+    fn newest_first_and_a_deleted_job_is_counted_once() {
+        let mut s = Sim::new(BackfillSpec {
+            order: Some(crate::api::SessionOrder::Newest),
+            max_in_flight: Some(2),
+            ..spec()
+        });
+        let d = s.step();
+        assert_eq!(
+            d.create
+                .iter()
+                .map(|(_, s)| rfc3339_utc(s.at))
+                .collect::<Vec<_>>(),
+            ["2026-01-02T05:00:00Z", "2026-01-02T04:00:00Z"]
+        );
+        // A person deletes the first Job while it runs.
+        s.jobs[0].deleting = true;
+        let d = s.step();
+        assert_eq!(d.status.killed_count, 1);
+        let d = s.step();
+        assert_eq!(d.status.killed_count, 1);
+        s.run_to_end(&[]);
+        assert_eq!(s.status.processed_count, 30);
+        assert_eq!(s.status.phase, Some(BackfillPhase::Failed));
+    }
+
+    #[test]
+    fn windows_make_it_wait_until_they_open() {
+        let mut s = Sim::new(BackfillSpec {
+            execution_windows: Some(ExecutionWindows {
+                time_zone: Some("UTC".into()),
+                // 2026-06-01 is a Monday.
+                monday: vec![Window {
+                    start: "22:00".into(),
+                    end: "02:00".into(),
+                }],
+                ..ExecutionWindows::default()
+            }),
+            ..spec()
+        });
+        s.now = at("2026-06-01T12:00:00Z");
+        let d = s.step();
+        assert!(d.create.is_empty());
+        assert_eq!(d.status.phase, Some(BackfillPhase::Waiting));
+        assert_eq!(
+            d.status.next_window_start,
+            Some(time(at("2026-06-01T22:00:00Z")))
+        );
+        assert_eq!(d.wake_at, Some(at("2026-06-01T22:00:00Z")));
+        assert!(d.notes.iter().any(|n| n.reason == "Waiting"));
+        s.now = at("2026-06-01T22:00:00Z");
+        let d = s.step();
+        assert_eq!(d.create.len(), 4);
+        assert_eq!(d.status.phase, Some(BackfillPhase::Running));
+        assert_eq!(d.status.next_window_start, None);
+    }
+
+    #[test]
+    fn suspend_pauses_and_cancel_kills() {
+        let mut s = Sim::new(spec());
+        s.step();
+        s.spec.suspend = Some(true);
+        let d = s.step();
+        assert!(d.create.is_empty());
+        assert_eq!(d.status.phase, Some(BackfillPhase::Paused));
+        s.spec.suspend = None;
+        s.finish_all(&[]);
+        let d = s.step();
+        assert_eq!(d.create.len(), 4);
+        s.spec.cancel = Some(true);
+        let d = s.step();
+        assert_eq!(d.delete.len(), 4);
+        assert!(d.create.is_empty());
+        assert_eq!(d.status.phase, Some(BackfillPhase::Cancelled));
+        assert!(
+            d.status.completed_at.is_none(),
+            "Jobs are still being killed"
+        );
+        let d = s.step();
+        assert_eq!(d.status.killed_count, 4);
+        assert_eq!(d.status.running_count, 0);
+        assert!(d.status.completed_at.is_some());
+        assert_eq!(d.status.succeeded_count, 4);
+    }
+
+    #[test]
+    fn missing_schedule_and_bad_zone_stall_and_recover() {
+        let mut s = Sim::new(spec());
+        let d = decide(&BackfillView {
+            name: "bf",
+            uid: "uid-1",
+            generation: Some(1),
+            spec: &s.spec,
+            status: &s.status,
+            created_by: None,
+            schedule: None,
+            jobs: &[],
+            recent_durations: &[],
+            now: s.now,
+        });
+        let stalled = d
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Stalled")
+            .unwrap();
+        assert_eq!(
+            (stalled.status.as_str(), stalled.reason.as_str()),
+            ("True", "ScheduleNotFound")
+        );
+        s.schedule.time_zone = Some("Nowhere/Land".into());
+        let d = s.step();
+        let stalled = d
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Stalled")
+            .unwrap();
+        assert_eq!(stalled.reason, "InvalidSchedule");
+        assert!(d.create.is_empty());
+        s.schedule.time_zone = None;
+        let d = s.step();
+        let stalled = d
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Stalled")
+            .unwrap();
+        assert_eq!(stalled.status, "False");
+        assert_eq!(d.create.len(), 4);
+    }
+
+    #[test]
+    fn an_empty_plan_succeeds_at_once_and_says_so() {
+        let mut s = Sim::new(BackfillSpec {
+            from: Some(time(at("2026-01-01T00:10:00Z"))),
+            to: Some(time(at("2026-01-01T00:20:00Z"))),
+            ..spec()
+        });
+        let d = s.step();
+        assert_eq!(d.status.phase, Some(BackfillPhase::Succeeded));
+        assert_eq!(d.status.total_estimated, 0);
+        assert!(d.notes.iter().any(|n| n.reason == "NothingToRun"));
+    }
+
+    #[test]
+    fn count_is_frozen_and_a_changed_schedule_does_not_move_the_plan() {
+        let mut s = Sim::new(BackfillSpec {
+            to: None,
+            count: Some(10),
+            max_in_flight: Some(3),
+            ..spec()
+        });
+        s.step();
+        s.schedule.schedule = "*/5 * * * *".into();
+        s.run_to_end(&[]);
+        assert_eq!(s.created.len(), 10);
+        assert_eq!(s.created[9], at("2026-01-01T09:00:00Z"));
+        assert_eq!(s.status.phase, Some(BackfillPhase::Succeeded));
+    }
+
+    #[test]
+    fn a_hundred_thousand_sessions_half_failed_stay_small() {
+        let mut s = Sim::new(BackfillSpec {
+            to: None,
+            count: Some(100_000),
+            max_in_flight: Some(10_000),
+            ..spec()
+        });
+        s.schedule = schedule("* * * * *");
+        let fail: std::collections::HashSet<i64> = (0..100_000)
+            .step_by(2)
+            .map(|i| at("2026-01-01T00:00:00Z") + i * 60)
+            .collect();
+        for _ in 0..50 {
+            let d = s.step();
+            if d.status.completed_at.is_some() {
+                break;
+            }
+            for j in s.jobs.iter_mut().filter(|j| j.running()) {
+                j.state = if fail.contains(&j.session.unwrap()) {
+                    JobState::Failed
+                } else {
+                    JobState::Succeeded
+                };
+            }
+            // Released Jobs go away, as history or TTL would take them.
+            s.jobs.retain(|j| j.has_finalizer || j.running());
+        }
+        assert_eq!(s.status.processed_count, 100_000);
+        assert_eq!(s.status.failed_count, 50_000);
+        let bytes = serde_json::to_vec(&s.status).unwrap().len();
+        println!("status of a 100,000-session backfill, half failed: {bytes} bytes");
+        assert!(bytes < 64 * 1024, "{bytes} bytes");
+    }
+}
