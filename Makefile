@@ -42,8 +42,13 @@ test: ## Run every test against a local control plane (started and stopped here)
 	else echo "make test: FAILED (exit $$status)"; fi; \
 	exit $$status
 
-bench: ## Run the benchmarks
-	$(CARGO) bench
+# The planner against the bare cron engines, then the operator against a
+# plain client on a local control plane (started and stopped here).
+bench: ## Run the benchmarks (prints side-by-side ratios)
+	@if [ -z "$(KEEP_CLUSTER)" ]; then trap 'bash hack/cluster.sh down' EXIT; fi; \
+	trap 'exit 130' INT TERM; \
+	bash hack/cluster.sh up || exit $$?; \
+	$(CARGO) bench --bench planner && $(CARGO) bench --bench operator
 
 demo: ## Run the operator on the local control plane with the example minutely Schedule
 	bash hack/demo.sh
