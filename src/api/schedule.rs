@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 // kube's printcolumn(...) repeats `type_ = ...`, which clippy mistakes for
 // a duplicated attribute.
 #[allow(clippy::duplicated_attributes)]
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[kube(
     group = "backfill.dev",
     version = "v1alpha1",

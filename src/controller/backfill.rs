@@ -2,18 +2,15 @@
 //! Jobs, `decide`, act.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
-use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
-use serde_json::json;
-use tracing::{debug, instrument, warn};
+use tracing::{debug, instrument};
 
-use super::{Context, FIELD_MANAGER, create_job, delete_job, observe, publish, release_finalizer};
+use super::{Context, create_job, delete_job, observe, publish, release_finalizer, write_status};
 use crate::api::{
     ANNOTATION_CREATED_BY, ANNOTATION_PLAN_INDEX, Backfill, LABEL_SCHEDULE, Schedule,
 };
@@ -127,19 +124,7 @@ pub async fn reconcile(backfill: Arc<Backfill>, ctx: Arc<Context>) -> Result<Act
     }
 
     if backfill.status.as_ref() != Some(&decision.status) {
-        let api: Api<Backfill> = Api::namespaced(ctx.client.clone(), &ns);
-        let patch = json!({
-            "apiVersion": "backfill.dev/v1alpha1",
-            "kind": "Backfill",
-            "metadata": {"resourceVersion": backfill.resource_version()},
-            "status": decision.status,
-        });
-        api.patch_status(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await?;
+        write_status(&ctx, backfill.as_ref(), &decision.status).await?;
     }
     futures::stream::iter(decision.release.clone())
         .map(|job| {
@@ -165,19 +150,6 @@ pub async fn reconcile(backfill: Arc<Backfill>, ctx: Arc<Context>) -> Result<Act
         Some(at) => Action::requeue(ctx.clock.until(at)),
         None => Action::await_change(),
     })
-}
-
-pub fn error_policy(backfill: Arc<Backfill>, error: &Error, _ctx: Arc<Context>) -> Action {
-    match error {
-        Error::Kube(kube::Error::Api(e)) if e.code == 409 => {
-            Action::requeue(Duration::from_millis(200))
-        }
-        Error::Invalid(_) => Action::await_change(),
-        _ => {
-            warn!(backfill = %backfill.name_any(), error = %error, "will retry");
-            Action::requeue(Duration::from_secs(5))
-        }
-    }
 }
 
 /// The Backfills of a Schedule, reconciled when it changes (created,

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use futures::{StreamExt, future};
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, PropagationPolicy};
+use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
@@ -142,7 +143,7 @@ pub async fn run(client: Client, settings: Settings) -> Result<()> {
     let schedule_loop = schedules_ctl
         .owns_shared_stream(schedule_jobs)
         .shutdown_on_signal()
-        .run(schedule::reconcile, schedule::error_policy, ctx.clone())
+        .run(schedule::reconcile, error_policy, ctx.clone())
         .for_each(log_result);
     let mapper_store = backfills.clone();
     let backfill_loop = backfills_ctl
@@ -153,7 +154,7 @@ pub async fn run(client: Client, settings: Settings) -> Result<()> {
             move |s| backfill::backfills_of(&mapper_store, &s),
         )
         .shutdown_on_signal()
-        .run(backfill::reconcile, backfill::error_policy, ctx)
+        .run(backfill::reconcile, error_policy, ctx)
         .for_each(log_result);
     let job_loop =
         release_orphans(job_events, schedules, backfills, client).for_each(|_| future::ready(()));
@@ -315,6 +316,55 @@ pub async fn release_finalizer(client: &Client, ns: &str, name: &str) -> Result<
         Ok(_) => Ok(()),
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
         Err(e) => Err(Error::Kube(e)),
+    }
+}
+
+/// Writes an object's status with server-side apply. The resourceVersion
+/// makes the write fail (409) on a stale read, so a counter is never
+/// computed from an old value; the retry reads the fresh object.
+pub async fn write_status<K>(ctx: &Context, obj: &K, status: &impl serde::Serialize) -> Result<()>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let ns = obj
+        .namespace()
+        .ok_or_else(|| Error::Invalid("an object without a namespace".into()))?;
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
+    let patch = json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "metadata": {"resourceVersion": obj.resource_version()},
+        "status": status,
+    });
+    api.patch_status(
+        &obj.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+/// The requeue after a failed reconcile: at once after a stale read,
+/// never for an object that cannot be handled until it changes, after a
+/// short backoff for the rest (transient API errors).
+pub fn error_policy<K: Resource<DynamicType = ()>>(
+    obj: Arc<K>,
+    error: &Error,
+    _ctx: Arc<Context>,
+) -> Action {
+    match error {
+        Error::Kube(kube::Error::Api(e)) if e.code == 409 => {
+            Action::requeue(Duration::from_millis(200))
+        }
+        Error::Invalid(_) => Action::await_change(),
+        _ => {
+            warn!(kind = %K::kind(&()), name = %obj.name_any(), error = %error, "will retry");
+            Action::requeue(Duration::from_secs(5))
+        }
     }
 }
 

@@ -2,15 +2,12 @@
 //! act.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
-use serde_json::json;
-use tracing::{debug, instrument, warn};
+use tracing::{debug, instrument};
 
-use super::{Context, FIELD_MANAGER, create_job, delete_job, observe, publish, release_finalizer};
+use super::{Context, create_job, delete_job, observe, publish, release_finalizer, write_status};
 use crate::api::Schedule;
 use crate::core::job::{Attempt, OwnerKind};
 use crate::core::observed::Note;
@@ -101,21 +98,7 @@ pub async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Act
     }
 
     if schedule.status.as_ref() != Some(&decision.status) {
-        let api: Api<Schedule> = Api::namespaced(ctx.client.clone(), &ns);
-        // The resourceVersion makes the write fail on a stale read, so a
-        // counter is never computed from an old value.
-        let patch = json!({
-            "apiVersion": "backfill.dev/v1alpha1",
-            "kind": "Schedule",
-            "metadata": {"resourceVersion": schedule.resource_version()},
-            "status": decision.status,
-        });
-        api.patch_status(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await?;
+        write_status(&ctx, schedule.as_ref(), &decision.status).await?;
     }
     // The outcomes are in the status: the Jobs may go.
     for job in &decision.release {
@@ -131,18 +114,4 @@ pub async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Act
         Some(at) => Action::requeue(ctx.clock.until(at)),
         None => Action::await_change(),
     })
-}
-
-pub fn error_policy(schedule: Arc<Schedule>, error: &Error, _ctx: Arc<Context>) -> Action {
-    match error {
-        // A stale read: look again at once, with the fresh object.
-        Error::Kube(kube::Error::Api(e)) if e.code == 409 => {
-            Action::requeue(Duration::from_millis(200))
-        }
-        Error::Invalid(_) => Action::await_change(),
-        _ => {
-            warn!(schedule = %schedule.name_any(), error = %error, "will retry");
-            Action::requeue(Duration::from_secs(5))
-        }
-    }
 }

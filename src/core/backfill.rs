@@ -8,11 +8,10 @@
 //! outcomes are bitmaps over plan indexes. A Job carries its plan index,
 //! so its outcome is counted exactly once however often it is seen.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use uuid::Uuid;
 
 use super::bitmap::Bitmap;
-use super::clock::{Clock, Session, rfc3339_utc, timestamp};
+use super::clock::{Clock, Session, rfc3339_utc, time};
 use super::observed::{Kstatus, Note, ObservedJob, Outcome, find_condition};
 use super::plan::{Order, Plan, PlanError, Selection, seconds};
 use super::windows::Windows;
@@ -339,7 +338,7 @@ pub fn frozen_plan(spec: &BackfillSpec, run: &RunState) -> Result<Plan, PlanErro
     let schedule = ScheduleSpec {
         schedule: run.schedule.clone(),
         time_zone: Some(run.time_zone.clone()),
-        ..empty_schedule()
+        ..ScheduleSpec::default()
     };
     let plan = match (from, to, spec.count) {
         // Counted plans become the range they covered at the start.
@@ -358,23 +357,6 @@ pub fn frozen_plan(spec: &BackfillSpec, run: &RunState) -> Result<Plan, PlanErro
         // An empty plan stays empty.
         _ => plan.before(Some(i64::MIN)),
     })
-}
-
-fn empty_schedule() -> ScheduleSpec {
-    ScheduleSpec {
-        schedule: String::new(),
-        time_zone: None,
-        suspend: None,
-        concurrency_policy: None,
-        starting_deadline_seconds: None,
-        successful_jobs_history_limit: None,
-        failed_jobs_history_limit: None,
-        job_template: Default::default(),
-        start_time: None,
-        end_time: None,
-        missed_sessions: None,
-        credits_per_session: None,
-    }
 }
 
 /// Records outcomes, then launches, pauses, waits or cancels.
@@ -676,26 +658,18 @@ pub fn estimate_completion(
     Some(t)
 }
 
-fn time(at: i64) -> Time {
-    Time(timestamp(at))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::api::{ExecutionWindows, ScheduleRef, Window};
+    use crate::core::clock::at;
     use crate::core::observed::JobState;
-    use jiff::Timestamp;
-
-    fn at(s: &str) -> i64 {
-        s.parse::<Timestamp>().unwrap().as_second()
-    }
 
     fn schedule(cron: &str) -> ScheduleSpec {
         ScheduleSpec {
             schedule: cron.into(),
             credits_per_session: Some(2.5),
-            ..empty_schedule()
+            ..ScheduleSpec::default()
         }
     }
 

@@ -337,6 +337,17 @@ pub fn timestamp(at: i64) -> Timestamp {
     })
 }
 
+/// Unix seconds as an API timestamp.
+pub fn time(at: i64) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
+    k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(timestamp(at))
+}
+
+/// Unix seconds of an RFC 3339 instant, for tests.
+#[cfg(test)]
+pub fn at(s: &str) -> i64 {
+    s.parse::<Timestamp>().unwrap().as_second()
+}
+
 /// RFC 3339 in UTC, e.g. `2026-03-08T07:00:00Z`.
 pub fn rfc3339_utc(at: i64) -> String {
     timestamp(at).strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
@@ -345,10 +356,6 @@ pub fn rfc3339_utc(at: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn at(s: &str) -> i64 {
-        s.parse::<Timestamp>().unwrap().as_second()
-    }
 
     /// Sessions in `[from, to)` as UTC RFC 3339 strings.
     fn plan(expr: &str, zone: &str, from: &str, to: &str) -> Vec<String> {

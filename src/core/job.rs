@@ -210,14 +210,10 @@ fn add_missing_env(container: &mut Container, vars: &[EnvVar]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jiff::Timestamp;
+    use crate::core::clock::at;
     use k8s_openapi::api::batch::v1::JobSpec;
     use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec};
     use std::collections::HashSet;
-
-    fn at(s: &str) -> i64 {
-        s.parse::<Timestamp>().unwrap().as_second()
-    }
 
     #[test]
     fn names_are_deterministic_distinct_and_short() {

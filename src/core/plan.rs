@@ -525,12 +525,8 @@ pub fn seconds(t: &Time) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jiff::Timestamp;
+    use crate::core::clock::at;
     use proptest::prelude::*;
-
-    fn at(s: &str) -> i64 {
-        s.parse::<Timestamp>().unwrap().as_second()
-    }
 
     fn times(plan: &Plan) -> Vec<String> {
         plan.iter().map(|s| rfc3339_utc(s.at)).collect()

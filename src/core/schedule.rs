@@ -6,9 +6,8 @@
 use std::collections::BTreeSet;
 
 use k8s_openapi::api::core::v1::ObjectReference;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::clock::{Clock, Session, rfc3339_utc, timestamp};
+use super::clock::{Clock, Session, rfc3339_utc, time};
 use super::observed::{JobState, Kstatus, Note, ObservedJob, Outcome, find_condition};
 use super::plan::seconds;
 use crate::api::{ConcurrencyPolicy, MissedSessionPolicy, ScheduleSpec, ScheduleStatus, condition};
@@ -421,35 +420,16 @@ fn prune_history(view: &ScheduleView<'_>, d: &mut ScheduleDecision) {
     }
 }
 
-fn time(at: i64) -> Time {
-    Time(timestamp(at))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::api::MissedSessions;
-    use jiff::Timestamp;
-    use k8s_openapi::api::batch::v1::JobTemplateSpec;
-
-    fn at(s: &str) -> i64 {
-        s.parse::<Timestamp>().unwrap().as_second()
-    }
+    use crate::core::clock::at;
 
     fn spec(cron: &str) -> ScheduleSpec {
         ScheduleSpec {
             schedule: cron.into(),
-            time_zone: None,
-            suspend: None,
-            concurrency_policy: None,
-            starting_deadline_seconds: None,
-            successful_jobs_history_limit: None,
-            failed_jobs_history_limit: None,
-            job_template: JobTemplateSpec::default(),
-            start_time: None,
-            end_time: None,
-            missed_sessions: None,
-            credits_per_session: None,
+            ..ScheduleSpec::default()
         }
     }
 

@@ -161,11 +161,7 @@ fn parse_hhmm(text: &str) -> Option<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jiff::Timestamp;
-
-    fn at(s: &str) -> i64 {
-        s.parse::<Timestamp>().unwrap().as_second()
-    }
+    use crate::core::clock::at;
 
     fn window(start: &str, end: &str) -> Window {
         Window {
