@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
+use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
@@ -32,6 +33,7 @@ pub async fn reconcile(backfill: Arc<Backfill>, ctx: Arc<Context>) -> Result<Act
         .ok_or_else(|| Error::Invalid("a Backfill without a namespace".into()))?;
     let name = backfill.name_any();
     let uid = backfill.uid().unwrap_or_default();
+    ctx.jobs_synced().await;
     let all_jobs = ctx.jobs.state();
     let jobs: Vec<&Arc<Job>> = all_jobs
         .iter()
@@ -46,9 +48,17 @@ pub async fn reconcile(backfill: Arc<Backfill>, ctx: Arc<Context>) -> Result<Act
     }
 
     let schedule_name = &backfill.spec.schedule_ref.name;
-    let schedule = ctx
+    // The cache first; a Schedule it lacks may be one it has not seen yet.
+    let schedule = match ctx
         .schedules
-        .get(&ObjectRef::<Schedule>::new(schedule_name).within(&ns));
+        .get(&ObjectRef::<Schedule>::new(schedule_name).within(&ns))
+    {
+        Some(s) => Some(s),
+        None => Api::<Schedule>::namespaced(ctx.client.clone(), &ns)
+            .get_opt(schedule_name)
+            .await?
+            .map(Arc::new),
+    };
     let recent_durations = recent_durations(&all_jobs, &ns, schedule_name);
     let observed: Vec<_> = jobs.iter().map(|j| observe(j)).collect();
     let status = backfill.status.clone().unwrap_or_default();

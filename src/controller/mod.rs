@@ -33,6 +33,8 @@ pub const FIELD_MANAGER: &str = "backfill-operator";
 #[derive(Clone, Copy, Debug)]
 pub struct OperatorClock {
     started: Instant,
+    /// Real Unix time at `started`.
+    real_start: f64,
     origin: f64,
     scale: f64,
 }
@@ -48,9 +50,16 @@ impl OperatorClock {
         let real_now = jiff::Timestamp::now().as_millisecond() as f64 / 1_000.0;
         Self {
             started: Instant::now(),
+            real_start: real_now,
             origin: origin.map_or(real_now, |o| o as f64),
             scale: if scale > 0.0 { scale } else { 1.0 },
         }
+    }
+
+    /// This clock's reading at a real instant (Unix seconds), such as an
+    /// object's creationTimestamp.
+    pub fn at_real(&self, real: i64) -> i64 {
+        (self.origin + (real as f64 - self.real_start) * self.scale).floor() as i64
     }
 
     /// Unix seconds on this clock.
@@ -73,8 +82,21 @@ pub struct Context {
     pub client: Client,
     pub recorder: Recorder,
     pub jobs: Store<Job>,
+    /// True once the Job cache holds the initial list. A reconcile waits
+    /// for it: deciding from an empty cache would forget which outcomes
+    /// were counted. (A watch channel, because kube's store readiness
+    /// wakes only one waiter.)
+    pub jobs_ready: tokio::sync::watch::Receiver<bool>,
     pub schedules: Store<Schedule>,
     pub clock: OperatorClock,
+}
+
+impl Context {
+    pub async fn jobs_synced(&self) {
+        let mut ready = self.jobs_ready.clone();
+        // An error means the sender is gone: the operator is stopping.
+        let _ = ready.wait_for(|r| *r).await;
+    }
 }
 
 /// What the operator is told at start.
@@ -105,12 +127,18 @@ pub async fn run(client: Client, settings: Settings) -> Result<()> {
         (Some(a), Some(b)) => (a, b),
         _ => return Err(Error::Invalid("a shared store gives subscribers".into())),
     };
+    let (ready_tx, jobs_ready) = tokio::sync::watch::channel(false);
     let job_events = watcher(
         api::<Job>(&client, ns),
         watcher::Config::default().labels(LABEL_SCHEDULE),
     )
     .default_backoff()
     .reflect_shared(writer)
+    .inspect(move |event| {
+        if matches!(event, Ok(watcher::Event::InitDone)) {
+            ready_tx.send_replace(true);
+        }
+    })
     .applied_objects();
 
     let schedules_ctl = Controller::new(api::<Schedule>(&client, ns), watcher::Config::default());
@@ -122,20 +150,17 @@ pub async fn run(client: Client, settings: Settings) -> Result<()> {
         client: client.clone(),
         recorder: Recorder::new(client.clone(), Reporter::from(FIELD_MANAGER)),
         jobs: jobs.clone(),
+        jobs_ready,
         schedules: schedules.clone(),
         clock: settings.clock,
     });
 
     let ready = {
-        let (jobs, schedules, backfills) = (jobs.clone(), schedules.clone(), backfills.clone());
+        let ctx = ctx.clone();
         let namespace = ns_label(ns);
         async move {
-            if jobs.wait_until_ready().await.is_ok()
-                && schedules.wait_until_ready().await.is_ok()
-                && backfills.wait_until_ready().await.is_ok()
-            {
-                info!(namespace, "controllers started");
-            }
+            ctx.jobs_synced().await;
+            info!(namespace, "controllers started");
         }
     };
     tokio::spawn(ready);
@@ -191,7 +216,8 @@ fn ns_label(ns: Option<&str>) -> String {
 /// Passes Job events on, and releases the finalizer of a Job being deleted
 /// whose owner (Schedule or Backfill) no longer exists — the garbage
 /// collector deleting a deleted owner's Jobs: nobody is left to record
-/// its outcome.
+/// its outcome. An owner missing from the cache is looked up before its
+/// Job is taken for an orphan (the cache may not have synced yet).
 fn release_orphans<S>(
     events: S,
     schedules: Store<Schedule>,
@@ -207,28 +233,58 @@ where
             if let Ok(job) = &event
                 && job.meta().deletion_timestamp.is_some()
                 && has_finalizer(job)
-                && schedules.wait_until_ready().await.is_ok()
-                && backfills.wait_until_ready().await.is_ok()
+                && let Some(ns) = job.namespace()
             {
-                let live = |uid: &str, kind: &str| match kind {
-                    "Schedule" => schedules.state().iter().any(|s| alive(s.meta(), uid)),
-                    "Backfill" => backfills.state().iter().any(|b| alive(b.meta(), uid)),
-                    _ => true,
-                };
-                let orphan = job
-                    .owner_references()
-                    .iter()
-                    .all(|o| !live(&o.uid, &o.kind));
-                if orphan
-                    && let Some(ns) = job.namespace()
-                    && let Err(e) = release_finalizer(&client, &ns, &job.name_any()).await
-                {
+                let mut orphan = true;
+                for owner in job.owner_references() {
+                    let cached = match owner.kind.as_str() {
+                        "Schedule" => schedules
+                            .state()
+                            .iter()
+                            .any(|s| alive(s.meta(), &owner.uid)),
+                        "Backfill" => backfills
+                            .state()
+                            .iter()
+                            .any(|b| alive(b.meta(), &owner.uid)),
+                        _ => true,
+                    };
+                    if cached || owner_alive(&client, &ns, owner).await {
+                        orphan = false;
+                    }
+                }
+                if orphan && let Err(e) = release_finalizer(&client, &ns, &job.name_any()).await {
                     warn!(job = %job.name_any(), error = %e, "releasing an orphaned Job failed");
                 }
             }
             event
         }
     })
+}
+
+/// Whether the owner a reference names still exists (same UID, not being
+/// deleted). An error other than "not found" counts as alive: a Job is
+/// never released on a guess.
+async fn owner_alive(
+    client: &Client,
+    ns: &str,
+    owner: &k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
+) -> bool {
+    let meta = match owner.kind.as_str() {
+        "Schedule" => Api::<Schedule>::namespaced(client.clone(), ns)
+            .get_metadata_opt(&owner.name)
+            .await
+            .map(|o| o.map(|o| o.metadata)),
+        "Backfill" => Api::<Backfill>::namespaced(client.clone(), ns)
+            .get_metadata_opt(&owner.name)
+            .await
+            .map(|o| o.map(|o| o.metadata)),
+        _ => return true,
+    };
+    match meta {
+        Ok(Some(meta)) => alive(&meta, &owner.uid),
+        Ok(None) => false,
+        Err(_) => true,
+    }
 }
 
 fn alive(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, uid: &str) -> bool {

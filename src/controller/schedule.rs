@@ -21,6 +21,7 @@ pub async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Act
         .namespace()
         .ok_or_else(|| Error::Invalid("a Schedule without a namespace".into()))?;
     let uid = schedule.uid().unwrap_or_default();
+    ctx.jobs_synced().await;
     let jobs: Vec<_> = ctx
         .jobs
         .state()
@@ -43,7 +44,7 @@ pub async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Act
         .meta()
         .creation_timestamp
         .as_ref()
-        .map(seconds)
+        .map(|t| ctx.clock.at_real(seconds(t)))
         .unwrap_or_else(|| ctx.clock.now());
     let name = schedule.name_any();
     let decision = decide(&ScheduleView {
@@ -57,7 +58,12 @@ pub async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Act
         now: ctx.clock.now(),
     });
 
-    // Jobs first: a crash after this finds them by name and starts none
+    // Replace deletes the running Job before its successor starts, as
+    // CronJob does.
+    for job in &decision.replace {
+        delete_job(&ctx.client, &ns, job).await?;
+    }
+    // Jobs next: a crash after this finds them by name and starts none
     // twice; the status that moves the watermark comes after.
     if !decision.create.is_empty() {
         let clock = Clock::new(&schedule.spec.schedule, schedule.spec.time_zone.as_deref())
@@ -92,9 +98,6 @@ pub async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Act
             }
         }
         publish(&ctx, schedule.as_ref(), &created).await;
-    }
-    for job in &decision.replace {
-        delete_job(&ctx.client, &ns, job).await?;
     }
 
     if schedule.status.as_ref() != Some(&decision.status) {
