@@ -185,12 +185,16 @@ fn created_by(backfill: &Backfill) -> Option<String> {
         .get(ANNOTATION_CREATED_BY)
         .cloned()
         .or_else(|| {
+            // The first manager of the object itself, not of its status
+            // (the operator's).
             backfill
                 .meta()
                 .managed_fields
-                .as_ref()
-                .and_then(|m| m.first())
-                .and_then(|m| m.manager.clone())
+                .iter()
+                .flatten()
+                .filter(|m| m.subresource.as_deref().unwrap_or_default().is_empty())
+                .filter_map(|m| m.manager.clone())
+                .find(|m| m != super::FIELD_MANAGER)
         })
 }
 

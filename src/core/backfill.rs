@@ -287,7 +287,12 @@ fn plan_or_start(view: &BackfillView<'_>, d: &mut BackfillDecision) -> Result<()
     .map(time);
     d.status.preview = Some(preview);
     d.status.progress = Some(format!("0/{total}"));
-    d.status.created_by = view.created_by.clone();
+    // Who asked is decided once.
+    d.status.created_by = view
+        .status
+        .created_by
+        .clone()
+        .or_else(|| view.created_by.clone());
 
     if dry_run {
         if view.status.phase != Some(BackfillPhase::Planned) {
@@ -418,60 +423,59 @@ fn advance(view: &BackfillView<'_>, d: &mut BackfillDecision) -> Result<(), Stal
     }
 
     let running: Vec<&ObservedJob> = view.jobs.iter().filter(|j| j.running()).collect();
-    d.status.running_count = running.len() as i64;
+    // In flight: launched and not yet counted. That includes Jobs the
+    // cache does not show yet, so a pass right after a launch never
+    // launches past `maxInFlight`.
+    let in_flight = (run.launched.max(0) as u64)
+        .saturating_sub(done.len())
+        .max(running.len() as u64);
+    d.status.running_count = in_flight as i64;
     let total = d.status.total_estimated.max(0) as u64;
-    let finished = matches!(
-        d.status.phase,
-        Some(BackfillPhase::Succeeded | BackfillPhase::Failed | BackfillPhase::Cancelled)
-    );
+    let phase = d.status.phase.unwrap_or_default();
+    let ended = matches!(phase, BackfillPhase::Succeeded | BackfillPhase::Failed);
 
     // A launch that cannot happen must not lose the outcomes counted
     // above: its error is returned after the run state is saved.
     let mut launched = Ok(());
-    if view.spec.cancel == Some(true) && !finished {
+    if view.spec.cancel == Some(true) && !ended {
+        // Every pass deletes what runs, also Jobs the cache showed late.
         d.delete = running.iter().map(|j| j.name.clone()).collect();
         d.status.phase = Some(BackfillPhase::Cancelled);
         d.status.error =
             Some("cancelled: running Jobs were deleted, nothing more is launched".into());
-    } else if finished {
+    } else if ended || phase == BackfillPhase::Cancelled {
         // Nothing more to launch; stragglers are counted above.
     } else if view.spec.suspend == Some(true) {
         d.status.phase = Some(BackfillPhase::Paused);
         d.status.next_window_start = None;
     } else {
         d.status.phase = Some(BackfillPhase::Running);
-        launched = launch(view, d, &mut run, running.len() as u64, total);
+        launched = launch(view, d, &mut run, in_flight, total);
     }
 
     let processed = done.len();
     d.status.processed_count = processed as i64;
     d.status.progress = Some(format!("{processed}/{total}"));
-    let all_done = run.launched as u64 >= total
-        && d.status.running_count == 0
-        && processed >= run.launched as u64;
+    let all_done = run.launched as u64 >= total && processed >= run.launched as u64;
     if let Some(BackfillPhase::Running | BackfillPhase::Waiting) = d.status.phase
         && all_done
     {
-        {
-            let bad = failed.len() + killed.len();
-            d.status.phase = Some(if bad == 0 {
-                BackfillPhase::Succeeded
-            } else {
-                d.status.error = Some(format!("{bad} of {total} sessions did not succeed"));
-                BackfillPhase::Failed
-            });
-            d.status.next_window_start = None;
-        }
+        let bad = failed.len() + killed.len();
+        d.status.phase = Some(if bad == 0 {
+            BackfillPhase::Succeeded
+        } else {
+            d.status.error = Some(format!("{bad} of {total} sessions did not succeed"));
+            BackfillPhase::Failed
+        });
+        d.status.next_window_start = None;
     }
     let terminal = matches!(
         d.status.phase,
         Some(BackfillPhase::Succeeded | BackfillPhase::Failed | BackfillPhase::Cancelled)
     );
-    if terminal
-        && d.status.completed_at.is_none()
-        && d.status.running_count == 0
-        && d.delete.is_empty()
-    {
+    let settled =
+        (run.launched.max(0) as u64).saturating_sub(done.len()) == 0 && running.is_empty();
+    if terminal && d.status.completed_at.is_none() && settled {
         d.status.completed_at = Some(time(view.now));
     }
 
@@ -865,6 +869,20 @@ mod tests {
         let mut sorted = s.created.clone();
         sorted.sort();
         assert_eq!(s.created, sorted);
+    }
+
+    #[test]
+    fn jobs_the_cache_does_not_show_yet_are_in_flight() {
+        let mut s = Sim::new(spec());
+        assert_eq!(s.step().create.len(), 4);
+        // The next pass comes before the watch shows the four Jobs.
+        let seen = std::mem::take(&mut s.jobs);
+        let d = s.step();
+        assert!(d.create.is_empty(), "launched past maxInFlight");
+        assert_eq!(d.status.running_count, 4);
+        s.jobs = seen;
+        s.finish_all(&[]);
+        assert_eq!(s.step().create.len(), 4);
     }
 
     #[test]
