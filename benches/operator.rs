@@ -19,11 +19,15 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use backfill_operator::api::{Backfill, Schedule};
+use backfill_operator::core::Clock;
+use backfill_operator::core::job::{Attempt, OwnerKind};
 use common::operator::Operator;
 use futures::StreamExt;
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::batch::v1::{Job, JobTemplateSpec};
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Client;
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, PostParams};
 use serde_json::json;
 
 const SESSIONS: usize = 2_000;
@@ -61,18 +65,15 @@ async fn requests(client: &Client) -> BTreeMap<String, f64> {
         };
         let resource = label("resource");
         let sub = label("subresource");
-        let key = match (resource.as_str(), sub.as_str()) {
-            ("jobs", "") | ("backfills", _) | ("schedules", _) | ("events", _) => {
-                format!(
-                    "{resource}{} {}",
-                    if sub.is_empty() {
-                        String::new()
-                    } else {
-                        format!("/{sub}")
-                    },
-                    label("verb")
-                )
-            }
+        let verb = label("verb");
+        // What the operator does: create, patch (finalizers) and delete
+        // Jobs, apply status. Gets and lists of Schedules and Backfills
+        // are this benchmark's own polling; Events are counted apart (the
+        // job controller's are among them).
+        let key = match (resource.as_str(), sub.as_str(), verb.as_str()) {
+            ("jobs", "", "POST" | "PATCH" | "DELETE") => format!("jobs {verb}"),
+            ("backfills" | "schedules", "status", _) => format!("{resource}/status {verb}"),
+            ("events", _, "POST" | "PATCH") => format!("events {verb}"),
             _ => continue,
         };
         let value: f64 = line
@@ -104,15 +105,48 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
         .ok()
 }
 
+/// The plain client creates the very Jobs the operator would: built by
+/// the same code, with labels, annotations, environment and an owner
+/// reference (to a ConfigMap here), less the finalizer.
 async fn raw_client(client: &Client, ns: &str) -> Duration {
-    let api: Api<Job> = Api::namespaced(client.clone(), ns);
-    let jobs: Vec<Job> = (0..SESSIONS)
-        .map(|i| {
-            let mut job: Job = serde_json::from_value(job_template()).unwrap();
-            job.metadata.name = Some(format!("raw-{i}"));
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let mut owner = ConfigMap::default();
+    owner.metadata.name = Some("owner".into());
+    let owner = configmaps
+        .create(&PostParams::default(), &owner)
+        .await
+        .unwrap();
+    let owner = OwnerReference {
+        api_version: "v1".into(),
+        kind: "ConfigMap".into(),
+        name: "owner".into(),
+        uid: owner.metadata.uid.clone().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    };
+    let template: JobTemplateSpec = serde_json::from_value(job_template()).unwrap();
+    let clock = Clock::new("* * * * *", None).unwrap();
+    let jobs: Vec<Job> = clock
+        .sessions_from(1_767_225_600)
+        .take(SESSIONS)
+        .map(|session| {
+            let mut job = Attempt {
+                kind: OwnerKind::Backfill,
+                owner: owner.clone(),
+                namespace: ns,
+                schedule_name: "minutely",
+                schedule_uid: "0f1c3d5e-2a4b-4c8d-9e0f-1a2b3c4d5e6f",
+                backfill_name: Some("raw"),
+                attempt_name: "raw",
+                clock: &clock,
+                session,
+            }
+            .build_job(&template);
+            job.metadata.finalizers = None;
             job
         })
         .collect();
+    let api: Api<Job> = Api::namespaced(client.clone(), ns);
     let start = Instant::now();
     let results: Vec<_> = futures::stream::iter(jobs)
         .map(|job| {
@@ -159,15 +193,10 @@ async fn operator_backfill(
         .create(&PostParams::default(), &backfill)
         .await
         .unwrap();
-    let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
+    // The operator records the launch once every create has returned.
     let created = common::wait_for("all Jobs created", Duration::from_secs(600), || async {
-        let n = jobs
-            .list_metadata(&ListParams::default())
-            .await
-            .ok()?
-            .items
-            .len();
-        (n >= SESSIONS).then(|| start.elapsed())
+        let run = backfills.get("bench").await.ok()?.status?.run?;
+        (run.launched as usize >= SESSIONS).then(|| start.elapsed())
     })
     .await;
     common::wait_for(
@@ -245,12 +274,13 @@ async fn main() {
     let client = common::client().await;
     common::install_crds(&client).await;
 
+    // The Schedule first, on a quiet control plane.
+    let sched_ns = common::TestNamespace::new(&client, "bench-sched").await;
+    let (sessions, sched_requests) = operator_schedule(&client, &sched_ns.name).await;
     let raw_ns = common::TestNamespace::new(&client, "bench-raw").await;
     let raw = raw_client(&client, &raw_ns.name).await;
     let op_ns = common::TestNamespace::new(&client, "bench-op").await;
     let (op, bf_requests, rss) = operator_backfill(&client, &op_ns.name).await;
-    let sched_ns = common::TestNamespace::new(&client, "bench-sched").await;
-    let (sessions, sched_requests) = operator_schedule(&client, &sched_ns.name).await;
 
     let rate = |d: Duration| SESSIONS as f64 / d.as_secs_f64();
     println!(
@@ -268,7 +298,7 @@ async fn main() {
     );
     let (per, ev) = per_session(&bf_requests, SESSIONS);
     println!(
-        "  operator API requests per session: {per:.2} (target <= 3), plus {ev:.3} for Events"
+        "  operator API requests per session: {per:.2} (target <= 3); Events, the job controller's among them: {ev:.2}"
     );
     println!("    by resource and verb: {bf_requests:?}");
     if let Some(kib) = rss {
@@ -276,7 +306,9 @@ async fn main() {
     }
     let (per, ev) = per_session(&sched_requests, sessions);
     println!("Schedule \"* * * * *\" on a fast clock, {sessions} sessions:");
-    println!("  API requests per scheduled session: {per:.2}, plus {ev:.2} for Events");
+    println!(
+        "  operator API requests per scheduled session: {per:.2}; Events, the job controller's among them: {ev:.2}"
+    );
     println!("    by resource and verb: {sched_requests:?}");
     // The namespaces go when dropped.
     drop((raw_ns, op_ns, sched_ns));

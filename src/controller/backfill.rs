@@ -11,7 +11,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use tracing::{debug, instrument};
 
-use super::{Context, create_job, delete_job, observe, publish, release_finalizer, write_status};
+use super::{Context, create_job, observe, publish, write_status};
 use crate::api::{
     ANNOTATION_CREATED_BY, ANNOTATION_PLAN_INDEX, Backfill, LABEL_SCHEDULE, Schedule,
 };
@@ -42,7 +42,7 @@ pub async fn reconcile(backfill: Arc<Backfill>, ctx: Arc<Context>) -> Result<Act
 
     if backfill.meta().deletion_timestamp.is_some() {
         for job in jobs.iter().filter(|j| super::has_finalizer(j)) {
-            release_finalizer(&ctx.client, &ns, &job.name_any()).await?;
+            ctx.release(&ns, &job.name_any()).await?;
         }
         return Ok(Action::await_change());
     }
@@ -130,7 +130,7 @@ pub async fn reconcile(backfill: Arc<Backfill>, ctx: Arc<Context>) -> Result<Act
         debug!(created, "launched");
     }
     for job in &decision.delete {
-        delete_job(&ctx.client, &ns, job).await?;
+        ctx.delete(&ns, job).await?;
     }
 
     if backfill.status.as_ref() != Some(&decision.status) {
@@ -138,8 +138,8 @@ pub async fn reconcile(backfill: Arc<Backfill>, ctx: Arc<Context>) -> Result<Act
     }
     futures::stream::iter(decision.release.clone())
         .map(|job| {
-            let (client, ns) = (ctx.client.clone(), ns.clone());
-            async move { release_finalizer(&client, &ns, &job).await }
+            let (ctx, ns) = (ctx.clone(), ns.clone());
+            async move { ctx.release(&ns, &job).await }
         })
         .buffer_unordered(CREATE_CONCURRENCY)
         .collect::<Vec<_>>()

@@ -89,9 +89,58 @@ pub struct Context {
     pub jobs_ready: tokio::sync::watch::Receiver<bool>,
     pub schedules: Store<Schedule>,
     pub clock: OperatorClock,
+    pub recent: Recent,
+}
+
+/// What this process did lately, so that a pass working from a cache that
+/// has not caught up yet does not send the same request again (a second
+/// finalizer removal, a second delete, the same status).
+#[derive(Default)]
+pub struct Recent {
+    done: std::sync::Mutex<std::collections::HashMap<String, (Instant, u64)>>,
+}
+
+/// How long a request is remembered: far longer than a watch lags.
+const RECENT_TTL: Duration = Duration::from_secs(60);
+
+impl Recent {
+    /// Whether `key` was done with this `value` within the TTL.
+    pub fn seen(&self, key: &str, value: u64) -> bool {
+        let done = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        done.get(key)
+            .is_some_and(|(at, v)| *v == value && at.elapsed() < RECENT_TTL)
+    }
+
+    pub fn record(&self, key: String, value: u64) {
+        let mut done = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        if done.len() > 10_000 {
+            done.retain(|_, (at, _)| at.elapsed() < RECENT_TTL);
+        }
+        done.insert(key, (Instant::now(), value));
+    }
 }
 
 impl Context {
+    /// Removes a Job's outcome finalizer, once.
+    pub async fn release(&self, ns: &str, name: &str) -> Result<()> {
+        let key = format!("release/{ns}/{name}");
+        if !self.recent.seen(&key, 0) {
+            release_finalizer(&self.client, ns, name).await?;
+            self.recent.record(key, 0);
+        }
+        Ok(())
+    }
+
+    /// Deletes a Job, once.
+    pub async fn delete(&self, ns: &str, name: &str) -> Result<()> {
+        let key = format!("delete/{ns}/{name}");
+        if !self.recent.seen(&key, 0) {
+            delete_job(&self.client, ns, name).await?;
+            self.recent.record(key, 0);
+        }
+        Ok(())
+    }
+
     pub async fn jobs_synced(&self) {
         let mut ready = self.jobs_ready.clone();
         // An error means the sender is gone: the operator is stopping.
@@ -153,6 +202,7 @@ pub async fn run(client: Client, settings: Settings) -> Result<()> {
         jobs_ready,
         schedules: schedules.clone(),
         clock: settings.clock,
+        recent: Recent::default(),
     });
 
     let ready = {
@@ -388,6 +438,18 @@ where
     let ns = obj
         .namespace()
         .ok_or_else(|| Error::Invalid("an object without a namespace".into()))?;
+    // The same status written lately: the cache has not caught up yet.
+    let body = serde_json::to_vec(status).unwrap_or_default();
+    let digest = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        body.hash(&mut h);
+        h.finish()
+    };
+    let key = format!("status/{}", obj.uid().unwrap_or_default());
+    if ctx.recent.seen(&key, digest) {
+        return Ok(());
+    }
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
     let patch = json!({
         "apiVersion": K::api_version(&()),
@@ -401,6 +463,7 @@ where
         &Patch::Apply(&patch),
     )
     .await?;
+    ctx.recent.record(key, digest);
     Ok(())
 }
 

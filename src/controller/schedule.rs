@@ -7,7 +7,7 @@ use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use tracing::{debug, instrument};
 
-use super::{Context, create_job, delete_job, observe, publish, release_finalizer, write_status};
+use super::{Context, create_job, observe, publish, write_status};
 use crate::api::Schedule;
 use crate::core::job::{Attempt, OwnerKind};
 use crate::core::observed::Note;
@@ -33,7 +33,7 @@ pub async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Act
         // Going away: its Jobs go with it, their outcomes with nobody to
         // count them.
         for job in jobs.iter().filter(|j| super::has_finalizer(j)) {
-            release_finalizer(&ctx.client, &ns, &job.name_any()).await?;
+            ctx.release(&ns, &job.name_any()).await?;
         }
         return Ok(Action::await_change());
     }
@@ -44,7 +44,9 @@ pub async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Act
         .meta()
         .creation_timestamp
         .as_ref()
-        .map(|t| ctx.clock.at_real(seconds(t)))
+        // creationTimestamp has whole seconds: take the end of its second,
+        // which on a fast test clock spans many of the operator's seconds.
+        .map(|t| ctx.clock.at_real(seconds(t) + 1) - 1)
         .unwrap_or_else(|| ctx.clock.now());
     let name = schedule.name_any();
     let decision = decide(&ScheduleView {
@@ -61,7 +63,7 @@ pub async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Act
     // Replace deletes the running Job before its successor starts, as
     // CronJob does.
     for job in &decision.replace {
-        delete_job(&ctx.client, &ns, job).await?;
+        ctx.delete(&ns, job).await?;
     }
     // Jobs next: a crash after this finds them by name and starts none
     // twice; the status that moves the watermark comes after.
@@ -105,10 +107,10 @@ pub async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Act
     }
     // The outcomes are in the status: the Jobs may go.
     for job in &decision.release {
-        release_finalizer(&ctx.client, &ns, job).await?;
+        ctx.release(&ns, job).await?;
     }
     for job in &decision.prune {
-        delete_job(&ctx.client, &ns, job).await?;
+        ctx.delete(&ns, job).await?;
     }
     publish(&ctx, schedule.as_ref(), &decision.notes).await;
 
