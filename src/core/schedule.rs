@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use k8s_openapi::api::core::v1::ObjectReference;
 
 use super::clock::{Clock, Session, rfc3339_utc, time};
+use super::job::{OwnerKind, job_name};
 use super::observed::{JobState, Kstatus, Note, ObservedJob, Outcome, find_condition};
 use super::plan::seconds;
 use crate::api::{ConcurrencyPolicy, MissedSessionPolicy, ScheduleSpec, ScheduleStatus, condition};
@@ -133,6 +134,20 @@ pub fn decide(view: &ScheduleView<'_>) -> ScheduleDecision {
         "",
     );
     prune_history(view, &mut d);
+    // Names whose finalizer is gone may stay in countedJobs (they are never
+    // counted again): dropping them is not worth a write of its own.
+    let shrunk_only = d
+        .status
+        .counted_jobs
+        .iter()
+        .all(|n| view.status.counted_jobs.contains(n))
+        && ScheduleStatus {
+            counted_jobs: view.status.counted_jobs.clone(),
+            ..d.status.clone()
+        } == *view.status;
+    if shrunk_only {
+        d.status.counted_jobs = view.status.counted_jobs.clone();
+    }
     d
 }
 
@@ -207,18 +222,7 @@ fn schedule_sessions(view: &ScheduleView<'_>, clock: &Clock, d: &mut ScheduleDec
     d.status.evaluated_through = Some(time(watermark));
 
     let running: Vec<&ObservedJob> = view.jobs.iter().filter(|j| j.running()).collect();
-    d.status.active = running
-        .iter()
-        .map(|j| ObjectReference {
-            api_version: Some("batch/v1".into()),
-            kind: Some("Job".into()),
-            name: Some(j.name.clone()),
-            namespace: Some(view.namespace.to_string()),
-            uid: Some(j.uid.clone()),
-            ..ObjectReference::default()
-        })
-        .collect();
-    d.status.active_count = running.len() as i32;
+    set_active(view, d, &running);
 
     let from = start.map_or(watermark + 1, |s| s.max(watermark + 1));
     let due_iter = clock
@@ -333,6 +337,7 @@ fn schedule_sessions(view: &ScheduleView<'_>, clock: &Clock, d: &mut ScheduleDec
         }
         d.status.last_schedule_time = Some(time(s.at));
     }
+    set_active(view, d, &running);
 
     let settled = d
         .status
@@ -348,6 +353,35 @@ fn schedule_sessions(view: &ScheduleView<'_>, clock: &Clock, d: &mut ScheduleDec
     } else {
         next.map(|s| s.at)
     };
+}
+
+/// The running Jobs, less those being replaced, plus those about to be
+/// created: what runs once this pass is acted on. Named without UIDs, so
+/// the status does not change again when the cache shows the new Jobs.
+fn set_active(view: &ScheduleView<'_>, d: &mut ScheduleDecision, running: &[&ObservedJob]) {
+    let mut names: Vec<String> = running
+        .iter()
+        .map(|j| j.name.clone())
+        .filter(|n| !d.replace.contains(n))
+        .chain(
+            d.create
+                .iter()
+                .map(|s| job_name(OwnerKind::Schedule, view.name, s.at)),
+        )
+        .collect();
+    names.sort();
+    names.dedup();
+    d.status.active_count = names.len() as i32;
+    d.status.active = names
+        .into_iter()
+        .map(|name| ObjectReference {
+            api_version: Some("batch/v1".into()),
+            kind: Some("Job".into()),
+            name: Some(name),
+            namespace: Some(view.namespace.to_string()),
+            ..ObjectReference::default()
+        })
+        .collect();
 }
 
 fn record_missed(
@@ -582,13 +616,20 @@ mod tests {
             (1, 1, 1)
         );
         assert_eq!(again.release, ["a", "b", "c"]);
-        // Finalizers gone: nothing is remembered, nothing recounted.
+        // Finalizers gone: nothing is recounted, and the stale names do
+        // not cost a status write of their own...
         for j in &mut c.jobs {
             j.has_finalizer = false;
         }
         let later = c.decide("2026-01-01T00:03:50Z");
-        assert!(later.status.counted_jobs.is_empty());
+        assert_eq!(later.status, c.status);
         assert_eq!(later.status.succeeded_sessions, 1);
+        // ...they go with the next write that is due anyway.
+        c.jobs
+            .push(job("d", at("2026-01-01T00:04:00Z"), JobState::Succeeded));
+        let next = c.decide("2026-01-01T00:04:10Z");
+        assert_eq!(next.status.counted_jobs, ["d"]);
+        assert_eq!(next.status.succeeded_sessions, 2);
     }
 
     #[test]
