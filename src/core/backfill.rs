@@ -1050,6 +1050,33 @@ mod tests {
     }
 
     #[test]
+    fn a_schedule_changed_under_a_run_is_reported_once_and_ignored() {
+        let mut s = Sim::new(spec());
+        s.step();
+        s.schedule.schedule = "30 * * * *".into();
+        let d = s.step();
+        let changed = d
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == SCHEDULE_CHANGED)
+            .unwrap();
+        assert_eq!(changed.status, "True");
+        assert_eq!(
+            d.notes
+                .iter()
+                .filter(|n| n.reason == SCHEDULE_CHANGED)
+                .count(),
+            1
+        );
+        assert!(s.step().notes.iter().all(|n| n.reason != SCHEDULE_CHANGED));
+        s.run_to_end(&[]);
+        // The plan it started with: every session on the hour.
+        assert_eq!(s.created.len(), 30);
+        assert!(s.created.iter().all(|t| t % 3_600 == 0));
+    }
+
+    #[test]
     fn an_empty_plan_succeeds_at_once_and_says_so() {
         let mut s = Sim::new(BackfillSpec {
             from: Some(time(at("2026-01-01T00:10:00Z"))),
