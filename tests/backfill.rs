@@ -18,7 +18,6 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -34,6 +33,7 @@ use kube::{Api, Client};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use common::objects::{condition, condition_is, counter, eventually, rfc3339_utc, status};
 use common::operator::Operator;
 use common::{DEADLINE, FIELD_MANAGER, TestNamespace, client, install_crds, merge, repo_root};
 
@@ -180,28 +180,8 @@ async fn get(api: &Api<DynamicObject>, name: &str) -> DynamicObject {
         .unwrap_or_else(|e| panic!("reading {name}: {e}"))
 }
 
-fn status(obj: &DynamicObject) -> &Value {
-    &obj.data["status"]
-}
-
-/// A status counter; absent means 0.
-fn counter(obj: &DynamicObject, field: &str) -> i64 {
-    status(obj)[field].as_i64().unwrap_or(0)
-}
-
 fn phase(obj: &DynamicObject) -> &str {
     status(obj)["phase"].as_str().unwrap_or("")
-}
-
-fn condition<'a>(obj: &'a DynamicObject, type_: &str) -> Option<&'a Value> {
-    status(obj)["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == type_)
-}
-
-fn condition_is(obj: &DynamicObject, type_: &str, value: &str) -> bool {
-    condition(obj, type_).is_some_and(|c| c["status"] == value)
 }
 
 /// An RFC 3339 value as Unix seconds.
@@ -226,12 +206,6 @@ fn at(text: &str) -> i64 {
     text.parse::<Timestamp>()
         .unwrap_or_else(|e| panic!("{text:?}: {e}"))
         .as_second()
-}
-
-fn rfc3339_utc(at: i64) -> String {
-    Timestamp::from_second(at)
-        .expect("an instant in range")
-        .to_string()
 }
 
 /// The Backfill's status in one line, for messages.
@@ -380,27 +354,6 @@ async fn wait_event(env: &Env, name: &str, type_: &str, reason: &str) -> String 
 // ---------------------------------------------------------------------
 // Polling
 // ---------------------------------------------------------------------
-
-/// Polls `check` until it returns `Ok`, or panics after `deadline` with
-/// what it waited for and the last `Err` it said.
-async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, String>>,
-{
-    let start = Instant::now();
-    loop {
-        match check().await {
-            Ok(value) => return value,
-            Err(last) => {
-                if start.elapsed() > deadline {
-                    panic!("timed out after {deadline:?} waiting for {what}; last seen: {last}");
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// Checks `check` on every poll for `span`: for what must *not* happen
 /// (a Job launched while paused), which no event announces. `span` is a

@@ -15,9 +15,8 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::StreamExt;
 use jiff::Timestamp;
@@ -30,6 +29,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 
+use common::objects::{condition, condition_is, counter, eventually, rfc3339_utc, status};
 use common::operator::Operator;
 use common::{DEADLINE, FIELD_MANAGER, TestNamespace, client, install_crds, merge};
 
@@ -138,15 +138,6 @@ async fn get(schedules: &Api<DynamicObject>, name: &str) -> DynamicObject {
         .unwrap_or_else(|e| panic!("reading Schedule {name}: {e}"))
 }
 
-fn status(schedule: &DynamicObject) -> &Value {
-    &schedule.data["status"]
-}
-
-/// A status counter; absent means 0.
-fn counter(schedule: &DynamicObject, field: &str) -> i64 {
-    status(schedule)[field].as_i64().unwrap_or(0)
-}
-
 /// A status timestamp as Unix seconds.
 fn status_time(schedule: &DynamicObject, field: &str) -> Option<i64> {
     let text = status(schedule)[field].as_str()?;
@@ -155,17 +146,6 @@ fn status_time(schedule: &DynamicObject, field: &str) -> Option<i64> {
             .unwrap_or_else(|e| panic!("status.{field} {text:?} is not RFC 3339: {e}"))
             .as_second(),
     )
-}
-
-fn condition<'a>(schedule: &'a DynamicObject, type_: &str) -> Option<&'a Value> {
-    status(schedule)["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == type_)
-}
-
-fn condition_is(schedule: &DynamicObject, type_: &str, value: &str) -> bool {
-    condition(schedule, type_).is_some_and(|c| c["status"] == value)
 }
 
 /// The status counters, for messages.
@@ -276,12 +256,6 @@ fn local_rfc3339(at: i64, zone: &str) -> String {
         .to_string()
 }
 
-fn rfc3339_utc(at: i64) -> String {
-    Timestamp::from_second(at)
-        .expect("an instant in range")
-        .to_string()
-}
-
 fn floor_to(at: f64, period: i64) -> i64 {
     (at as i64).div_euclid(period) * period
 }
@@ -339,27 +313,6 @@ async fn wait_event(
 // ---------------------------------------------------------------------
 // Polling
 // ---------------------------------------------------------------------
-
-/// Polls `check` until it returns `Ok`, or panics after `deadline` with
-/// what it waited for and the last `Err` it said.
-async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, String>>,
-{
-    let start = Instant::now();
-    loop {
-        match check().await {
-            Ok(value) => return value,
-            Err(last) => {
-                if start.elapsed() > deadline {
-                    panic!("timed out after {deadline:?} waiting for {what}; last seen: {last}");
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 // ---------------------------------------------------------------------
 // The Job tracker: every Job that ever existed in the namespace.
