@@ -21,18 +21,18 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Event;
 use kube::api::{
     ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
 };
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Api, Client};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use common::jobs::{JobLog, watch_jobs};
 use common::objects::{condition, condition_is, counter, eventually, rfc3339_utc, status};
 use common::operator::Operator;
 use common::{DEADLINE, FIELD_MANAGER, TestNamespace, client, install_crds, merge, repo_root};
@@ -514,9 +514,6 @@ impl Seen {
 #[derive(Default)]
 struct Tracked {
     jobs: BTreeMap<String, Seen>,
-    synced: bool,
-    /// UIDs listed since the last watch (re)start.
-    relisted: Option<BTreeSet<String>>,
     /// Per Backfill: the UIDs of its active Jobs now, and the most ever.
     active: BTreeMap<String, BTreeSet<String>>,
     max_active: BTreeMap<String, usize>,
@@ -524,7 +521,11 @@ struct Tracked {
     max_active_names: BTreeMap<String, Vec<String>>,
 }
 
-impl Tracked {
+impl JobLog for Tracked {
+    fn uids(&self) -> Vec<String> {
+        self.jobs.keys().cloned().collect()
+    }
+
     fn apply(&mut self, job: &Job) {
         let Some(uid) = job.metadata.uid.clone() else {
             return;
@@ -575,7 +576,9 @@ impl Tracked {
         }
         self.measure(uid);
     }
+}
 
+impl Tracked {
     fn measure(&mut self, uid: &str) {
         let Some(seen) = self.jobs.get(uid) else {
             return;
@@ -608,62 +611,9 @@ impl JobTracker {
     /// Starts watching the namespace's Backfill Jobs and waits for the
     /// first list.
     async fn start(jobs: &Api<Job>) -> Self {
-        let state = Arc::new(Mutex::new(Tracked::default()));
-        let config = watcher::Config::default().labels(LABEL_BACKFILL);
-        let stream = watcher(jobs.clone(), config).default_backoff();
-        let task = tokio::spawn({
-            let state = state.clone();
-            async move {
-                let mut stream = std::pin::pin!(stream);
-                while let Some(event) = stream.next().await {
-                    let Ok(event) = event else { continue };
-                    let mut s = state.lock().expect("tracker lock");
-                    match event {
-                        watcher::Event::Init => s.relisted = Some(BTreeSet::new()),
-                        watcher::Event::InitApply(job) => {
-                            if let (Some(relisted), Some(uid)) =
-                                (s.relisted.as_mut(), job.metadata.uid.clone())
-                            {
-                                relisted.insert(uid);
-                            }
-                            s.apply(&job);
-                        }
-                        watcher::Event::InitDone => {
-                            // Whatever the relist did not return is gone.
-                            let relisted = s.relisted.take().unwrap_or_default();
-                            let gone: Vec<String> = s
-                                .jobs
-                                .keys()
-                                .filter(|uid| !relisted.contains(*uid))
-                                .cloned()
-                                .collect();
-                            for uid in gone {
-                                s.delete(&uid);
-                            }
-                            s.synced = true;
-                        }
-                        watcher::Event::Apply(job) => s.apply(&job),
-                        watcher::Event::Delete(job) => {
-                            if let Some(uid) = job.metadata.uid.as_deref() {
-                                // A Delete may be the first we hear of it.
-                                s.apply(&job);
-                                s.delete(uid);
-                            }
-                        }
-                    }
-                }
-            }
-        });
-        let tracker = JobTracker { state, task };
-        eventually("the Job watch to list", DEADLINE, || async {
-            if tracker.state.lock().expect("tracker lock").synced {
-                Ok(())
-            } else {
-                Err("not listed yet".to_string())
-            }
-        })
-        .await;
-        tracker
+        let (state, task) =
+            watch_jobs::<Tracked>(jobs, watcher::Config::default().labels(LABEL_BACKFILL)).await;
+        JobTracker { state, task }
     }
 
     /// Every Job of `backfill` ever seen, by session then name.

@@ -18,17 +18,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Container, Event};
 use kube::api::{
     ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
 };
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Api, Client};
 use serde_json::{Value, json};
 
+use common::jobs::{JobLog, watch_jobs};
 use common::objects::{condition, condition_is, counter, eventually, rfc3339_utc, status};
 use common::operator::Operator;
 use common::{DEADLINE, FIELD_MANAGER, TestNamespace, client, install_crds, merge};
@@ -340,9 +340,6 @@ impl Seen {
 #[derive(Default)]
 struct Tracked {
     jobs: BTreeMap<String, Seen>,
-    synced: bool,
-    /// UIDs listed since the last watch (re)start.
-    relisted: Option<BTreeSet<String>>,
     /// Per schedule: the most Jobs unfinished at once.
     max_running: BTreeMap<String, usize>,
     /// Per schedule: the most Jobs unfinished and not being deleted at once.
@@ -353,7 +350,11 @@ struct Tracked {
     history: Vec<String>,
 }
 
-impl Tracked {
+impl JobLog for Tracked {
+    fn uids(&self) -> Vec<String> {
+        self.jobs.keys().cloned().collect()
+    }
+
     fn apply(&mut self, job: &Job) {
         let Some(uid) = job.metadata.uid.clone() else {
             return;
@@ -394,7 +395,9 @@ impl Tracked {
         }
         self.measure();
     }
+}
 
+impl Tracked {
     fn measure(&mut self) {
         let mut running: BTreeMap<String, (usize, usize)> = BTreeMap::new();
         for seen in self.jobs.values().filter(|s| s.running()) {
@@ -421,61 +424,8 @@ struct JobTracker {
 impl JobTracker {
     /// Starts watching the namespace's Jobs and waits for the first list.
     async fn start(jobs: &Api<Job>) -> Self {
-        let state = Arc::new(Mutex::new(Tracked::default()));
-        let stream = watcher(jobs.clone(), watcher::Config::default()).default_backoff();
-        let task = tokio::spawn({
-            let state = state.clone();
-            async move {
-                let mut stream = std::pin::pin!(stream);
-                while let Some(event) = stream.next().await {
-                    let Ok(event) = event else { continue };
-                    let mut s = state.lock().expect("tracker lock");
-                    match event {
-                        watcher::Event::Init => s.relisted = Some(BTreeSet::new()),
-                        watcher::Event::InitApply(job) => {
-                            if let (Some(relisted), Some(uid)) =
-                                (s.relisted.as_mut(), job.metadata.uid.clone())
-                            {
-                                relisted.insert(uid);
-                            }
-                            s.apply(&job);
-                        }
-                        watcher::Event::InitDone => {
-                            // Whatever the relist did not return is gone.
-                            let relisted = s.relisted.take().unwrap_or_default();
-                            let gone: Vec<String> = s
-                                .jobs
-                                .keys()
-                                .filter(|uid| !relisted.contains(*uid))
-                                .cloned()
-                                .collect();
-                            for uid in gone {
-                                s.delete(&uid);
-                            }
-                            s.synced = true;
-                        }
-                        watcher::Event::Apply(job) => s.apply(&job),
-                        watcher::Event::Delete(job) => {
-                            if let Some(uid) = job.metadata.uid.as_deref() {
-                                // A Delete may be the first we hear of it.
-                                s.apply(&job);
-                                s.delete(uid);
-                            }
-                        }
-                    }
-                }
-            }
-        });
-        let tracker = JobTracker { state, task };
-        eventually("the Job watch to list", DEADLINE, || async {
-            if tracker.state.lock().expect("tracker lock").synced {
-                Ok(())
-            } else {
-                Err("not listed yet".to_string())
-            }
-        })
-        .await;
-        tracker
+        let (state, task) = watch_jobs::<Tracked>(jobs, watcher::Config::default()).await;
+        JobTracker { state, task }
     }
 
     /// Every Job of `schedule` ever seen, by session then name.
