@@ -59,7 +59,13 @@ pub async fn reconcile(backfill: Arc<Backfill>, ctx: Arc<Context>) -> Result<Act
             .await?
             .map(Arc::new),
     };
-    let recent_durations = recent_durations(&all_jobs, &ns, schedule_name);
+    // Only a plan that has not started yet is estimated: the durations
+    // are not read on every pass of a running backfill.
+    let recent_durations = if backfill.status.as_ref().is_none_or(|s| s.run.is_none()) {
+        recent_durations(&all_jobs, &ns, schedule_name)
+    } else {
+        Vec::new()
+    };
     let observed: Vec<_> = jobs.iter().map(|j| observe(j)).collect();
     let status = backfill.status.clone().unwrap_or_default();
     let decision = decide(&BackfillView {
