@@ -22,6 +22,8 @@ pub const LABEL_SCHEDULE: &str = "backfill.dev/schedule";
 /// Label on a Job (and its pod template) naming the Backfill that made it;
 /// absent for scheduled runs.
 pub const LABEL_BACKFILL: &str = "backfill.dev/backfill";
+/// Label on a rerun child Backfill naming its parent.
+pub const LABEL_PARENT: &str = "backfill.dev/parent";
 /// Label on a Job (and its pod template): the session's Unix seconds.
 pub const LABEL_SESSION: &str = "backfill.dev/session";
 /// Annotation on a Job: the session time, RFC 3339 in the schedule's zone.

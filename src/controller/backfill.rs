@@ -5,19 +5,21 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
-use kube::api::Api;
+use kube::api::{Api, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use tracing::{debug, instrument};
 
-use super::{Context, create_job, observe, publish, write_status};
+use super::{Context, FIELD_MANAGER, create_job, failpoint, observe, publish, write_status};
 use crate::api::{
-    ANNOTATION_CREATED_BY, ANNOTATION_PLAN_INDEX, Backfill, LABEL_SCHEDULE, Schedule,
+    ANNOTATION_CREATED_BY, ANNOTATION_PLAN_INDEX, ANNOTATION_RERUN_FAILED, Backfill,
+    LABEL_SCHEDULE, Schedule,
 };
 use crate::core::backfill::{BackfillView, decide};
 use crate::core::job::{Attempt, OwnerKind};
-use crate::core::observed::Note;
+use crate::core::observed::{Kstatus, Note};
+use crate::core::rerun::{RerunChild, is_child_of, record_child};
 use crate::core::{Clock, plan::seconds};
 use crate::{Error, Result};
 
@@ -68,8 +70,9 @@ pub async fn reconcile(backfill: Arc<Backfill>, ctx: Arc<Context>) -> Result<Act
     };
     let observed: Vec<_> = jobs.iter().map(|j| observe(j)).collect();
     let status = backfill.status.clone().unwrap_or_default();
-    let decision = decide(&BackfillView {
+    let mut decision = decide(&BackfillView {
         name: &name,
+        namespace: Some(&ns),
         uid: &uid,
         generation: backfill.meta().generation,
         spec: &backfill.spec,
@@ -78,6 +81,10 @@ pub async fn reconcile(backfill: Arc<Backfill>, ctx: Arc<Context>) -> Result<Act
         schedule: schedule.as_ref().map(|s| &s.spec),
         jobs: &observed,
         recent_durations: &recent_durations,
+        rerun_request: backfill
+            .annotations()
+            .get(ANNOTATION_RERUN_FAILED)
+            .map(String::as_str),
         now: ctx.clock.now(),
     });
 
@@ -139,6 +146,18 @@ pub async fn reconcile(backfill: Arc<Backfill>, ctx: Arc<Context>) -> Result<Act
         ctx.delete(&ns, job).await?;
     }
 
+    // A rerun child before the record of it: a crash between the two
+    // finds the child by its name on the next pass.
+    if let Some(rerun) = decision.rerun.take() {
+        let child_uid = create_child(&ctx, &ns, &uid, &rerun).await?;
+        let ks = Kstatus {
+            before: &status.conditions,
+            generation: backfill.meta().generation,
+            now: ctx.clock.now(),
+        };
+        record_child(&mut decision, &ks, &rerun, &child_uid, ctx.clock.now());
+    }
+
     if backfill.status.as_ref() != Some(&decision.status) {
         write_status(&ctx, backfill.as_ref(), &decision.status).await?;
     }
@@ -166,6 +185,34 @@ pub async fn reconcile(backfill: Arc<Backfill>, ctx: Arc<Context>) -> Result<Act
         Some(at) => Action::requeue(ctx.clock.until(at)),
         None => Action::await_change(),
     })
+}
+
+/// Creates a rerun child, or finds the one an earlier pass made; returns
+/// its UID.
+async fn create_child(
+    ctx: &Context,
+    ns: &str,
+    parent_uid: &str,
+    rerun: &RerunChild,
+) -> Result<String> {
+    let api: Api<Backfill> = Api::namespaced(ctx.client.clone(), ns);
+    let name = rerun.child.name_any();
+    let pp = PostParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..PostParams::default()
+    };
+    let child = match api.create(&pp, &rerun.child).await {
+        Ok(child) => child,
+        Err(kube::Error::Api(e)) if e.code == 409 => api.get(&name).await?,
+        Err(e) => return Err(e.into()),
+    };
+    failpoint("after-rerun-child-created");
+    if !is_child_of(&child, parent_uid) {
+        return Err(Error::Invalid(format!(
+            "Backfill {name} exists and is not a rerun child of this backfill; delete or rename it to carry out the request"
+        )));
+    }
+    Ok(child.uid().unwrap_or_default())
 }
 
 /// The Backfills of a Schedule, reconciled when it changes (created,

@@ -508,6 +508,16 @@ pub async fn publish<K: Resource<DynamicType = ()>>(ctx: &Context, obj: &K, note
     }
 }
 
+/// A test hook: the process aborts at the named point when the
+/// `BACKFILL_OPERATOR_FAILPOINT` environment variable names it, so tests
+/// can kill the operator between two writes that must both land.
+pub fn failpoint(name: &str) {
+    if std::env::var("BACKFILL_OPERATOR_FAILPOINT").is_ok_and(|v| v == name) {
+        eprintln!("failpoint {name}: aborting");
+        std::process::abort();
+    }
+}
+
 fn truncate(text: &str, max: usize) -> String {
     if text.len() <= max {
         return text.to_string();

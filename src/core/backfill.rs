@@ -13,7 +13,8 @@ use uuid::Uuid;
 use super::bitmap::Bitmap;
 use super::clock::{Clock, Session, rfc3339_utc, time};
 use super::observed::{Kstatus, Note, ObservedJob, Outcome, find_condition};
-use super::plan::{Order, Plan, PlanError, Selection, seconds};
+use super::plan::{Order, Plan, PlanError, Selection, seconds, session_set};
+use super::rerun::{RerunChild, failed_sessions};
 use super::windows::Windows;
 use crate::api::{
     BackfillPhase, BackfillSpec, BackfillStatus, CostEstimate, PlanPreview, RunState, ScheduleSpec,
@@ -32,6 +33,7 @@ const ESTIMATE_STEPS: u64 = 200_000;
 #[derive(Clone, Debug)]
 pub struct BackfillView<'a> {
     pub name: &'a str,
+    pub namespace: Option<&'a str>,
     pub uid: &'a str,
     pub generation: Option<i64>,
     pub spec: &'a BackfillSpec,
@@ -43,6 +45,8 @@ pub struct BackfillView<'a> {
     pub jobs: &'a [ObservedJob],
     /// Durations (seconds) of the Schedule's recent finished Jobs.
     pub recent_durations: &'a [i64],
+    /// The `backfill.dev/rerun-failed` annotation.
+    pub rerun_request: Option<&'a str>,
     pub now: i64,
 }
 
@@ -60,6 +64,8 @@ pub struct BackfillDecision {
     /// When to reconcile again (on the operator's clock) if nothing
     /// changes before: when a window opens.
     pub wake_at: Option<i64>,
+    /// A rerun child to create, then record with `rerun::record_child`.
+    pub rerun: Option<RerunChild>,
 }
 
 /// The run id: a UUID derived from the Backfill's UID, so a start retried
@@ -136,6 +142,7 @@ pub fn decide(view: &BackfillView<'_>) -> BackfillDecision {
         return d;
     }
     finish_status(&mut d, &ks, before);
+    super::rerun::step(view, &mut d, &ks);
     d
 }
 
@@ -477,6 +484,17 @@ fn advance(view: &BackfillView<'_>, d: &mut BackfillDecision) -> Result<(), Stal
         (run.launched.max(0) as u64).saturating_sub(done.len()) == 0 && running.is_empty();
     if terminal && d.status.completed_at.is_none() && settled {
         d.status.completed_at = Some(time(view.now));
+        if !failed.is_empty() || !killed.is_empty() {
+            // The whole set once, at the end: rerun children copy it.
+            run.failed = failed.encode();
+            run.killed = killed.encode();
+            let set = failed_sessions(view.spec, &run).ok().and_then(|sessions| {
+                session_set(frozen_plan(view.spec, &run).ok()?.clock(), &sessions)
+            });
+            if let Some(summary) = d.status.failed_sessions.as_mut() {
+                summary.set = set;
+            }
+        }
     }
 
     run.done = done.encode();
@@ -710,6 +728,8 @@ mod tests {
         jobs: Vec<ObservedJob>,
         created: Vec<i64>,
         now: i64,
+        /// The `backfill.dev/rerun-failed` annotation.
+        rerun: Option<String>,
     }
 
     impl Sim {
@@ -721,12 +741,14 @@ mod tests {
                 jobs: vec![],
                 created: vec![],
                 now: at("2026-06-01T00:00:00Z"),
+                rerun: None,
             }
         }
 
         fn step(&mut self) -> BackfillDecision {
             let d = decide(&BackfillView {
                 name: "bf",
+                namespace: Some("ns"),
                 uid: "uid-1",
                 generation: Some(1),
                 spec: &self.spec,
@@ -735,6 +757,7 @@ mod tests {
                 schedule: Some(&self.schedule),
                 jobs: &self.jobs,
                 recent_durations: &[120, 60, 90],
+                rerun_request: self.rerun.as_deref(),
                 now: self.now,
             });
             self.status = d.status.clone();
@@ -1007,6 +1030,7 @@ mod tests {
         let mut s = Sim::new(spec());
         let d = decide(&BackfillView {
             name: "bf",
+            namespace: Some("ns"),
             uid: "uid-1",
             generation: Some(1),
             spec: &s.spec,
@@ -1015,6 +1039,7 @@ mod tests {
             schedule: None,
             jobs: &[],
             recent_durations: &[],
+            rerun_request: None,
             now: s.now,
         });
         let stalled = d
@@ -1137,6 +1162,167 @@ mod tests {
         assert_eq!(s.status.failed_count, 50_000);
         let bytes = serde_json::to_vec(&s.status).unwrap().len();
         println!("status of a 100,000-session backfill, half failed: {bytes} bytes");
-        assert!(bytes < 64 * 1024, "{bytes} bytes");
+        assert!(bytes < 256 * 1024, "{bytes} bytes");
+        let set = s.status.failed_sessions.clone().unwrap().set.unwrap();
+        assert_eq!(set.count, 50_000);
+
+        // Its rerun child carries exactly those sessions, compactly.
+        s.rerun = Some("1".into());
+        let d = s.step();
+        let child = d.rerun.expect("a child").child;
+        assert_eq!(child.spec.sessions, None);
+        assert_eq!(child.spec.session_set.as_ref(), Some(&set));
+        let child_bytes = serde_json::to_vec(&child).unwrap().len();
+        println!("its rerun child: {child_bytes} bytes");
+        assert!(bytes + child_bytes < 256 * 1024);
+        let plan = Plan::for_backfill(&s.schedule, &child.spec, None).unwrap();
+        let mut want: Vec<i64> = fail.into_iter().collect();
+        want.sort_unstable();
+        assert_eq!(plan.iter().map(|s| s.at).collect::<Vec<_>>(), want);
+    }
+
+    fn failed_run(fail: &[i64], rerun: Option<&str>) -> Sim {
+        let mut s = Sim::new(spec());
+        s.rerun = rerun.map(str::to_string);
+        s.run_to_end(fail);
+        s
+    }
+
+    #[test]
+    fn a_rerun_request_waits_for_the_end_then_makes_one_child_of_the_failures() {
+        let fail = [
+            at("2026-01-01T03:00:00Z"),
+            at("2026-01-01T07:00:00Z"),
+            at("2026-01-02T05:00:00Z"),
+        ];
+        let mut s = Sim::new(spec());
+        s.rerun = Some("1".into());
+        let d = s.step();
+        assert!(d.rerun.is_none(), "the parent still runs");
+        let waiting =
+            find_condition(&d.status.conditions, crate::core::rerun::RERUN_REQUESTED).unwrap();
+        assert_eq!(
+            (waiting.status.as_str(), waiting.reason.as_str()),
+            ("True", "Waiting")
+        );
+        assert!(d.notes.iter().any(|n| n.reason == "RerunWaiting"));
+        // Said once, not on every pass.
+        s.finish_all(&fail);
+        assert!(!s.step().notes.iter().any(|n| n.reason == "RerunWaiting"));
+
+        s.run_to_end(&fail);
+        let d = s.step();
+        let rerun = d.rerun.clone().expect("a child once the parent finished");
+        let child = &rerun.child;
+        assert_eq!(child.metadata.name.as_deref(), Some("bf-rerun-1"));
+        assert_eq!(child.metadata.namespace.as_deref(), Some("ns"));
+        let owner = &child.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.uid.as_str()),
+            ("Backfill", "uid-1")
+        );
+        assert_eq!(
+            child.metadata.labels.as_ref().unwrap()[crate::api::LABEL_PARENT],
+            "bf"
+        );
+        assert_eq!(
+            child.spec.sessions.clone().unwrap(),
+            fail.iter().map(|&t| time(t)).collect::<Vec<_>>()
+        );
+        assert_eq!(child.spec.parent_backfill_run_id, Some(run_id("uid-1")));
+        assert_eq!(child.spec.attempt_name.as_deref(), Some("bf-retry-1"));
+        assert_eq!(child.spec.max_in_flight, Some(4));
+        assert_eq!(rerun.sessions, 3);
+        // The parent's own counters do not move.
+        assert_eq!(d.status.failed_count, 3);
+        assert_eq!(d.status.succeeded_count, 27);
+
+        // Recorded: the same value again makes nothing.
+        let mut d = d;
+        let ks = Kstatus {
+            before: &s.status.conditions,
+            generation: Some(1),
+            now: s.now,
+        };
+        crate::core::rerun::record_child(&mut d, &ks, &rerun, "child-uid", s.now);
+        assert_eq!(d.status.reruns.len(), 1);
+        assert_eq!(d.status.reruns[0].run_id, Some(run_id("child-uid")));
+        s.status = d.status;
+        assert!(s.step().rerun.is_none());
+        // A new value makes a second child, under another name.
+        s.rerun = Some("2".into());
+        let again = s.step().rerun.unwrap();
+        assert_eq!(again.child.metadata.name.as_deref(), Some("bf-rerun-2"));
+    }
+
+    #[test]
+    fn nothing_to_rerun_is_recorded_once_without_a_child() {
+        let mut s = failed_run(&[], Some("x"));
+        let d = s.step();
+        assert!(d.rerun.is_none());
+        assert_eq!(s.status.reruns.len(), 1);
+        let record = &s.status.reruns[0];
+        assert_eq!((record.request.as_str(), record.name.as_ref()), ("x", None));
+        assert!(
+            record
+                .message
+                .as_deref()
+                .unwrap()
+                .contains("nothing to rerun")
+        );
+        assert!(!d.notes.iter().any(|n| n.reason == "NothingToRerun"));
+    }
+
+    #[test]
+    fn a_dry_run_or_cancelled_backfill_says_why_it_makes_no_child() {
+        let mut s = Sim::new(BackfillSpec {
+            dry_run: Some(true),
+            ..spec()
+        });
+        s.rerun = Some("1".into());
+        let d = s.step();
+        assert!(d.rerun.is_none());
+        let c = find_condition(&d.status.conditions, crate::core::rerun::RERUN_REQUESTED).unwrap();
+        assert_eq!(c.reason, "DryRun");
+        assert!(d.notes.iter().any(|n| n.message.contains("dry run")));
+
+        let mut s = Sim::new(spec());
+        s.rerun = Some("1".into());
+        s.step();
+        s.spec.cancel = Some(true);
+        let d = s.step();
+        assert!(d.rerun.is_none());
+        let c = find_condition(&d.status.conditions, crate::core::rerun::RERUN_REQUESTED).unwrap();
+        assert_eq!(c.reason, "Cancelled");
+        assert!(
+            d.notes
+                .iter()
+                .any(|n| n.warning && n.message.contains("cancelled"))
+        );
+    }
+
+    #[test]
+    fn a_child_fails_partly_and_its_own_rerun_names_its_run() {
+        let fail = [at("2026-01-01T03:00:00Z"), at("2026-01-01T07:00:00Z")];
+        let mut parent = failed_run(&fail, Some("1"));
+        let child = parent.step().rerun.unwrap().child;
+        let mut c = Sim::new(child.spec.clone());
+        c.rerun = Some("again".into());
+        c.run_to_end(&fail[..1]);
+        assert_eq!(
+            (
+                c.status.succeeded_count,
+                c.status.failed_count,
+                c.status.total_estimated
+            ),
+            (1, 1, 2)
+        );
+        let grandchild = c.step().rerun.unwrap().child;
+        assert_eq!(grandchild.spec.parent_backfill_run_id, c.status.run_id);
+        assert_eq!(grandchild.spec.sessions.unwrap(), vec![time(fail[0])]);
+        assert_eq!(
+            grandchild.spec.attempt_name.as_deref(),
+            Some("bf-retry-1-retry-again")
+        );
     }
 }

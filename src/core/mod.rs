@@ -11,6 +11,7 @@ pub mod cron;
 pub mod job;
 pub mod observed;
 pub mod plan;
+pub mod rerun;
 pub mod schedule;
 pub mod windows;
 

@@ -8,7 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::bitmap::{Bitmap, BitmapError};
 use super::calendar::weekday_from_days;
-use super::clock::{Clock, ClockError, Session, rfc3339_utc};
+use super::clock::{Clock, ClockError, Session, rfc3339_utc, time};
 use crate::api::{BackfillSpec, ScheduleSpec, SessionFilter, SessionOrder, SessionSet, Weekday};
 
 /// Why a Backfill's sessions cannot be planned.
@@ -424,6 +424,33 @@ impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.describe_boundaries())
     }
+}
+
+/// The compact form of a set of sessions of `clock` (ascending and
+/// distinct instants): a bitmap over the clock's sessions from the first
+/// to just after the last. `None` for an empty set.
+pub fn session_set(clock: &Clock, sessions: &[i64]) -> Option<SessionSet> {
+    let (&first, &last) = (sessions.first()?, sessions.last()?);
+    let mut wanted = sessions.iter().copied().peekable();
+    let mut bits = Bitmap::new();
+    for (i, s) in clock
+        .sessions_from(first)
+        .take_while(|s| s.at <= last)
+        .enumerate()
+    {
+        while wanted.next_if(|&w| w < s.at).is_some() {}
+        if wanted.next_if_eq(&s.at).is_some() {
+            bits.insert(i as u64);
+        }
+    }
+    Some(SessionSet {
+        schedule: clock.expr().to_string(),
+        time_zone: clock.zone().name().to_string(),
+        from: time(first),
+        to: time(last + 1),
+        count: bits.len() as i64,
+        bitmap: bits.encode(),
+    })
 }
 
 fn selection_of_set(set: &SessionSet) -> Result<Selection, PlanError> {

@@ -1,0 +1,385 @@
+//! Rerun failed: a new value of `backfill.dev/rerun-failed` on a finished
+//! Backfill becomes exactly one child Backfill of its failed (and killed)
+//! sessions. Everything about the child is derived from the parent and
+//! the request value, so a create retried after a crash makes the same
+//! object under the same name, and finds it.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::Resource;
+
+use super::backfill::{BackfillDecision, BackfillView, frozen_plan, run_id};
+use super::bitmap::Bitmap;
+use super::clock::{Clock, time};
+use super::job::short_hash;
+use super::observed::{Kstatus, Note, find_condition};
+use super::plan::{PlanError, session_set};
+use crate::api::{
+    ANNOTATION_CREATED_BY, Backfill, BackfillPhase, BackfillSpec, LABEL_PARENT, Reprocess,
+    RerunRecord, RunState,
+};
+
+/// A condition: a rerun request waits, was refused, or was carried out.
+pub const RERUN_REQUESTED: &str = "RerunRequested";
+/// A child lists its sessions one by one up to this many; beyond, it
+/// carries them as a compact session set.
+pub const LISTED_SESSIONS: usize = 100;
+/// Names (and attempt names, which become label values) fit in this.
+const MAX_NAME: usize = 63;
+
+/// The child to create for a request, before it exists.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RerunChild {
+    pub request: String,
+    pub child: Backfill,
+    /// How many sessions it reruns.
+    pub sessions: i64,
+}
+
+/// The request a Backfill carries that it has not carried out yet.
+pub fn pending_request<'a>(annotation: Option<&'a str>, reruns: &[RerunRecord]) -> Option<&'a str> {
+    let request = annotation.map(str::trim).filter(|r| !r.is_empty())?;
+    (!reruns.iter().any(|r| r.request == request)).then_some(request)
+}
+
+/// The part of a request value that may appear in a name, or a hash of it.
+fn request_token(request: &str) -> String {
+    let readable = request.len() <= 20
+        && request
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !request.starts_with('-')
+        && !request.ends_with('-');
+    if readable {
+        request.to_string()
+    } else {
+        short_hash(request)
+    }
+}
+
+/// `<base><suffix>`, or, when that is too long, a prefix of `base` with a
+/// hash of the whole of it, so different long bases stay apart.
+fn fit(base: &str, suffix: &str) -> String {
+    if base.len() + suffix.len() <= MAX_NAME {
+        return format!("{base}{suffix}");
+    }
+    let hash = short_hash(base);
+    let keep = MAX_NAME.saturating_sub(suffix.len() + hash.len() + 1);
+    let prefix = base[..keep.min(base.len())].trim_end_matches(['-', '.']);
+    format!("{prefix}-{hash}{suffix}")
+}
+
+/// The child's name: `<parent>-rerun-<request>` (a hash stands for a
+/// request value that cannot be part of a name).
+pub fn child_name(parent: &str, request: &str) -> String {
+    fit(parent, &format!("-rerun-{}", request_token(request)))
+}
+
+/// The child's attempt name, marking it as a retry of the parent's (the
+/// workflow API's `retryAttemptName`).
+pub fn retry_attempt_name(parent_attempt: &str, request: &str) -> String {
+    fit(
+        parent_attempt,
+        &format!("-retry-{}", request_token(request)),
+    )
+}
+
+/// The sessions of a started run whose Job failed or was killed,
+/// ascending.
+pub fn failed_sessions(spec: &BackfillSpec, run: &RunState) -> Result<Vec<i64>, PlanError> {
+    let mut bad = Bitmap::decode(&run.failed)?;
+    bad.union_with(&Bitmap::decode(&run.killed)?);
+    if bad.is_empty() {
+        return Ok(Vec::new());
+    }
+    let plan = frozen_plan(spec, run)?;
+    let mut sessions: Vec<i64> = plan
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| bad.contains(*i as u64))
+        .map(|(_, s)| s.at)
+        .collect();
+    sessions.sort_unstable();
+    Ok(sessions)
+}
+
+/// Checks the request against the parent's state and, once it has
+/// finished, plans the child (or records that there is nothing to rerun).
+pub(super) fn step(view: &BackfillView<'_>, d: &mut BackfillDecision, ks: &Kstatus<'_>) {
+    let Some(request) = pending_request(view.rerun_request, &d.status.reruns) else {
+        if let Some(c) = find_condition(&view.status.conditions, RERUN_REQUESTED)
+            && c.status == "True"
+        {
+            // The request was withdrawn or carried out.
+            ks.set(&mut d.status.conditions, RERUN_REQUESTED, false, "Done", "");
+        }
+        return;
+    };
+    let phase = d.status.phase.unwrap_or_default();
+    let finished = matches!(phase, BackfillPhase::Succeeded | BackfillPhase::Failed)
+        && d.status.completed_at.is_some();
+    let refusal = match phase {
+        BackfillPhase::Planned => Some((
+            "DryRun",
+            format!(
+                "rerun request {request:?} waits: this is a dry run, which runs nothing; it is carried out if dryRun is turned off and the backfill finishes with failures"
+            ),
+        )),
+        BackfillPhase::Cancelled => Some((
+            "Cancelled",
+            format!(
+                "rerun request {request:?} is not carried out: the backfill was cancelled, so sessions it never launched were not tried; create a new Backfill over them"
+            ),
+        )),
+        _ if !finished => Some((
+            "Waiting",
+            format!(
+                "rerun request {request:?} waits until the backfill finishes ({} of {} sessions processed)",
+                d.status.processed_count, d.status.total_estimated
+            ),
+        )),
+        _ => None,
+    };
+    if let Some((reason, message)) = refusal {
+        let same = find_condition(&view.status.conditions, RERUN_REQUESTED)
+            .is_some_and(|c| c.status == "True" && c.reason == reason);
+        if !same {
+            d.notes.push(Note {
+                warning: phase == BackfillPhase::Cancelled,
+                reason: "RerunWaiting",
+                message: message.clone(),
+            });
+        }
+        ks.set(
+            &mut d.status.conditions,
+            RERUN_REQUESTED,
+            true,
+            reason,
+            &message,
+        );
+        return;
+    }
+
+    let (Some(run), Some(run_id)) = (&d.status.run, &d.status.run_id) else {
+        return;
+    };
+    let sessions = match failed_sessions(view.spec, run) {
+        Ok(s) => s,
+        Err(e) => {
+            let message = format!("rerun request {request:?} cannot be carried out: {e}");
+            ks.set(
+                &mut d.status.conditions,
+                RERUN_REQUESTED,
+                true,
+                "InvalidPlan",
+                &message,
+            );
+            return;
+        }
+    };
+    if sessions.is_empty() {
+        let message = "no session failed: nothing to rerun".to_string();
+        d.notes.push(Note {
+            warning: false,
+            reason: "NothingToRerun",
+            message: format!("rerun request {request:?}: {message}"),
+        });
+        d.status.reruns.push(RerunRecord {
+            request: request.to_string(),
+            name: None,
+            run_id: None,
+            sessions: 0,
+            created_at: time(view.now),
+            message: Some(message),
+        });
+        ks.set(
+            &mut d.status.conditions,
+            RERUN_REQUESTED,
+            false,
+            "NothingToRerun",
+            "",
+        );
+        return;
+    }
+    let clock = match Clock::new(&run.schedule, Some(&run.time_zone)) {
+        Ok(c) => c,
+        Err(_) => return,
+    };
+    let current = view.schedule.map(|s| {
+        (
+            s.schedule.trim().to_string(),
+            s.time_zone.clone().unwrap_or_else(|| "UTC".into()),
+        )
+    });
+    // A list is readable, but it must hold sessions of the Schedule as it
+    // is now; a set carries its own cron and zone.
+    let listed = sessions.len() <= LISTED_SESSIONS
+        && current.as_ref() == Some(&(run.schedule.clone(), run.time_zone.clone()));
+    let child = child(view, request, run_id, &clock, &sessions, listed);
+    d.rerun = Some(RerunChild {
+        request: request.to_string(),
+        child,
+        sessions: sessions.len() as i64,
+    });
+}
+
+/// The child Backfill of a request.
+fn child(
+    view: &BackfillView<'_>,
+    request: &str,
+    parent_run_id: &str,
+    clock: &Clock,
+    sessions: &[i64],
+    listed: bool,
+) -> Backfill {
+    let parent = view.spec;
+    let attempt = parent.attempt_name.as_deref().unwrap_or(view.name);
+    let spec = BackfillSpec {
+        schedule_ref: parent.schedule_ref.clone(),
+        sessions: listed.then(|| sessions.iter().map(|&t| time(t)).collect()),
+        session_set: if listed {
+            None
+        } else {
+            session_set(clock, sessions)
+        },
+        attempt_name: Some(retry_attempt_name(attempt, request)),
+        max_in_flight: parent.max_in_flight,
+        order: parent.order,
+        credits_per_session: parent.credits_per_session,
+        execution_windows: parent.execution_windows.clone(),
+        // The failed sessions are what was asked for: `Missing` would
+        // skip every one of them.
+        reprocess: Some(match parent.reprocess {
+            Some(Reprocess::All) => Reprocess::All,
+            _ => Reprocess::Failed,
+        }),
+        parent_backfill_run_id: Some(parent_run_id.to_string()),
+        from: None,
+        to: None,
+        count: None,
+        filter: None,
+        dry_run: None,
+        suspend: None,
+        cancel: None,
+    };
+    let mut labels = BTreeMap::new();
+    if view.name.len() <= MAX_NAME {
+        labels.insert(LABEL_PARENT.to_string(), view.name.to_string());
+    }
+    let annotations = BTreeMap::from([(
+        ANNOTATION_CREATED_BY.to_string(),
+        format!(
+            "backfill-operator (rerun-failed {request:?} of {})",
+            view.name
+        ),
+    )]);
+    Backfill {
+        metadata: ObjectMeta {
+            name: Some(child_name(view.name, request)),
+            namespace: view.namespace.map(str::to_string),
+            labels: Some(labels),
+            annotations: Some(annotations),
+            owner_references: Some(vec![OwnerReference {
+                api_version: Backfill::api_version(&()).to_string(),
+                kind: Backfill::kind(&()).to_string(),
+                name: view.name.to_string(),
+                uid: view.uid.to_string(),
+                controller: Some(true),
+                block_owner_deletion: None,
+            }]),
+            ..ObjectMeta::default()
+        },
+        spec,
+        status: None,
+    }
+}
+
+/// Records a child made (or found) for a request in the parent's status.
+pub fn record_child(
+    d: &mut BackfillDecision,
+    ks: &Kstatus<'_>,
+    rerun: &RerunChild,
+    child_uid: &str,
+    now: i64,
+) {
+    let name = rerun.child.metadata.name.clone().unwrap_or_default();
+    d.status.reruns.push(RerunRecord {
+        request: rerun.request.clone(),
+        name: Some(name.clone()),
+        run_id: Some(run_id(child_uid)),
+        sessions: rerun.sessions,
+        created_at: time(now),
+        message: None,
+    });
+    ks.set(
+        &mut d.status.conditions,
+        RERUN_REQUESTED,
+        false,
+        "ChildCreated",
+        &format!(
+            "rerun request {:?}: Backfill {name} reruns {} session(s)",
+            rerun.request, rerun.sessions
+        ),
+    );
+    d.notes.push(Note {
+        warning: false,
+        reason: "RerunCreated",
+        message: format!(
+            "rerun request {:?}: created Backfill {name} for {} failed session(s)",
+            rerun.request, rerun.sessions
+        ),
+    });
+}
+
+/// Whether an existing Backfill is the child this parent made (and not an
+/// unrelated object that happens to have its name).
+pub fn is_child_of(child: &Backfill, parent_uid: &str) -> bool {
+    child
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.uid == parent_uid && o.controller == Some(true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_readable_when_they_can_be_and_always_fit() {
+        assert_eq!(child_name("january", "1"), "january-rerun-1");
+        assert_eq!(retry_attempt_name("january", "2"), "january-retry-2");
+        let odd = child_name("january", "Monday morning!");
+        assert!(
+            odd.starts_with("january-rerun-") && odd.len() == 14 + 8,
+            "{odd}"
+        );
+        assert_ne!(odd, child_name("january", "Monday morning?"));
+        let long = "a".repeat(60);
+        let (a, b) = (child_name(&long, "1"), child_name(&format!("{long}b"), "1"));
+        assert!(a.len() <= 63 && b.len() <= 63, "{a} {b}");
+        assert_ne!(a, b);
+        assert!(a.ends_with("-rerun-1"));
+        // Deterministic: a retried create uses the same name.
+        assert_eq!(child_name(&long, "1"), a);
+    }
+
+    #[test]
+    fn a_request_is_pending_until_recorded() {
+        let record = RerunRecord {
+            request: "1".into(),
+            name: None,
+            run_id: None,
+            sessions: 0,
+            created_at: time(0),
+            message: None,
+        };
+        assert_eq!(pending_request(Some("1"), &[]), Some("1"));
+        assert_eq!(pending_request(Some("1"), std::slice::from_ref(&record)), None);
+        assert_eq!(pending_request(Some(" 2 "), &[record]), Some("2"));
+        assert_eq!(pending_request(Some(""), &[]), None);
+        assert_eq!(pending_request(None, &[]), None);
+    }
+}
