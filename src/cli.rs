@@ -46,6 +46,10 @@ pub struct RunArgs {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "LOG_FORMAT")]
     pub log_format: LogFormat,
+    /// Delete a Schedule's SessionLedger months this many days after they
+    /// end.
+    #[arg(long, default_value_t = 400, env = "LEDGER_RETENTION_DAYS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub ledger_retention_days: u32,
     /// For tests: how many seconds of the operator's clock pass per real
     /// second.
     #[arg(long, default_value_t = 1.0, hide = true)]

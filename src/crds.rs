@@ -5,11 +5,11 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 };
 use kube::CustomResourceExt;
 
-use crate::api::{Backfill, Schedule};
+use crate::api::{Backfill, Schedule, SessionLedger};
 
 /// Every CRD of the operator, with the file name it is kept under.
 pub fn all() -> Vec<(String, CustomResourceDefinition)> {
-    [Schedule::crd(), Backfill::crd()]
+    [Schedule::crd(), Backfill::crd(), SessionLedger::crd()]
         .into_iter()
         .map(|mut crd| {
             for version in &mut crd.spec.versions {

@@ -14,6 +14,9 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error("invalid object: {0}")]
     Invalid(String),
+    /// Worth retrying after a backoff.
+    #[error("{0}")]
+    Transient(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -64,6 +64,7 @@ fn run(args: RunArgs) -> ExitCode {
             controller::Settings {
                 namespace: args.namespace,
                 clock,
+                ledger_retention_days: args.ledger_retention_days,
             },
         )
         .await

@@ -334,6 +334,9 @@ pub struct PlanPreview {
     /// outcome that `reprocess` does not rerun.
     #[serde(default)]
     pub skipped_by_reprocess: i64,
+    /// Why they were skipped, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped_reason: Option<String>,
     /// When the backfill would finish, given `maxInFlight`, the windows
     /// and the median duration of the Schedule's recent Jobs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -463,6 +466,11 @@ pub struct RunState {
     /// The next session to launch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_session: Option<Time>,
+    /// When `reprocess` left planned sessions out: base64 bitmap over the
+    /// sessions of `schedule` from `from` to `to` of the ones that run.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 1_048_576))]
+    pub selected: String,
     /// Base64 bitmap of the plan indexes whose outcome is counted.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     #[schemars(length(max = 1_048_576))]

@@ -5,9 +5,11 @@
 //! so that `crdgen` carries them into the CRDs.
 
 mod backfill;
+mod ledger;
 mod schedule;
 
 pub use backfill::*;
+pub use ledger::*;
 pub use schedule::*;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;

@@ -218,7 +218,34 @@ pub struct ScheduleStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub counted_jobs: Vec<String>,
 
+    /// What the session ledger says of the recent sessions: how many
+    /// succeeded, failed or are missing (no outcome and no Job). Missing
+    /// and failed sessions are what a Backfill is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recent_sessions: Option<RecentSessions>,
+
     /// kstatus conditions: Ready, Reconciling, Stalled.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+}
+
+/// The Schedule's sessions since `since` (the last 7 days, or since the
+/// Schedule was created or its `startTime`), judged against the ledger.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecentSessions {
+    pub since: Time,
+    /// Sessions due since then.
+    pub sessions: i64,
+    pub succeeded: i64,
+    /// Whose latest attempt failed or was killed.
+    pub failed: i64,
+    /// With no recorded outcome and no Job: never run.
+    pub missing: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_missing: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_missing: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_failed: Option<Time>,
 }

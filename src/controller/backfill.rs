@@ -18,7 +18,8 @@ use crate::api::{
 };
 use crate::core::backfill::{BackfillView, decide};
 use crate::core::job::{Attempt, OwnerKind};
-use crate::core::observed::{Kstatus, Note};
+use crate::core::ledger::LedgerIndex;
+use crate::core::observed::{Kstatus, Note, ObservedJob, Outcome};
 use crate::core::rerun::{RerunChild, is_child_of, record_child};
 use crate::core::{Clock, plan::seconds};
 use crate::{Error, Result};
@@ -35,7 +36,7 @@ pub async fn reconcile(backfill: Arc<Backfill>, ctx: Arc<Context>) -> Result<Act
         .ok_or_else(|| Error::Invalid("a Backfill without a namespace".into()))?;
     let name = backfill.name_any();
     let uid = backfill.uid().unwrap_or_default();
-    ctx.jobs_synced().await;
+    ctx.synced().await;
     let all_jobs = ctx.jobs.state();
     let jobs: Vec<&Arc<Job>> = all_jobs
         .iter()
@@ -70,6 +71,12 @@ pub async fn reconcile(backfill: Arc<Backfill>, ctx: Arc<Context>) -> Result<Act
     };
     let observed: Vec<_> = jobs.iter().map(|j| observe(j)).collect();
     let status = backfill.status.clone().unwrap_or_default();
+    // `reprocess` is judged once, at the start.
+    let ledger = if status.run.is_none() {
+        ctx.ledger_index(&ns, schedule_name, None)
+    } else {
+        LedgerIndex::default()
+    };
     let mut decision = decide(&BackfillView {
         name: &name,
         namespace: Some(&ns),
@@ -85,6 +92,7 @@ pub async fn reconcile(backfill: Arc<Backfill>, ctx: Arc<Context>) -> Result<Act
             .annotations()
             .get(ANNOTATION_RERUN_FAILED)
             .map(String::as_str),
+        ledger: &ledger,
         now: ctx.clock.now(),
     });
 
@@ -161,6 +169,17 @@ pub async fn reconcile(backfill: Arc<Backfill>, ctx: Arc<Context>) -> Result<Act
     if backfill.status.as_ref() != Some(&decision.status) {
         write_status(&ctx, backfill.as_ref(), &decision.status).await?;
     }
+    // The outcomes whose finalizer comes off go to the ledger first. A
+    // crash before the release writes them again, which changes nothing.
+    if let Some(schedule) = &schedule
+        && !decision.release.is_empty()
+    {
+        failpoint("before-ledger-write");
+        let attempt = backfill.spec.attempt_name.as_deref().unwrap_or(&name);
+        let outcomes = released_outcomes(&observed, &decision.release);
+        ctx.record_outcomes(schedule, attempt, &format!("Backfill/{name}"), &outcomes)
+            .await?;
+    }
     futures::stream::iter(decision.release.clone())
         .map(|job| {
             let (ctx, ns) = (ctx.clone(), ns.clone());
@@ -213,6 +232,15 @@ async fn create_child(
         )));
     }
     Ok(child.uid().unwrap_or_default())
+}
+
+/// The session and outcome of each Job about to be released.
+pub fn released_outcomes(observed: &[ObservedJob], release: &[String]) -> Vec<(i64, Outcome)> {
+    observed
+        .iter()
+        .filter(|j| release.contains(&j.name))
+        .filter_map(|j| Some((j.session?, j.outcome()?)))
+        .collect()
 }
 
 /// The Backfills of a Schedule, reconciled when it changes (created,

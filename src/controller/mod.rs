@@ -3,6 +3,7 @@
 //! server-side apply, emit Events).
 
 pub mod backfill;
+pub mod ledger;
 pub mod schedule;
 
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{debug, info, warn};
 
-use crate::api::{Backfill, JOB_FINALIZER, LABEL_SCHEDULE, Schedule};
+use crate::api::{Backfill, JOB_FINALIZER, LABEL_SCHEDULE, Schedule, SessionLedger};
 use crate::core::observed::{JobState, Note, ObservedJob};
 use crate::{Error, Result};
 
@@ -88,6 +89,15 @@ pub struct Context {
     /// wakes only one waiter.)
     pub jobs_ready: tokio::sync::watch::Receiver<bool>,
     pub schedules: Store<Schedule>,
+    /// The session ledgers, and whether their cache holds the initial list
+    /// (a Backfill's `reprocess` is judged against it).
+    pub ledgers: Store<SessionLedger>,
+    pub ledgers_ready: tokio::sync::watch::Receiver<bool>,
+    /// The ledger objects this process wrote last, newer than the cache
+    /// for a moment after each write.
+    pub ledgers_written: std::sync::Mutex<std::collections::HashMap<String, Arc<SessionLedger>>>,
+    /// Ledger months that ended longer ago than this (seconds) are deleted.
+    pub ledger_retention: i64,
     pub clock: OperatorClock,
     pub recent: Recent,
 }
@@ -141,10 +151,11 @@ impl Context {
         Ok(())
     }
 
-    pub async fn jobs_synced(&self) {
-        let mut ready = self.jobs_ready.clone();
+    /// Waits until the Job and ledger caches hold their initial lists.
+    pub async fn synced(&self) {
         // An error means the sender is gone: the operator is stopping.
-        let _ = ready.wait_for(|r| *r).await;
+        let _ = self.jobs_ready.clone().wait_for(|r| *r).await;
+        let _ = self.ledgers_ready.clone().wait_for(|r| *r).await;
     }
 }
 
@@ -154,6 +165,8 @@ pub struct Settings {
     /// Watch one namespace only; `None` watches all.
     pub namespace: Option<String>,
     pub clock: OperatorClock,
+    /// Ledger months older than this many days are deleted.
+    pub ledger_retention_days: u32,
 }
 
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -190,6 +203,20 @@ pub async fn run(client: Client, settings: Settings) -> Result<()> {
     })
     .applied_objects();
 
+    let (ledgers_tx, ledgers_ready) = tokio::sync::watch::channel(false);
+    let (ledgers, ledger_writer) = reflector::store::<SessionLedger>();
+    let ledger_events = watcher(
+        api::<SessionLedger>(&client, ns),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect(ledger_writer)
+    .inspect(move |event| {
+        if matches!(event, Ok(watcher::Event::InitDone)) {
+            ledgers_tx.send_replace(true);
+        }
+    });
+
     let schedules_ctl = Controller::new(api::<Schedule>(&client, ns), watcher::Config::default());
     let schedules = schedules_ctl.store();
     let backfills_ctl = Controller::new(api::<Backfill>(&client, ns), watcher::Config::default());
@@ -201,6 +228,10 @@ pub async fn run(client: Client, settings: Settings) -> Result<()> {
         jobs: jobs.clone(),
         jobs_ready,
         schedules: schedules.clone(),
+        ledgers,
+        ledgers_ready,
+        ledgers_written: Default::default(),
+        ledger_retention: i64::from(settings.ledger_retention_days) * 86_400,
         clock: settings.clock,
         recent: Recent::default(),
     });
@@ -209,7 +240,7 @@ pub async fn run(client: Client, settings: Settings) -> Result<()> {
         let ctx = ctx.clone();
         let namespace = ns_label(ns);
         async move {
-            ctx.jobs_synced().await;
+            ctx.synced().await;
             info!(namespace, "controllers started");
         }
     };
@@ -234,9 +265,11 @@ pub async fn run(client: Client, settings: Settings) -> Result<()> {
     let job_loop =
         release_orphans(job_events, schedules, backfills, client).for_each(|_| future::ready(()));
 
+    let ledger_loop = ledger_events.for_each(|_| future::ready(()));
     tokio::select! {
         _ = future::join(schedule_loop, backfill_loop) => {}
         _ = job_loop => warn!("the Job watch ended"),
+        _ = ledger_loop => warn!("the SessionLedger watch ended"),
     }
     info!("stopped");
     Ok(())

@@ -7,11 +7,12 @@ use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use tracing::{debug, instrument};
 
-use super::{Context, create_job, observe, publish, write_status};
+use super::backfill::released_outcomes;
+use super::{Context, create_job, failpoint, observe, publish, write_status};
 use crate::api::Schedule;
 use crate::core::job::{Attempt, OwnerKind};
 use crate::core::observed::Note;
-use crate::core::schedule::{ScheduleView, decide};
+use crate::core::schedule::{RECENT_HORIZON, ScheduleView, decide};
 use crate::core::{Clock, plan::seconds};
 use crate::{Error, Result};
 
@@ -21,7 +22,7 @@ pub async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Act
         .namespace()
         .ok_or_else(|| Error::Invalid("a Schedule without a namespace".into()))?;
     let uid = schedule.uid().unwrap_or_default();
-    ctx.jobs_synced().await;
+    ctx.synced().await;
     let jobs: Vec<_> = ctx
         .jobs
         .state()
@@ -49,6 +50,8 @@ pub async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Act
         .map(|t| ctx.clock.at_real(seconds(t) + 1) - 1)
         .unwrap_or_else(|| ctx.clock.now());
     let name = schedule.name_any();
+    let now = ctx.clock.now();
+    let ledger = ctx.ledger_index(&ns, &name, Some((now - RECENT_HORIZON, now + 1)));
     let decision = decide(&ScheduleView {
         name: &name,
         namespace: &ns,
@@ -57,7 +60,8 @@ pub async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Act
         spec: &schedule.spec,
         status: &status,
         jobs: &observed,
-        now: ctx.clock.now(),
+        ledger: &ledger,
+        now,
     });
 
     // Replace deletes the running Job before its successor starts, as
@@ -105,7 +109,14 @@ pub async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Act
     if schedule.status.as_ref() != Some(&decision.status) {
         write_status(&ctx, schedule.as_ref(), &decision.status).await?;
     }
-    // The outcomes are in the status: the Jobs may go.
+    if !decision.release.is_empty() {
+        failpoint("before-ledger-write");
+        let outcomes = released_outcomes(&observed, &decision.release);
+        ctx.record_outcomes(&schedule, &name, &format!("Schedule/{name}"), &outcomes)
+            .await?;
+    }
+    ctx.prune_ledgers(&ns, &name, now).await?;
+    // The outcomes are in the status and the ledger: the Jobs may go.
     for job in &decision.release {
         ctx.release(&ns, job).await?;
     }

@@ -12,13 +12,14 @@ use uuid::Uuid;
 
 use super::bitmap::Bitmap;
 use super::clock::{Clock, Session, rfc3339_utc, time};
+use super::ledger::LedgerIndex;
 use super::observed::{Kstatus, Note, ObservedJob, Outcome, find_condition};
 use super::plan::{Order, Plan, PlanError, Selection, seconds, session_set};
 use super::rerun::{RerunChild, failed_sessions};
 use super::windows::Windows;
 use crate::api::{
-    BackfillPhase, BackfillSpec, BackfillStatus, CostEstimate, PlanPreview, RunState, ScheduleSpec,
-    SessionSummary, condition,
+    BackfillPhase, BackfillSpec, BackfillStatus, CostEstimate, PlanPreview, Reprocess, RunState,
+    ScheduleSpec, SessionSummary, condition,
 };
 
 /// A condition: the Schedule's cron or zone changed under a started run.
@@ -47,6 +48,9 @@ pub struct BackfillView<'a> {
     pub recent_durations: &'a [i64],
     /// The `backfill.dev/rerun-failed` annotation.
     pub rerun_request: Option<&'a str>,
+    /// The Schedule's session ledger, read before the start for
+    /// `reprocess`.
+    pub ledger: &'a LedgerIndex,
     pub now: i64,
 }
 
@@ -227,13 +231,34 @@ fn plan_or_start(view: &BackfillView<'_>, d: &mut BackfillDecision) -> Result<()
     let cutoff = view.now;
     let plan = Plan::for_backfill(schedule, view.spec, Some(cutoff))?;
 
-    // One pass for the count and both ends, in run order.
+    // One pass for the count and both ends, in run order, leaving out
+    // what the ledger says `reprocess` does not run.
+    let reprocess = view.spec.reprocess.unwrap_or_default();
+    let skip = |at: i64| -> Option<Outcome> {
+        match (reprocess, view.ledger.outcome(at)) {
+            (Reprocess::All, _) | (_, None) => None,
+            (_, Some(Outcome::Succeeded)) => Some(Outcome::Succeeded),
+            (Reprocess::Missing, Some(o)) => Some(o),
+            (Reprocess::Failed, Some(_)) => None,
+        }
+    };
+    let (mut skipped_succeeded, mut skipped_failed) = (0u64, 0u64);
     let mut total = 0u64;
     let mut first: Vec<i64> = Vec::new();
     let mut last: std::collections::VecDeque<i64> = std::collections::VecDeque::new();
     let (mut lo, mut hi) = (i64::MAX, i64::MIN);
     for s in plan.iter() {
-        total += 1;
+        match skip(s.at) {
+            Some(Outcome::Succeeded) => {
+                skipped_succeeded += 1;
+                continue;
+            }
+            Some(_) => {
+                skipped_failed += 1;
+                continue;
+            }
+            None => total += 1,
+        }
         if first.len() < PREVIEW {
             first.push(s.at);
         }
@@ -267,7 +292,13 @@ fn plan_or_start(view: &BackfillView<'_>, d: &mut BackfillDecision) -> Result<()
         boundaries: Some(plan.describe_boundaries()),
         first: first.iter().map(|&t| time(t)).collect(),
         last: last.iter().map(|&t| time(t)).collect(),
-        skipped_by_reprocess: 0,
+        skipped_by_reprocess: (skipped_succeeded + skipped_failed) as i64,
+        skipped_reason: skipped_reason(
+            reprocess,
+            total + skipped_succeeded + skipped_failed,
+            skipped_succeeded,
+            skipped_failed,
+        ),
         estimated_completion: None,
     };
     if let Some((asked, got)) = plan.count_cut_short() {
@@ -303,11 +334,18 @@ fn plan_or_start(view: &BackfillView<'_>, d: &mut BackfillDecision) -> Result<()
 
     if dry_run {
         if view.status.phase != Some(BackfillPhase::Planned) {
+            let skipped = d
+                .status
+                .preview
+                .as_ref()
+                .and_then(|p| p.skipped_reason.clone())
+                .map(|r| format!("; {r}"))
+                .unwrap_or_default();
             d.notes.push(Note {
                 warning: false,
                 reason: "Planned",
                 message: format!(
-                    "dry run: {total} sessions would run ({}); no Job is created",
+                    "dry run: {total} sessions would run ({}){skipped}; no Job is created",
                     plan.describe_boundaries()
                 ),
             });
@@ -317,6 +355,19 @@ fn plan_or_start(view: &BackfillView<'_>, d: &mut BackfillDecision) -> Result<()
     }
 
     let clock = plan.clock();
+    // The sessions that run, when the ledger left some out: frozen as a
+    // set, so later outcomes do not move the plan.
+    let selected = if skipped_succeeded + skipped_failed > 0 && total > 0 {
+        let mut kept: Vec<i64> = plan
+            .iter()
+            .map(|s| s.at)
+            .filter(|&at| skip(at).is_none())
+            .collect();
+        kept.sort_unstable();
+        session_set(clock, &kept).map(|set| set.bitmap)
+    } else {
+        None
+    };
     d.status.run_id = Some(run_id(view.uid));
     d.status.started_at = Some(time(view.now));
     d.status.planned_until = Some(time(cutoff));
@@ -327,18 +378,55 @@ fn plan_or_start(view: &BackfillView<'_>, d: &mut BackfillDecision) -> Result<()
         to: (total > 0).then(|| time(hi + 1)),
         launched: 0,
         next_session: first.first().map(|&t| time(t)),
+        selected: selected.unwrap_or_default(),
         ..RunState::default()
     });
+    let skipped = d
+        .status
+        .preview
+        .as_ref()
+        .and_then(|p| p.skipped_reason.clone())
+        .map(|r| format!("; {r}"))
+        .unwrap_or_default();
     d.notes.push(Note {
         warning: false,
         reason: "Started",
         message: format!(
-            "run {}: {total} sessions ({})",
+            "run {}: {total} sessions ({}){skipped}",
             d.status.run_id.as_deref().unwrap_or_default(),
             plan.describe_boundaries()
         ),
     });
     Ok(())
+}
+
+/// Why `reprocess` left planned sessions out, in words.
+fn skipped_reason(
+    reprocess: Reprocess,
+    planned: u64,
+    succeeded: u64,
+    failed: u64,
+) -> Option<String> {
+    if succeeded + failed == 0 {
+        return None;
+    }
+    let mut why = Vec::new();
+    if succeeded > 0 {
+        why.push(format!("{succeeded} already succeeded"));
+    }
+    if failed > 0 {
+        why.push(format!("{failed} failed or were killed before"));
+    }
+    let rule = match reprocess {
+        Reprocess::Missing => "runs only sessions the ledger has no outcome for",
+        Reprocess::Failed => "skips sessions whose last attempt succeeded",
+        Reprocess::All => "runs every session",
+    };
+    Some(format!(
+        "reprocess {reprocess:?} {rule}: {} of {planned} planned sessions skipped ({})",
+        succeeded + failed,
+        why.join(", ")
+    ))
 }
 
 /// The frozen plan of a started Backfill: its Schedule's cron and zone as
@@ -353,6 +441,17 @@ pub fn frozen_plan(spec: &BackfillSpec, run: &RunState) -> Result<Plan, PlanErro
         ..ScheduleSpec::default()
     };
     let plan = match (from, to, spec.count) {
+        // `reprocess` left sessions out: the set of the ones that run.
+        (Some(from), Some(to), _) if !run.selected.is_empty() => Plan::new(
+            clock,
+            Selection::Set {
+                clock: Box::new(Clock::new(&run.schedule, Some(&run.time_zone))?),
+                from,
+                to,
+                bits: Bitmap::decode(&run.selected)?,
+            },
+        )
+        .with_order(spec.order.unwrap_or_default().into()),
         // Counted plans become the range they covered at the start.
         (Some(from), Some(to), Some(_)) => Plan::new(clock, Selection::Range { from, to })
             .with_filter(
@@ -642,10 +741,19 @@ fn finish_status(d: &mut BackfillDecision, ks: &Kstatus<'_>, before: BackfillPha
             });
         }
         if phase == BackfillPhase::Succeeded && d.status.total_estimated == 0 {
+            let message = match d
+                .status
+                .preview
+                .as_ref()
+                .and_then(|p| p.skipped_reason.clone())
+            {
+                Some(reason) => format!("nothing to run: {reason}"),
+                None => "the plan holds no session: nothing to run".into(),
+            };
             d.notes.push(Note {
                 warning: false,
                 reason: "NothingToRun",
-                message: "the plan holds no session: nothing to run".into(),
+                message,
             });
         }
     }
@@ -730,6 +838,7 @@ mod tests {
         now: i64,
         /// The `backfill.dev/rerun-failed` annotation.
         rerun: Option<String>,
+        ledger: LedgerIndex,
     }
 
     impl Sim {
@@ -742,6 +851,7 @@ mod tests {
                 created: vec![],
                 now: at("2026-06-01T00:00:00Z"),
                 rerun: None,
+                ledger: LedgerIndex::default(),
             }
         }
 
@@ -758,6 +868,7 @@ mod tests {
                 jobs: &self.jobs,
                 recent_durations: &[120, 60, 90],
                 rerun_request: self.rerun.as_deref(),
+                ledger: &self.ledger,
                 now: self.now,
             });
             self.status = d.status.clone();
@@ -1040,6 +1151,7 @@ mod tests {
             jobs: &[],
             recent_durations: &[],
             rerun_request: None,
+            ledger: &LedgerIndex::default(),
             now: s.now,
         });
         let stalled = d
@@ -1323,6 +1435,96 @@ mod tests {
         assert_eq!(
             grandchild.spec.attempt_name.as_deref(),
             Some("bf-retry-1-retry-again")
+        );
+    }
+    /// A ledger of the hourly test schedule: the first `ok` sessions of
+    /// spec() succeeded, the next `bad` failed.
+    fn ledger(ok: i64, bad: i64) -> LedgerIndex {
+        use crate::core::ledger::{Ledger, Period};
+        let start = at("2026-01-01T00:00:00Z");
+        let mut l = Ledger::new(Period::of(start));
+        for i in 0..ok + bad {
+            let outcome = if i < ok {
+                Outcome::Succeeded
+            } else {
+                Outcome::Failed
+            };
+            l.record(start + i * 3_600, outcome, "hourly", "Schedule/hourly", 0);
+        }
+        let mut index = LedgerIndex::default();
+        index.insert(l);
+        index
+    }
+
+    #[test]
+    fn reprocess_skips_what_the_ledger_says_is_done() {
+        let start = at("2026-01-01T00:00:00Z");
+        for (reprocess, first, total) in [
+            (None, 5, 25),
+            (Some(Reprocess::Failed), 5, 25),
+            (Some(Reprocess::Missing), 10, 20),
+            (Some(Reprocess::All), 0, 30),
+        ] {
+            let mut s = Sim::new(BackfillSpec {
+                reprocess,
+                ..spec()
+            });
+            s.ledger = ledger(5, 5);
+            let d = s.step();
+            assert_eq!(d.status.total_estimated, total, "{reprocess:?}");
+            let preview = d.status.preview.clone().unwrap();
+            assert_eq!(preview.skipped_by_reprocess, 30 - total);
+            assert_eq!(preview.first[0], time(start + first * 3_600));
+            // Frozen: a ledger that changes after the start moves nothing.
+            s.ledger = LedgerIndex::default();
+            s.run_to_end(&[]);
+            let want: Vec<i64> = (first..30).map(|i| start + i * 3_600).collect();
+            let got: Vec<i64> = s.created.clone();
+            let mut sorted = got.clone();
+            sorted.sort_unstable();
+            assert_eq!(sorted, want, "{reprocess:?}");
+            assert_eq!(got, sorted, "oldest first");
+            assert_eq!(s.status.processed_count, total);
+            assert_eq!(s.status.phase, Some(BackfillPhase::Succeeded));
+        }
+    }
+
+    #[test]
+    fn reprocess_in_a_dry_run_and_newest_first_says_why_it_skips() {
+        let mut s = Sim::new(BackfillSpec {
+            dry_run: Some(true),
+            order: Some(crate::api::SessionOrder::Newest),
+            reprocess: Some(Reprocess::Missing),
+            ..spec()
+        });
+        s.ledger = ledger(3, 2);
+        let d = s.step();
+        let reason = d.status.preview.unwrap().skipped_reason.unwrap();
+        assert!(
+            reason.contains("5 of 30 planned sessions skipped (3 already succeeded, 2 failed"),
+            "{reason}"
+        );
+        assert!(d.notes.iter().any(|n| n.message.contains(&reason)));
+        s.spec.dry_run = None;
+        s.run_to_end(&[]);
+        let start = at("2026-01-01T00:00:00Z");
+        let want: Vec<i64> = (5..30).rev().map(|i| start + i * 3_600).collect();
+        assert_eq!(s.created, want, "newest first, skipped ones left out");
+    }
+
+    #[test]
+    fn a_backfill_of_sessions_that_all_succeeded_runs_nothing_and_says_so() {
+        let mut s = Sim::new(spec());
+        s.ledger = ledger(30, 0);
+        let d = s.step();
+        assert!(d.create.is_empty());
+        assert_eq!(d.status.total_estimated, 0);
+        assert_eq!(d.status.phase, Some(BackfillPhase::Succeeded));
+        let note = d.notes.iter().find(|n| n.reason == "NothingToRun").unwrap();
+        assert!(
+            note.message.contains("30 already succeeded"),
+            "{}",
+            note.message
         );
     }
 }

@@ -26,6 +26,12 @@ impl Bitmap {
         self.bytes[byte] |= 1 << (index % 8);
     }
 
+    pub fn remove(&mut self, index: u64) {
+        if let Some(b) = self.bytes.get_mut((index / 8) as usize) {
+            *b &= !(1 << (index % 8));
+        }
+    }
+
     pub fn contains(&self, index: u64) -> bool {
         self.bytes
             .get((index / 8) as usize)

@@ -9,6 +9,7 @@ pub mod calendar;
 pub mod clock;
 pub mod cron;
 pub mod job;
+pub mod ledger;
 pub mod observed;
 pub mod plan;
 pub mod rerun;

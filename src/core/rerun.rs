@@ -377,7 +377,10 @@ mod tests {
             message: None,
         };
         assert_eq!(pending_request(Some("1"), &[]), Some("1"));
-        assert_eq!(pending_request(Some("1"), std::slice::from_ref(&record)), None);
+        assert_eq!(
+            pending_request(Some("1"), std::slice::from_ref(&record)),
+            None
+        );
         assert_eq!(pending_request(Some(" 2 "), &[record]), Some("2"));
         assert_eq!(pending_request(Some(""), &[]), None);
         assert_eq!(pending_request(None, &[]), None);

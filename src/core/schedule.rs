@@ -9,9 +9,12 @@ use k8s_openapi::api::core::v1::ObjectReference;
 
 use super::clock::{Clock, Session, rfc3339_utc, time};
 use super::job::{OwnerKind, job_name};
+use super::ledger::{LedgerIndex, backfill_hint, report};
 use super::observed::{JobState, Kstatus, Note, ObservedJob, Outcome, find_condition};
 use super::plan::seconds;
-use crate::api::{ConcurrencyPolicy, MissedSessionPolicy, ScheduleSpec, ScheduleStatus, condition};
+use crate::api::{
+    ConcurrencyPolicy, MissedSessionPolicy, RecentSessions, ScheduleSpec, ScheduleStatus, condition,
+};
 
 /// Default `successfulJobsHistoryLimit` and `failedJobsHistoryLimit`, as
 /// CronJob's.
@@ -22,6 +25,8 @@ pub const DEFAULT_RUN_ALL_WINDOW: i64 = 86_400;
 /// With `Skip`, the latest due session still runs when it is at most this
 /// late: it is the regular run, not a missed one.
 pub const ON_TIME_SECONDS: i64 = 60;
+/// `status.recentSessions` looks back this far.
+pub const RECENT_HORIZON: i64 = 7 * 86_400;
 /// `RunAll` starts at most this many Jobs per pass; the rest follow.
 pub const MAX_STARTS_PER_PASS: usize = 100;
 
@@ -36,6 +41,8 @@ pub struct ScheduleView<'a> {
     pub spec: &'a ScheduleSpec,
     pub status: &'a ScheduleStatus,
     pub jobs: &'a [ObservedJob],
+    /// The session ledger over the last [`RECENT_HORIZON`].
+    pub ledger: &'a LedgerIndex,
     pub now: i64,
 }
 
@@ -75,6 +82,7 @@ pub fn decide(view: &ScheduleView<'_>) -> ScheduleDecision {
     match Clock::new(&view.spec.schedule, view.spec.time_zone.as_deref()) {
         Ok(clock) => {
             schedule_sessions(view, &clock, &mut d);
+            recent_sessions(view, &clock, &mut d);
             let (reason, message) = if view.spec.suspend == Some(true) {
                 ("Suspended", "suspended: no new Jobs start".to_string())
             } else {
@@ -149,6 +157,60 @@ pub fn decide(view: &ScheduleView<'_>) -> ScheduleDecision {
         d.status.counted_jobs = view.status.counted_jobs.clone();
     }
     d
+}
+
+/// `status.recentSessions` from the ledger, and an Event suggesting a
+/// Backfill when more sessions went missing.
+fn recent_sessions(view: &ScheduleView<'_>, clock: &Clock, d: &mut ScheduleDecision) {
+    let hour_ago = (view.now - RECENT_HORIZON).div_euclid(3_600) * 3_600;
+    let since = [
+        Some(hour_ago),
+        Some(view.created_at + 1),
+        view.spec.start_time.as_ref().map(seconds),
+    ]
+    .into_iter()
+    .flatten()
+    .max()
+    .unwrap_or(hour_ago);
+    let until = view
+        .spec
+        .end_time
+        .as_ref()
+        .map_or(view.now + 1, |e| seconds(e).min(view.now + 1));
+    let with_job: BTreeSet<i64> = view
+        .jobs
+        .iter()
+        .filter_map(|j| j.session)
+        .chain(d.create.iter().map(|s| s.at))
+        .collect();
+    let r = report(clock, since, until, view.ledger, |at| {
+        with_job.contains(&at)
+    });
+    let before = view
+        .status
+        .recent_sessions
+        .as_ref()
+        .map_or(0, |r| r.missing);
+    if r.missing as i64 > before
+        && view.spec.suspend != Some(true)
+        && let Some(hint) = backfill_hint(view.name, &r)
+    {
+        d.notes.push(Note {
+            warning: true,
+            reason: "SessionsMissing",
+            message: hint,
+        });
+    }
+    d.status.recent_sessions = Some(RecentSessions {
+        since: time(since),
+        sessions: r.sessions as i64,
+        succeeded: r.succeeded as i64,
+        failed: r.failed as i64,
+        missing: r.missing as i64,
+        first_missing: r.first_missing.map(time),
+        last_missing: r.last_missing.map(time),
+        first_failed: r.first_failed.map(time),
+    });
 }
 
 /// Counts each finished (or killed) Job once, however often it is seen:
@@ -484,6 +546,7 @@ mod tests {
         status: ScheduleStatus,
         jobs: Vec<ObservedJob>,
         created: i64,
+        ledger: LedgerIndex,
     }
 
     impl Case {
@@ -493,6 +556,7 @@ mod tests {
                 status: ScheduleStatus::default(),
                 jobs: vec![],
                 created: at(created),
+                ledger: LedgerIndex::default(),
             }
         }
 
@@ -505,6 +569,7 @@ mod tests {
                 spec: &self.spec,
                 status: &self.status,
                 jobs: &self.jobs,
+                ledger: &self.ledger,
                 now: at(now),
             })
         }
@@ -797,6 +862,7 @@ mod tests {
                 spec: &c.spec,
                 status: &c.status,
                 jobs: &c.jobs,
+                ledger: &c.ledger,
                 now,
             });
             runs.extend(created(&d));
@@ -845,5 +911,49 @@ mod tests {
             .unwrap();
         assert_eq!(stalled.status, "False");
         assert_eq!(created(&d), ["2026-01-01T00:01:00Z"]);
+    }
+    #[test]
+    fn recent_sessions_come_from_the_ledger_and_missing_ones_suggest_a_backfill() {
+        use crate::core::ledger::{Ledger, Period};
+        let mut c = Case::new("0 * * * *", "2026-03-01T00:30:00Z");
+        let mut l = Ledger::new(Period::of(at("2026-03-01T00:00:00Z")));
+        l.record(
+            at("2026-03-01T01:00:00Z"),
+            Outcome::Succeeded,
+            "nightly",
+            "",
+            0,
+        );
+        l.record(
+            at("2026-03-01T02:00:00Z"),
+            Outcome::Failed,
+            "nightly",
+            "",
+            0,
+        );
+        c.ledger.insert(l);
+        let d = c.decide("2026-03-01T05:10:00Z");
+        // 05:00 runs now (RunLatest); 03:00 and 04:00 never ran.
+        assert_eq!(created(&d), ["2026-03-01T05:00:00Z"]);
+        let r = d.status.recent_sessions.clone().unwrap();
+        assert_eq!(r.since, time(at("2026-03-01T00:30:01Z")));
+        assert_eq!((r.sessions, r.succeeded, r.failed, r.missing), (5, 1, 1, 2));
+        assert_eq!(r.first_missing, Some(time(at("2026-03-01T03:00:00Z"))));
+        assert_eq!(r.first_failed, Some(time(at("2026-03-01T02:00:00Z"))));
+        let hint = d
+            .notes
+            .iter()
+            .find(|n| n.reason == "SessionsMissing")
+            .unwrap();
+        assert!(
+            hint.message.contains("reprocess Missing"),
+            "{}",
+            hint.message
+        );
+        c.apply(&d);
+        // Said once.
+        let again = c.decide("2026-03-01T05:20:00Z");
+        assert!(!again.notes.iter().any(|n| n.reason == "SessionsMissing"));
+        assert_eq!(again.status.recent_sessions, d.status.recent_sessions);
     }
 }

@@ -1,0 +1,226 @@
+//! Reading and writing the session ledger (`SessionLedger` objects, one
+//! per Schedule and month). A write merges outcomes into the object with
+//! a resourceVersion precondition and retries on conflict: the Schedule
+//! controller and any number of Backfills may write the same month, and
+//! recording an outcome twice changes nothing.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, DeleteParams, PostParams};
+use kube::{Resource, ResourceExt};
+use tracing::debug;
+
+use super::{Context, FIELD_MANAGER};
+use crate::api::{LABEL_SCHEDULE, Schedule, SessionLedger};
+use crate::core::ledger::{Ledger, LedgerIndex, Period, ledger_name};
+use crate::core::observed::Outcome;
+use crate::core::plan::seconds;
+use crate::{Error, Result};
+
+/// Conflicting writes retried before the reconcile gives up (and is
+/// retried itself).
+const ATTEMPTS: usize = 8;
+
+/// The newer of two versions of an object: resourceVersions are etcd
+/// revisions, which grow.
+fn newer(a: Arc<SessionLedger>, b: Option<Arc<SessionLedger>>) -> Arc<SessionLedger> {
+    let rv = |o: &SessionLedger| {
+        o.resource_version()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    match b {
+        Some(b) if rv(&b) > rv(&a) => b,
+        _ => a,
+    }
+}
+
+impl Context {
+    /// The freshest copy of a ledger object this process knows: the
+    /// cache's, or the one it wrote last if the cache has not caught up.
+    fn freshest_ledger(&self, ns: &str, name: &str) -> Option<Arc<SessionLedger>> {
+        let key = format!("{ns}/{name}");
+        let written = self
+            .ledgers_written
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .cloned();
+        let cached = self
+            .ledgers
+            .get(&kube::runtime::reflector::ObjectRef::<SessionLedger>::new(name).within(ns));
+        match (cached, written) {
+            (Some(c), w) => Some(newer(c, w)),
+            (None, w) => w,
+        }
+    }
+
+    /// A Schedule's ledger over the months touching `[from, to)` (all of
+    /// them without bounds). A month that cannot be read is left out, with
+    /// a warning: it reads as sessions with no outcome.
+    pub fn ledger_index(
+        &self,
+        ns: &str,
+        schedule: &str,
+        bounds: Option<(i64, i64)>,
+    ) -> LedgerIndex {
+        let mut index = LedgerIndex::default();
+        for cached in self.ledgers.state() {
+            if cached.namespace().as_deref() != Some(ns)
+                || cached.spec.schedule_ref.name != schedule
+            {
+                continue;
+            }
+            let (from, to) = (seconds(&cached.spec.from), seconds(&cached.spec.to));
+            if bounds.is_some_and(|(lo, hi)| to <= lo || from >= hi) {
+                continue;
+            }
+            let obj = self
+                .freshest_ledger(ns, &cached.name_any())
+                .unwrap_or(cached);
+            match Ledger::from_spec(&obj.spec) {
+                Ok(l) => index.insert(l),
+                Err(e) => {
+                    tracing::warn!(ledger = %obj.name_any(), error = %e, "unreadable SessionLedger")
+                }
+            }
+        }
+        index
+    }
+
+    /// Records outcomes of `schedule`'s sessions, decided by `attempt` (run
+    /// by `owner`, `Schedule/<name>` or `Backfill/<name>`): one write per
+    /// month touched, none when the ledger holds them already.
+    pub async fn record_outcomes(
+        &self,
+        schedule: &Schedule,
+        attempt: &str,
+        owner: &str,
+        outcomes: &[(i64, Outcome)],
+    ) -> Result<()> {
+        let ns = schedule
+            .namespace()
+            .ok_or_else(|| Error::Invalid("a Schedule without a namespace".into()))?;
+        let mut months: BTreeMap<Period, Vec<(i64, Outcome)>> = BTreeMap::new();
+        for &(at, outcome) in outcomes {
+            months
+                .entry(Period::of(at))
+                .or_default()
+                .push((at, outcome));
+        }
+        for (period, outcomes) in months {
+            self.record_month(schedule, &ns, period, attempt, owner, &outcomes)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn record_month(
+        &self,
+        schedule: &Schedule,
+        ns: &str,
+        period: Period,
+        attempt: &str,
+        owner: &str,
+        outcomes: &[(i64, Outcome)],
+    ) -> Result<()> {
+        let schedule_name = schedule.name_any();
+        let name = ledger_name(&schedule_name, &period);
+        let api: Api<SessionLedger> = Api::namespaced(self.client.clone(), ns);
+        let pp = PostParams {
+            field_manager: Some(FIELD_MANAGER.to_string()),
+            ..PostParams::default()
+        };
+        let now = self.clock.now();
+        let mut current = self.freshest_ledger(ns, &name);
+        for _ in 0..ATTEMPTS {
+            let mut ledger = match &current {
+                Some(obj) => Ledger::from_spec(&obj.spec).map_err(|e| {
+                    Error::Invalid(format!("SessionLedger {name} cannot be read: {e}"))
+                })?,
+                None => Ledger::new(period.clone()),
+            };
+            let mut changed = false;
+            for &(at, outcome) in outcomes {
+                changed |= ledger.record(at, outcome, attempt, owner, now);
+            }
+            if !changed {
+                return Ok(());
+            }
+            let spec = ledger.to_spec(&schedule_name);
+            let result = match &current {
+                Some(obj) => {
+                    let mut obj = obj.as_ref().clone();
+                    obj.spec = spec;
+                    api.replace(&name, &pp, &obj).await
+                }
+                None => {
+                    let owner_ref = schedule
+                        .controller_owner_ref(&())
+                        .ok_or_else(|| Error::Invalid("a Schedule without a uid".into()))?;
+                    let obj = SessionLedger {
+                        metadata: ObjectMeta {
+                            name: Some(name.clone()),
+                            namespace: Some(ns.to_string()),
+                            labels: Some(
+                                [(LABEL_SCHEDULE.to_string(), schedule_name.clone())]
+                                    .into_iter()
+                                    .filter(|(_, v)| v.len() <= 63)
+                                    .collect(),
+                            ),
+                            owner_references: Some(vec![owner_ref]),
+                            ..ObjectMeta::default()
+                        },
+                        spec,
+                    };
+                    api.create(&pp, &obj).await
+                }
+            };
+            match result {
+                Ok(written) => {
+                    self.ledgers_written
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(format!("{ns}/{name}"), Arc::new(written));
+                    return Ok(());
+                }
+                // Someone wrote it meanwhile: merge into theirs.
+                Err(kube::Error::Api(e)) if e.code == 409 => {
+                    debug!(ledger = %name, "ledger write conflict, merging again");
+                    current = api.get_opt(&name).await?.map(Arc::new);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::Transient(format!(
+            "SessionLedger {name}: {ATTEMPTS} conflicting writes in a row"
+        )))
+    }
+
+    /// Deletes a Schedule's ledger months that ended more than the
+    /// retention ago.
+    pub async fn prune_ledgers(&self, ns: &str, schedule: &str, now: i64) -> Result<()> {
+        let horizon = now - self.ledger_retention;
+        let api: Api<SessionLedger> = Api::namespaced(self.client.clone(), ns);
+        for old in self.ledgers.state().iter().filter(|l| {
+            l.namespace().as_deref() == Some(ns)
+                && l.spec.schedule_ref.name == schedule
+                && seconds(&l.spec.to) <= horizon
+        }) {
+            let name = old.name_any();
+            let key = format!("delete-ledger/{ns}/{name}");
+            if self.recent.seen(&key, 0) {
+                continue;
+            }
+            match api.delete(&name, &DeleteParams::default()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => return Err(e.into()),
+            }
+            self.recent.record(key, 0);
+        }
+        Ok(())
+    }
+}

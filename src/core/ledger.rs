@@ -1,0 +1,606 @@
+//! The session ledger: per Schedule and per month (UTC), the latest
+//! outcome of each session and the attempt that decided it, as compact
+//! sets of minute slots. Cron sessions fall on whole minutes, so a slot is
+//! a session whatever the cron expression was when it ran: a changed
+//! Schedule does not scramble its history.
+//!
+//! A set is stored as runs (gap and length varints) or as a bitmap,
+//! whichever is shorter: a month of minutely sessions that all succeeded
+//! is a few bytes, the worst case (every other minute) 7.4 KiB.
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+
+use super::bitmap::{Bitmap, BitmapError};
+use super::calendar::{civil_from_days, days_from_civil};
+use super::clock::{Clock, rfc3339_utc, time};
+use super::job::short_hash;
+use super::observed::Outcome;
+use super::plan::seconds;
+use crate::api::{LedgerAttempt, ScheduleRef, SessionLedgerSpec};
+
+/// Seconds per slot: cron's resolution.
+pub const SLOT_SECONDS: i64 = 60;
+/// Attempts kept apart in one ledger object; older ones are merged.
+pub const MAX_ATTEMPTS: usize = 64;
+/// The attempt the oldest are merged into past [`MAX_ATTEMPTS`].
+pub const EARLIER_ATTEMPTS: &str = "earlier-attempts";
+/// Object names fit in this.
+const MAX_NAME: usize = 253;
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LedgerError {
+    #[error("ledger set {0:?} is neither r: runs nor b: a bitmap")]
+    Form(String),
+    #[error("ledger set: {0}")]
+    Base64(String),
+    #[error(transparent)]
+    Bitmap(#[from] BitmapError),
+}
+
+/// A month (UTC) of sessions: one ledger object.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Period {
+    pub from: i64,
+    pub to: i64,
+}
+
+impl Period {
+    /// The month holding `at`.
+    pub fn of(at: i64) -> Self {
+        let (y, m, _) = civil_from_days(at.div_euclid(86_400));
+        let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+        Self {
+            from: days_from_civil(y, m, 1) * 86_400,
+            to: days_from_civil(ny, nm, 1) * 86_400,
+        }
+    }
+
+    /// `YYYY-MM`.
+    pub fn label(&self) -> String {
+        let (y, m, _) = civil_from_days(self.from.div_euclid(86_400));
+        format!("{y:04}-{m:02}")
+    }
+
+    /// Every month touching `[from, to)`, in order.
+    pub fn covering(from: i64, to: i64) -> Vec<Period> {
+        let mut out = Vec::new();
+        let mut p = Period::of(from);
+        while p.from < to {
+            let next = p.to;
+            out.push(p);
+            p = Period::of(next);
+        }
+        out
+    }
+
+    fn slot(&self, at: i64) -> u64 {
+        ((at - self.from).max(0) / SLOT_SECONDS) as u64
+    }
+}
+
+/// The ledger object of a Schedule's month: `<schedule>-<YYYY-MM>`.
+pub fn ledger_name(schedule: &str, period: &Period) -> String {
+    let suffix = format!("-{}", period.label());
+    if schedule.len() + suffix.len() <= MAX_NAME {
+        return format!("{schedule}{suffix}");
+    }
+    let hash = short_hash(schedule);
+    let keep = MAX_NAME - suffix.len() - hash.len() - 1;
+    format!(
+        "{}-{hash}{suffix}",
+        schedule[..keep].trim_end_matches(['-', '.'])
+    )
+}
+
+/// Encodes a set of slots in its shorter form.
+pub fn encode_slots(set: &Bitmap) -> String {
+    if set.is_empty() {
+        return String::new();
+    }
+    let mut runs = Vec::new();
+    let mut end = 0u64;
+    let mut iter = set.iter().peekable();
+    while let Some(start) = iter.next() {
+        let mut last = start;
+        while iter.next_if(|&i| i == last + 1).is_some() {
+            last += 1;
+        }
+        put_varint(&mut runs, start - end);
+        put_varint(&mut runs, last + 1 - start);
+        end = last + 1;
+    }
+    let bitmap = set.encode();
+    let runs = STANDARD.encode(&runs);
+    if runs.len() <= bitmap.len() {
+        format!("r:{runs}")
+    } else {
+        format!("b:{bitmap}")
+    }
+}
+
+pub fn decode_slots(text: &str) -> Result<Bitmap, LedgerError> {
+    if text.is_empty() {
+        return Ok(Bitmap::new());
+    }
+    if let Some(bitmap) = text.strip_prefix("b:") {
+        return Ok(Bitmap::decode(bitmap)?);
+    }
+    let runs = text
+        .strip_prefix("r:")
+        .ok_or_else(|| LedgerError::Form(text.chars().take(16).collect()))?;
+    let bytes = STANDARD
+        .decode(runs)
+        .map_err(|e| LedgerError::Base64(e.to_string()))?;
+    let mut set = Bitmap::new();
+    let (mut pos, mut end) = (0usize, 0u64);
+    while pos < bytes.len() {
+        let gap = get_varint(&bytes, &mut pos)?;
+        let len = get_varint(&bytes, &mut pos)?;
+        let start = end + gap;
+        // A month has 44,640 slots: anything past that is corrupt.
+        if start + len > 1 << 20 {
+            return Err(LedgerError::Form("a run past the month".into()));
+        }
+        (start..start + len).for_each(|i| set.insert(i));
+        end = start + len;
+    }
+    Ok(set)
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn get_varint(bytes: &[u8], pos: &mut usize) -> Result<u64, LedgerError> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let b = *bytes
+            .get(*pos)
+            .ok_or_else(|| LedgerError::Form("a truncated run".into()))?;
+        *pos += 1;
+        v |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Ok(v);
+        }
+    }
+    Err(LedgerError::Form("a run too long".into()))
+}
+
+fn outcome_index(outcome: Outcome) -> usize {
+    match outcome {
+        Outcome::Succeeded => 0,
+        Outcome::Failed => 1,
+        Outcome::Killed => 2,
+    }
+}
+
+const OUTCOMES: [Outcome; 3] = [Outcome::Succeeded, Outcome::Failed, Outcome::Killed];
+
+/// The sessions one attempt decided last.
+#[derive(Clone, Debug, PartialEq)]
+struct Attempt {
+    name: String,
+    owner: String,
+    updated_at: i64,
+    /// By [`outcome_index`].
+    sets: [Bitmap; 3],
+}
+
+/// One month of one Schedule, decoded.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ledger {
+    pub period: Period,
+    attempts: Vec<Attempt>,
+}
+
+impl Ledger {
+    pub fn new(period: Period) -> Self {
+        Self {
+            period,
+            attempts: Vec::new(),
+        }
+    }
+
+    pub fn from_spec(spec: &SessionLedgerSpec) -> Result<Self, LedgerError> {
+        let period = Period::of(seconds(&spec.from));
+        let attempts = spec
+            .attempts
+            .iter()
+            .map(|a| {
+                Ok(Attempt {
+                    name: a.name.clone(),
+                    owner: a.owner.clone(),
+                    updated_at: seconds(&a.updated_at),
+                    sets: [
+                        decode_slots(&a.succeeded)?,
+                        decode_slots(&a.failed)?,
+                        decode_slots(&a.killed)?,
+                    ],
+                })
+            })
+            .collect::<Result<_, LedgerError>>()?;
+        Ok(Self { period, attempts })
+    }
+
+    pub fn to_spec(&self, schedule: &str) -> SessionLedgerSpec {
+        SessionLedgerSpec {
+            schedule_ref: ScheduleRef {
+                name: schedule.to_string(),
+            },
+            period: self.period.label(),
+            from: time(self.period.from),
+            to: time(self.period.to),
+            succeeded: self.count(Outcome::Succeeded) as i64,
+            failed: self.count(Outcome::Failed) as i64,
+            killed: self.count(Outcome::Killed) as i64,
+            attempts: self
+                .attempts
+                .iter()
+                .map(|a| LedgerAttempt {
+                    name: a.name.clone(),
+                    owner: a.owner.clone(),
+                    updated_at: time(a.updated_at),
+                    succeeded: encode_slots(&a.sets[0]),
+                    failed: encode_slots(&a.sets[1]),
+                    killed: encode_slots(&a.sets[2]),
+                })
+                .collect(),
+        }
+    }
+
+    /// The latest outcome of the session at `at`, if one was recorded.
+    pub fn outcome(&self, at: i64) -> Option<Outcome> {
+        self.decided_by(at).map(|(_, o)| o)
+    }
+
+    /// The latest outcome of the session at `at` and the attempt that
+    /// decided it.
+    pub fn decided_by(&self, at: i64) -> Option<(&str, Outcome)> {
+        if at < self.period.from || at >= self.period.to {
+            return None;
+        }
+        let slot = self.period.slot(at);
+        self.attempts.iter().find_map(|a| {
+            OUTCOMES
+                .iter()
+                .find(|&&o| a.sets[outcome_index(o)].contains(slot))
+                .map(|&o| (a.name.as_str(), o))
+        })
+    }
+
+    /// Sessions whose latest outcome is `outcome`.
+    pub fn count(&self, outcome: Outcome) -> u64 {
+        self.attempts
+            .iter()
+            .map(|a| a.sets[outcome_index(outcome)].len())
+            .sum()
+    }
+
+    /// Records that `attempt` (run by `owner`) ended the session at `at`
+    /// with `outcome`, replacing what any attempt recorded before. Returns
+    /// whether anything changed: recording the same outcome twice is a
+    /// no-op, so a retried write is harmless.
+    pub fn record(
+        &mut self,
+        at: i64,
+        outcome: Outcome,
+        attempt: &str,
+        owner: &str,
+        now: i64,
+    ) -> bool {
+        if at < self.period.from || at >= self.period.to {
+            return false;
+        }
+        let slot = self.period.slot(at);
+        let k = outcome_index(outcome);
+        if let Some(a) = self.attempts.iter().find(|a| a.name == attempt)
+            && a.sets[k].contains(slot)
+        {
+            return false;
+        }
+        for a in &mut self.attempts {
+            for set in &mut a.sets {
+                set.remove(slot);
+            }
+        }
+        let index = match self.attempts.iter().position(|a| a.name == attempt) {
+            Some(i) => i,
+            None => {
+                self.attempts.push(Attempt {
+                    name: attempt.to_string(),
+                    owner: owner.to_string(),
+                    updated_at: now,
+                    sets: Default::default(),
+                });
+                self.attempts.len() - 1
+            }
+        };
+        let a = &mut self.attempts[index];
+        a.sets[k].insert(slot);
+        a.updated_at = now;
+        a.owner = owner.to_string();
+        self.attempts
+            .retain(|a| a.sets.iter().any(|s| !s.is_empty()));
+        self.merge_oldest();
+        true
+    }
+
+    /// Past [`MAX_ATTEMPTS`], the least recently updated attempts are
+    /// merged into one: their sessions keep their outcome, only the name
+    /// of the attempt that decided them is lost.
+    fn merge_oldest(&mut self) {
+        while self.attempts.len() > MAX_ATTEMPTS {
+            self.attempts
+                .sort_by_key(|a| (a.name != EARLIER_ATTEMPTS, a.updated_at));
+            let oldest = if self.attempts[0].name == EARLIER_ATTEMPTS {
+                self.attempts.remove(1)
+            } else {
+                self.attempts.remove(0)
+            };
+            match self
+                .attempts
+                .iter_mut()
+                .find(|a| a.name == EARLIER_ATTEMPTS)
+            {
+                Some(earlier) => {
+                    for (to, from) in earlier.sets.iter_mut().zip(&oldest.sets) {
+                        to.union_with(from);
+                    }
+                    earlier.updated_at = earlier.updated_at.max(oldest.updated_at);
+                }
+                None => self.attempts.push(Attempt {
+                    name: EARLIER_ATTEMPTS.to_string(),
+                    owner: String::new(),
+                    ..oldest
+                }),
+            }
+        }
+    }
+}
+
+/// A Schedule's ledgers, by month.
+#[derive(Clone, Debug, Default)]
+pub struct LedgerIndex {
+    months: BTreeMap<i64, Ledger>,
+}
+
+impl LedgerIndex {
+    pub fn insert(&mut self, ledger: Ledger) {
+        self.months.insert(ledger.period.from, ledger);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.months.is_empty()
+    }
+
+    pub fn outcome(&self, at: i64) -> Option<Outcome> {
+        self.months
+            .range(..=at)
+            .next_back()
+            .and_then(|(_, l)| l.outcome(at))
+    }
+}
+
+/// What the ledger says of a Schedule's recent sessions.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    pub sessions: u64,
+    pub succeeded: u64,
+    /// Failed or killed.
+    pub failed: u64,
+    /// No recorded outcome and no Job.
+    pub missing: u64,
+    pub first_missing: Option<i64>,
+    pub last_missing: Option<i64>,
+    pub first_failed: Option<i64>,
+}
+
+/// Sessions walked at most for a report.
+const REPORT_LIMIT: usize = 100_000;
+
+/// The sessions of `clock` in `[since, until)`, judged against the ledger;
+/// a session with a Job (`has_job`) is not missing, its outcome is on the
+/// way.
+pub fn report(
+    clock: &Clock,
+    since: i64,
+    until: i64,
+    ledger: &LedgerIndex,
+    has_job: impl Fn(i64) -> bool,
+) -> Report {
+    let mut r = Report::default();
+    for s in clock
+        .sessions_from(since)
+        .take_while(|s| s.at < until)
+        .take(REPORT_LIMIT)
+    {
+        r.sessions += 1;
+        match ledger.outcome(s.at) {
+            Some(Outcome::Succeeded) => r.succeeded += 1,
+            Some(Outcome::Failed | Outcome::Killed) => {
+                r.failed += 1;
+                r.first_failed.get_or_insert(s.at);
+            }
+            None if has_job(s.at) => {}
+            None => {
+                r.missing += 1;
+                r.first_missing.get_or_insert(s.at);
+                r.last_missing = Some(s.at);
+            }
+        }
+    }
+    r
+}
+
+/// The suggestion a Schedule's Event makes when sessions are missing.
+pub fn backfill_hint(schedule: &str, r: &Report) -> Option<String> {
+    let (first, last) = (r.first_missing?, r.last_missing?);
+    Some(format!(
+        "{} recent session(s) have no recorded outcome, from {} to {}; to run them, create a Backfill with scheduleRef.name {schedule:?}, from {:?}, to {:?} and reprocess Missing",
+        r.missing,
+        rfc3339_utc(first),
+        rfc3339_utc(last),
+        rfc3339_utc(first),
+        rfc3339_utc(last + 1),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::clock::at;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn slots_round_trip_in_either_form(slots in proptest::collection::btree_set(0u64..44_640, 0..2_000)) {
+            let set: Bitmap = slots.iter().copied().collect();
+            let text = encode_slots(&set);
+            let back = decode_slots(&text).unwrap();
+            prop_assert_eq!(back.iter().collect::<Vec<_>>(), slots.into_iter().collect::<Vec<_>>());
+        }
+
+        #[test]
+        fn the_latest_outcome_wins_and_sessions_stay_in_one_set(
+            ops in proptest::collection::vec((0i64..500, 0usize..3, 0usize..4), 1..300)
+        ) {
+            let p = Period::of(at("2026-03-01T00:00:00Z"));
+            let mut ledger = Ledger::new(p.clone());
+            let mut want = BTreeMap::new();
+            for (i, (slot, outcome, attempt)) in ops.iter().enumerate() {
+                let at = p.from + slot * 60;
+                let name = format!("a{attempt}");
+                ledger.record(at, OUTCOMES[*outcome], &name, "Backfill/x", i as i64);
+                want.insert(at, (name, OUTCOMES[*outcome]));
+            }
+            // Through the API form and back.
+            let ledger = Ledger::from_spec(&ledger.to_spec("s")).unwrap();
+            for (at, (name, outcome)) in &want {
+                prop_assert_eq!(ledger.decided_by(*at), Some((name.as_str(), *outcome)));
+            }
+            let total: u64 = OUTCOMES.iter().map(|&o| ledger.count(o)).sum();
+            prop_assert_eq!(total, want.len() as u64);
+        }
+    }
+
+    #[test]
+    fn periods_are_utc_months() {
+        let p = Period::of(at("2026-02-14T12:00:00Z"));
+        assert_eq!(
+            (p.from, p.to),
+            (at("2026-02-01T00:00:00Z"), at("2026-03-01T00:00:00Z"))
+        );
+        assert_eq!(p.label(), "2026-02");
+        let dec = Period::of(at("2025-12-31T23:59:00Z"));
+        assert_eq!(dec.to, at("2026-01-01T00:00:00Z"));
+        let months = Period::covering(at("2025-12-31T00:00:00Z"), at("2026-02-01T00:00:00Z"));
+        assert_eq!(
+            months.iter().map(Period::label).collect::<Vec<_>>(),
+            ["2025-12", "2026-01"]
+        );
+        assert_eq!(ledger_name("nightly", &p), "nightly-2026-02");
+        let long = ledger_name(&"x".repeat(300), &p);
+        assert!(long.len() <= 253 && long.ends_with("-2026-02"), "{long}");
+    }
+
+    #[test]
+    fn recording_the_same_outcome_twice_changes_nothing() {
+        let p = Period::of(at("2026-03-01T00:00:00Z"));
+        let mut ledger = Ledger::new(p);
+        let s = at("2026-03-02T04:00:00Z");
+        assert!(ledger.record(s, Outcome::Failed, "nightly", "Schedule/nightly", 1));
+        assert!(!ledger.record(s, Outcome::Failed, "nightly", "Schedule/nightly", 2));
+        assert!(ledger.record(s, Outcome::Succeeded, "fix", "Backfill/fix", 3));
+        assert_eq!(ledger.decided_by(s), Some(("fix", Outcome::Succeeded)));
+        assert_eq!(
+            (
+                ledger.count(Outcome::Failed),
+                ledger.count(Outcome::Succeeded)
+            ),
+            (0, 1)
+        );
+        // The attempt with nothing left is dropped.
+        assert_eq!(ledger.to_spec("nightly").attempts.len(), 1);
+        // Outside the month: not this object's.
+        assert!(!ledger.record(at("2026-04-01T00:00:00Z"), Outcome::Failed, "x", "", 4));
+    }
+
+    #[test]
+    fn past_the_attempt_limit_the_oldest_merge_and_keep_their_outcomes() {
+        let p = Period::of(at("2026-03-01T00:00:00Z"));
+        let mut ledger = Ledger::new(p.clone());
+        for i in 0..(MAX_ATTEMPTS as i64 + 10) {
+            ledger.record(p.from + i * 60, Outcome::Failed, &format!("a{i}"), "", i);
+        }
+        let spec = ledger.to_spec("s");
+        assert_eq!(spec.attempts.len(), MAX_ATTEMPTS);
+        assert_eq!(spec.failed, MAX_ATTEMPTS as i64 + 10);
+        assert_eq!(
+            ledger.decided_by(p.from),
+            Some((EARLIER_ATTEMPTS, Outcome::Failed))
+        );
+        let last = p.from + (MAX_ATTEMPTS as i64 + 9) * 60;
+        assert_eq!(ledger.decided_by(last), Some(("a73", Outcome::Failed)));
+    }
+
+    #[test]
+    fn a_month_of_minutely_sessions_is_small() {
+        let p = Period::of(at("2026-01-01T00:00:00Z"));
+        let minutes = (p.to - p.from) / 60;
+        let size = |f: &dyn Fn(i64) -> Outcome| {
+            let mut ledger = Ledger::new(p.clone());
+            for i in 0..minutes {
+                ledger.record(p.from + i * 60, f(i), "minutely", "Schedule/minutely", 0);
+            }
+            let spec = ledger.to_spec("minutely");
+            assert_eq!(spec.succeeded + spec.failed, minutes);
+            serde_json::to_vec(&spec).unwrap().len()
+        };
+        let all_succeeded = size(&|_| Outcome::Succeeded);
+        let all_failed = size(&|_| Outcome::Failed);
+        let alternating = size(&|i| {
+            if i % 2 == 0 {
+                Outcome::Failed
+            } else {
+                Outcome::Succeeded
+            }
+        });
+        println!(
+            "a month of minutely sessions ({minutes}): all succeeded {all_succeeded} bytes, all failed {all_failed} bytes, alternating {alternating} bytes"
+        );
+        assert!(all_succeeded < 400 && all_failed < 400);
+        // Worst case: two bitmaps of 44,640 bits.
+        assert!(alternating < 16 * 1024, "{alternating}");
+    }
+
+    #[test]
+    fn a_report_tells_missing_from_failed_and_from_running() {
+        let clock = Clock::new("0 * * * *", None).unwrap();
+        let p = Period::of(at("2026-03-01T00:00:00Z"));
+        let mut ledger = Ledger::new(p);
+        ledger.record(at("2026-03-02T00:00:00Z"), Outcome::Succeeded, "s", "", 0);
+        ledger.record(at("2026-03-02T01:00:00Z"), Outcome::Failed, "s", "", 0);
+        let mut index = LedgerIndex::default();
+        index.insert(ledger);
+        let running = at("2026-03-02T03:00:00Z");
+        let r = report(
+            &clock,
+            at("2026-03-02T00:00:00Z"),
+            at("2026-03-02T05:00:00Z"),
+            &index,
+            |s| s == running,
+        );
+        assert_eq!((r.sessions, r.succeeded, r.failed, r.missing), (5, 1, 1, 2));
+        assert_eq!(r.first_missing, Some(at("2026-03-02T02:00:00Z")));
+        assert_eq!(r.last_missing, Some(at("2026-03-02T04:00:00Z")));
+        let hint = backfill_hint("hourly", &r).unwrap();
+        assert!(hint.contains("to \"2026-03-02T04:00:01Z\""), "{hint}");
+    }
+}
