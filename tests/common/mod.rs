@@ -9,6 +9,7 @@
 // Each test binary compiles this module and uses only part of it.
 #![allow(dead_code)]
 
+pub mod backfills;
 pub mod jobs;
 pub mod objects;
 pub mod operator;

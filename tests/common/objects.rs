@@ -49,6 +49,24 @@ where
     }
 }
 
+/// Checks `check` on every poll for `span`: for what must *not* happen
+/// (a Job launched while paused, a second rerun child), which no event
+/// announces. `span` is a few times longer than the operator takes to do
+/// it when it may.
+pub async fn throughout<F, Fut>(what: &str, span: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    let start = Instant::now();
+    while start.elapsed() < span {
+        if let Err(e) = check().await {
+            panic!("{what} did not hold: {e}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 pub fn rfc3339_utc(at: i64) -> String {
     Timestamp::from_second(at)
         .expect("an instant in range")

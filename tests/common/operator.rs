@@ -44,6 +44,8 @@ pub struct Operator {
     args: Vec<String>,
     /// `--time-origin` the test asked for, used on the first start only.
     first_origin: Option<String>,
+    /// Extra environment variables of the process (a failpoint).
+    env: Vec<(String, String)>,
     scale: f64,
     /// The virtual clock: at real instant `clock_start` it read
     /// `clock_origin` (Unix seconds), and it runs `scale` times faster.
@@ -57,6 +59,13 @@ impl Operator {
     /// Starts `backfill-operator run --namespace <namespace> <args>` and
     /// waits until it logs that its controllers started.
     pub async fn start(namespace: &str, args: &[&str]) -> Self {
+        Self::start_with_env(namespace, args, &[]).await
+    }
+
+    /// [`Operator::start`] with extra environment variables, e.g.
+    /// `BACKFILL_OPERATOR_FAILPOINT`; restarts keep them unless
+    /// [`Operator::restart_with_env`] replaces them.
+    pub async fn start_with_env(namespace: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut rest = Vec::new();
         let mut first_origin = None;
         let mut scale = 1.0;
@@ -96,6 +105,7 @@ impl Operator {
             namespace: namespace.to_string(),
             args: rest,
             first_origin,
+            env: owned_env(env),
             scale,
             clock_origin,
             clock_start: Instant::now(),
@@ -191,6 +201,35 @@ impl Operator {
         self.spawn().await;
     }
 
+    /// [`Operator::restart`] with these extra environment variables
+    /// instead of the previous ones (none, to drop a failpoint).
+    pub async fn restart_with_env(&mut self, env: &[(&str, &str)]) {
+        self.env = owned_env(env);
+        self.restart().await;
+    }
+
+    /// Waits until the process exits by itself (a failpoint aborting it)
+    /// and returns how it ended; panics if it still runs after `deadline`.
+    pub async fn wait_exit(&mut self, deadline: Duration) -> ExitStatus {
+        let start = Instant::now();
+        loop {
+            let Some(child) = self.child.as_mut() else {
+                panic!("wait_exit: the operator is not running");
+            };
+            if let Some(status) = child.try_wait().expect("waiting for the operator") {
+                self.child = None;
+                return status;
+            }
+            if start.elapsed() > deadline {
+                panic!(
+                    "the operator still runs after {deadline:?}, expected it to exit\n{}",
+                    self.log_tail(TAIL_LINES)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// The path of the current (latest) run's log.
     pub fn log_path(&self) -> &Path {
         self.logs.last().expect("the operator has been started")
@@ -266,6 +305,7 @@ impl Operator {
         command
             .env("RUST_BACKTRACE", "1")
             .env("NO_COLOR", "1")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::from(stdout))
             .stderr(Stdio::from(file));
@@ -362,6 +402,12 @@ impl Drop for Operator {
         });
         let _ = cleaner.join();
     }
+}
+
+fn owned_env(env: &[(&str, &str)]) -> Vec<(String, String)> {
+    env.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 /// Removes the operator's finalizer from every Job of the namespace.
