@@ -203,14 +203,19 @@ pub async fn run(client: Client, settings: Settings) -> Result<()> {
     })
     .applied_objects();
 
+    // The ledgers: read by both controllers; a change reconciles the
+    // Schedule that owns it (its status.recentSessions).
     let (ledgers_tx, ledgers_ready) = tokio::sync::watch::channel(false);
-    let (ledgers, ledger_writer) = reflector::store::<SessionLedger>();
+    let (ledgers, ledger_writer) = reflector::store_shared::<SessionLedger>(256);
+    let schedule_ledgers = ledger_writer
+        .subscribe()
+        .ok_or_else(|| Error::Invalid("a shared store gives subscribers".into()))?;
     let ledger_events = watcher(
         api::<SessionLedger>(&client, ns),
         watcher::Config::default(),
     )
     .default_backoff()
-    .reflect(ledger_writer)
+    .reflect_shared(ledger_writer)
     .inspect(move |event| {
         if matches!(event, Ok(watcher::Event::InitDone)) {
             ledgers_tx.send_replace(true);
@@ -248,6 +253,7 @@ pub async fn run(client: Client, settings: Settings) -> Result<()> {
 
     let schedule_loop = schedules_ctl
         .owns_shared_stream(schedule_jobs)
+        .owns_shared_stream(schedule_ledgers)
         .shutdown_on_signal()
         .run(schedule::reconcile, error_policy, ctx.clone())
         .for_each(log_result);

@@ -41,14 +41,13 @@ pub async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Act
 
     let observed: Vec<_> = jobs.iter().map(|j| observe(j)).collect();
     let status = schedule.status.clone().unwrap_or_default();
-    let created_at = schedule
-        .meta()
-        .creation_timestamp
-        .as_ref()
-        // creationTimestamp has whole seconds: take the end of its second,
-        // which on a fast test clock spans many of the operator's seconds.
-        .map(|t| ctx.clock.at_real(seconds(t) + 1) - 1)
+    let created = schedule.meta().creation_timestamp.as_ref().map(seconds);
+    // creationTimestamp has whole seconds: take the end of its second,
+    // which on a fast test clock spans many of the operator's seconds.
+    let created_at = created
+        .map(|t| ctx.clock.at_real(t + 1) - 1)
         .unwrap_or_else(|| ctx.clock.now());
+    let created_from = created.map_or(created_at, |t| ctx.clock.at_real(t));
     let name = schedule.name_any();
     let now = ctx.clock.now();
     let ledger = ctx.ledger_index(&ns, &name, Some((now - RECENT_HORIZON, now + 1)));
@@ -57,6 +56,7 @@ pub async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Act
         namespace: &ns,
         generation: schedule.meta().generation,
         created_at,
+        created_from,
         spec: &schedule.spec,
         status: &status,
         jobs: &observed,

@@ -405,15 +405,16 @@ pub struct Report {
 /// Sessions walked at most for a report.
 const REPORT_LIMIT: usize = 100_000;
 
-/// The sessions of `clock` in `[since, until)`, judged against the ledger;
-/// a session with a Job (`has_job`) is not missing, its outcome is on the
-/// way.
+/// The sessions of `clock` in `[since, until)`, judged against the
+/// ledger, then against the Jobs still there (`jobs`: session to outcome,
+/// `None` while running): a finished Job's outcome may not have reached
+/// the ledger yet, and a session with a running Job is not missing.
 pub fn report(
     clock: &Clock,
     since: i64,
     until: i64,
     ledger: &LedgerIndex,
-    has_job: impl Fn(i64) -> bool,
+    jobs: &BTreeMap<i64, Option<Outcome>>,
 ) -> Report {
     let mut r = Report::default();
     for s in clock
@@ -422,13 +423,14 @@ pub fn report(
         .take(REPORT_LIMIT)
     {
         r.sessions += 1;
-        match ledger.outcome(s.at) {
+        let job = jobs.get(&s.at);
+        match ledger.outcome(s.at).or(job.copied().flatten()) {
             Some(Outcome::Succeeded) => r.succeeded += 1,
             Some(Outcome::Failed | Outcome::Killed) => {
                 r.failed += 1;
                 r.first_failed.get_or_insert(s.at);
             }
-            None if has_job(s.at) => {}
+            None if job.is_some() => {}
             None => {
                 r.missing += 1;
                 r.first_missing.get_or_insert(s.at);
@@ -589,15 +591,21 @@ mod tests {
         ledger.record(at("2026-03-02T01:00:00Z"), Outcome::Failed, "s", "", 0);
         let mut index = LedgerIndex::default();
         index.insert(ledger);
-        let running = at("2026-03-02T03:00:00Z");
+        let jobs = BTreeMap::from([
+            (at("2026-03-02T03:00:00Z"), None),
+            // Finished, not in the ledger yet.
+            (at("2026-03-02T05:00:00Z"), Some(Outcome::Succeeded)),
+            // The ledger knows better: a later attempt succeeded.
+            (at("2026-03-02T01:00:00Z"), Some(Outcome::Succeeded)),
+        ]);
         let r = report(
             &clock,
             at("2026-03-02T00:00:00Z"),
-            at("2026-03-02T05:00:00Z"),
+            at("2026-03-02T06:00:00Z"),
             &index,
-            |s| s == running,
+            &jobs,
         );
-        assert_eq!((r.sessions, r.succeeded, r.failed, r.missing), (5, 1, 1, 2));
+        assert_eq!((r.sessions, r.succeeded, r.failed, r.missing), (6, 2, 1, 2));
         assert_eq!(r.first_missing, Some(at("2026-03-02T02:00:00Z")));
         assert_eq!(r.last_missing, Some(at("2026-03-02T04:00:00Z")));
         let hint = backfill_hint("hourly", &r).unwrap();

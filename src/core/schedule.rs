@@ -38,6 +38,10 @@ pub struct ScheduleView<'a> {
     pub generation: Option<i64>,
     /// When the Schedule was created: its first session is the first after.
     pub created_at: i64,
+    /// The earliest instant `created_at` may stand for (creation times
+    /// have whole seconds, which a fast test clock stretches): sessions
+    /// before it are not the Schedule's to report missing.
+    pub created_from: i64,
     pub spec: &'a ScheduleSpec,
     pub status: &'a ScheduleStatus,
     pub jobs: &'a [ObservedJob],
@@ -165,7 +169,7 @@ fn recent_sessions(view: &ScheduleView<'_>, clock: &Clock, d: &mut ScheduleDecis
     let hour_ago = (view.now - RECENT_HORIZON).div_euclid(3_600) * 3_600;
     let since = [
         Some(hour_ago),
-        Some(view.created_at + 1),
+        Some(view.created_from.min(view.created_at) + 1),
         view.spec.start_time.as_ref().map(seconds),
     ]
     .into_iter()
@@ -177,15 +181,13 @@ fn recent_sessions(view: &ScheduleView<'_>, clock: &Clock, d: &mut ScheduleDecis
         .end_time
         .as_ref()
         .map_or(view.now + 1, |e| seconds(e).min(view.now + 1));
-    let with_job: BTreeSet<i64> = view
+    let jobs: std::collections::BTreeMap<i64, Option<Outcome>> = view
         .jobs
         .iter()
-        .filter_map(|j| j.session)
-        .chain(d.create.iter().map(|s| s.at))
+        .filter_map(|j| Some((j.session?, j.outcome())))
+        .chain(d.create.iter().map(|s| (s.at, None)))
         .collect();
-    let r = report(clock, since, until, view.ledger, |at| {
-        with_job.contains(&at)
-    });
+    let r = report(clock, since, until, view.ledger, &jobs);
     let before = view
         .status
         .recent_sessions
@@ -566,6 +568,7 @@ mod tests {
                 namespace: "ns",
                 generation: Some(1),
                 created_at: self.created,
+                created_from: self.created,
                 spec: &self.spec,
                 status: &self.status,
                 jobs: &self.jobs,
@@ -859,6 +862,7 @@ mod tests {
                 namespace: "ns",
                 generation: Some(1),
                 created_at: c.created,
+                created_from: c.created,
                 spec: &c.spec,
                 status: &c.status,
                 jobs: &c.jobs,

@@ -353,6 +353,14 @@ impl FailStage {
         Self::create(env, Some(backfill), sessions).await
     }
 
+    /// Fails `sessions` of the Schedules' own runs only: Backfills of the
+    /// same sessions succeed.
+    pub async fn for_schedules(env: &Env, sessions: &[i64]) -> Self {
+        Self::create(env, Some(""), sessions).await
+    }
+
+    /// `backfill`: `None` for every pod of the namespace, `Some("")` for
+    /// the pods of no Backfill (scheduled runs), else one Backfill's.
     async fn create(env: &Env, backfill: Option<&str>, sessions: &[i64]) -> Self {
         let path = repo_root().join("hack/kwok/stages.yaml");
         let text = std::fs::read_to_string(&path)
@@ -362,6 +370,7 @@ impl FailStage {
             .find(|doc| doc["metadata"]["name"] == "pod-fail")
             .expect("a pod-fail Stage in hack/kwok/stages.yaml");
         let name = match backfill {
+            Some("") => format!("fail-{}-scheduled", env.ns.name),
             Some(backfill) => format!("fail-{}-{backfill}", env.ns.name),
             None => format!("fail-{}", env.ns.name),
         };
@@ -386,12 +395,17 @@ impl FailStage {
             "operator": "In",
             "values": sessions.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
         }));
-        if let Some(backfill) = backfill {
-            expressions.push(json!({
+        match backfill {
+            Some("") => expressions.push(json!({
+                "key": format!(".metadata.labels[\"{LABEL_BACKFILL}\"]"),
+                "operator": "DoesNotExist",
+            })),
+            Some(backfill) => expressions.push(json!({
                 "key": format!(".metadata.labels[\"{LABEL_BACKFILL}\"]"),
                 "operator": "In",
                 "values": [backfill],
-            }));
+            })),
+            None => {}
         }
         stages_api(&env.client)
             .patch(
@@ -587,6 +601,14 @@ impl JobTracker {
     pub async fn start(jobs: &Api<Job>) -> Self {
         let (state, task) =
             watch_jobs::<Tracked>(jobs, watcher::Config::default().labels(LABEL_BACKFILL)).await;
+        JobTracker { state, task }
+    }
+
+    /// Watches every Job of the namespace's Schedules, scheduled runs (under
+    /// the Backfill name "") and Backfills alike.
+    pub async fn start_all(jobs: &Api<Job>) -> Self {
+        let (state, task) =
+            watch_jobs::<Tracked>(jobs, watcher::Config::default().labels(LABEL_SCHEDULE)).await;
         JobTracker { state, task }
     }
 

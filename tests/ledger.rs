@@ -1,0 +1,321 @@
+//! The session ledger end to end: outcomes outlive their Jobs in
+//! `SessionLedger` objects, and a Backfill's `reprocess` is judged
+//! against them. The operator runs as a real process per test against the
+//! local control plane; Jobs run through the real job controller and
+//! kwok, and history limits delete them.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
+use serde_json::{Value, json};
+
+use common::backfills::{
+    Env, FailStage, JobTracker, MINUTE, RUN_DEADLINE, RUN_FOR, apply, backfill_manifest, get,
+    hours, patch_spec, phase, schedule_manifest, setup, summary, wait_event, wait_finished,
+};
+use common::objects::{counter, eventually, rfc3339_utc, status};
+use common::operator::Operator;
+use common::{DEADLINE, repo_root};
+
+const FAILPOINT: &str = "BACKFILL_OPERATOR_FAILPOINT";
+
+fn ledgers(env: &Env) -> Api<DynamicObject> {
+    let resource = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("backfill.dev", "v1alpha1", "SessionLedger"),
+        "sessionledgers",
+    );
+    Api::namespaced_with(env.client.clone(), &env.ns.name, &resource)
+}
+
+/// The ledger objects' (succeeded, failed, killed) summed over months.
+async fn ledger_counts(env: &Env) -> (i64, i64, i64) {
+    let list = ledgers(env)
+        .list(&ListParams::default())
+        .await
+        .unwrap_or_else(|e| panic!("listing SessionLedgers: {e}"));
+    list.items.iter().fold((0, 0, 0), |(s, f, k), l| {
+        let spec = &l.data["spec"];
+        (
+            s + spec["succeeded"].as_i64().unwrap_or(0),
+            f + spec["failed"].as_i64().unwrap_or(0),
+            k + spec["killed"].as_i64().unwrap_or(0),
+        )
+    })
+}
+
+async fn wait_ledger(env: &Env, want: (i64, i64, i64)) {
+    eventually(
+        &format!("the ledger to hold (succeeded, failed, killed) {want:?}"),
+        DEADLINE,
+        || async {
+            let got = ledger_counts(env).await;
+            if got == want {
+                Ok(())
+            } else {
+                Err(format!("{got:?}"))
+            }
+        },
+    )
+    .await;
+}
+
+/// `kubectl get sessionledgers` as a user types it.
+fn kubectl_get_ledgers(env: &Env) -> String {
+    let output = std::process::Command::new(repo_root().join(".cluster/bin/kubectl"))
+        .args(["get", "sessionledgers", "-n", &env.ns.name])
+        .env("KUBECONFIG", repo_root().join(".cluster/kubeconfig"))
+        .output()
+        .expect("running kubectl");
+    assert!(
+        output.status.success(),
+        "kubectl get sessionledgers: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn minutes(from: i64, to: i64) -> BTreeSet<i64> {
+    (from..to).step_by(MINUTE as usize).collect()
+}
+
+/// A Schedule runs minutely sessions, some failing, and its history limits
+/// delete the Jobs; the ledger keeps every outcome. Backfills over a range
+/// that also holds sessions from before the Schedule existed then run:
+/// with the default `reprocess` the failed and never-run sessions, with
+/// `Missing` the never-run ones, with `All` all. Their outcomes land in
+/// the ledger too, so a second Backfill like the first runs nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfills_run_only_what_the_ledger_lacks() {
+    let env = setup("ledger-reprocess").await;
+    let tracker = JobTracker::start_all(&env.jobs).await;
+    let origin = "2026-03-10T00:00:30Z";
+    let start = common::backfills::at(origin);
+    // Every even minute of the first hour fails in scheduled runs only.
+    let even: Vec<i64> = minutes(start - 30, start + 3_600)
+        .into_iter()
+        .filter(|m| (m / MINUTE) % 2 == 0)
+        .collect();
+    let _stage = FailStage::for_schedules(&env, &even).await;
+    let _op = Operator::start(
+        &env.ns.name,
+        &["--time-scale", "60", "--time-origin", origin],
+    )
+    .await;
+    apply(
+        &env.schedules,
+        &schedule_manifest(
+            "minutely",
+            "* * * * *",
+            &[],
+            json!({"suspend": false, "successfulJobsHistoryLimit": 1, "failedJobsHistoryLimit": 1}),
+        ),
+    )
+    .await;
+    eventually("6 scheduled sessions finished", DEADLINE, || async {
+        let done = tracker
+            .of("")
+            .iter()
+            .filter(|j| j.outcome.is_some())
+            .count();
+        if done >= 6 {
+            Ok(())
+        } else {
+            Err(format!("{done} finished"))
+        }
+    })
+    .await;
+    let generation = patch_spec(&env.schedules, "minutely", json!({"suspend": true})).await;
+    // Settled: suspended, nothing running, every scheduled Job finished
+    // and released, and the history limits applied.
+    let ran = eventually("the suspended Schedule to settle", DEADLINE, || async {
+        let s = get(&env.schedules, "minutely").await;
+        let jobs = tracker.of("");
+        let left = jobs.iter().filter(|j| !j.deleted).count();
+        let settled = status(&s)["observedGeneration"].as_i64() == Some(generation)
+            && counter(&s, "activeCount") == 0
+            && jobs.iter().all(|j| j.outcome.is_some() && !j.finalizer)
+            && left <= 2;
+        if settled {
+            Ok(tracker.sessions("").into_iter().collect::<BTreeSet<i64>>())
+        } else {
+            Err(format!("{} Jobs left; {}", left, status(&s)))
+        }
+    })
+    .await;
+    let failed: BTreeSet<i64> = ran.iter().copied().filter(|m| even.contains(m)).collect();
+    let succeeded: BTreeSet<i64> = ran.difference(&failed).copied().collect();
+    assert!(!failed.is_empty() && succeeded.len() >= 2, "ran {ran:?}");
+    wait_ledger(&env, (succeeded.len() as i64, failed.len() as i64, 0)).await;
+    let table = kubectl_get_ledgers(&env);
+    let header: Vec<&str> = table
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header[..4],
+        ["NAME", "SCHEDULE", "PERIOD", "SUCCEEDED"],
+        "{table}"
+    );
+    assert!(table.contains("minutely-2026-03"), "{table}");
+    println!("{table}");
+
+    // A range from 5 minutes before the Schedule's first session to just
+    // after its last: never-run, failed and succeeded sessions.
+    let (first, last) = (*ran.first().unwrap(), *ran.last().unwrap());
+    let planned = minutes(first - 5 * MINUTE, last + MINUTE);
+    let never_run: BTreeSet<i64> = planned.difference(&ran).copied().collect();
+    assert!(never_run.len() >= 5, "{never_run:?}");
+    let range = json!({
+        "from": rfc3339_utc(first - 5 * MINUTE),
+        "to": rfc3339_utc(last + MINUTE),
+        "maxInFlight": 50,
+    });
+    // Jobs that take a while, so the three Backfills all start from the
+    // ledger as it is now, before any of their outcomes lands.
+    patch_spec(
+        &env.schedules,
+        "minutely",
+        json!({"jobTemplate": {"spec": {"template": {"metadata": {"annotations": {RUN_FOR: "5s"}}}}}}),
+    )
+    .await;
+    let cases: [(&str, Value, BTreeSet<i64>); 3] = [
+        (
+            "by-default",
+            Value::Null,
+            never_run.union(&failed).copied().collect(),
+        ),
+        ("by-missing", json!("Missing"), never_run.clone()),
+        ("by-all", json!("All"), planned.clone()),
+    ];
+    for (name, reprocess, _) in &cases {
+        let mut spec = range.clone();
+        if !reprocess.is_null() {
+            spec["reprocess"] = reprocess.clone();
+        }
+        apply(&env.backfills, &backfill_manifest(name, "minutely", spec)).await;
+    }
+    for (name, _, want) in &cases {
+        let bf = wait_finished(&env, name, RUN_DEADLINE, |_| {}).await;
+        assert_eq!(phase(&bf), "Succeeded", "{}", summary(&bf));
+        assert_eq!(counter(&bf, "totalEstimated"), want.len() as i64, "{name}");
+        assert_eq!(
+            status(&bf)["preview"]["skippedByReprocess"]
+                .as_i64()
+                .unwrap_or(0),
+            (planned.len() - want.len()) as i64,
+            "{name}: {}",
+            status(&bf)["preview"]
+        );
+        assert_eq!(&tracker.sessions(name), want, "{name} ran other sessions");
+    }
+    // Every planned session has now succeeded in the ledger; the
+    // Schedule's recent sessions no longer count failures.
+    wait_ledger(&env, (planned.len() as i64, 0, 0)).await;
+    eventually(
+        "the Schedule's recent sessions updated",
+        DEADLINE,
+        || async {
+            let s = get(&env.schedules, "minutely").await;
+            let recent = &status(&s)["recentSessions"];
+            if recent["failed"] == 0 && recent["succeeded"] == ran.len() as i64 {
+                Ok(())
+            } else {
+                Err(recent.to_string())
+            }
+        },
+    )
+    .await;
+
+    // The same Backfill again: nothing to run, and it says why.
+    apply(
+        &env.backfills,
+        &backfill_manifest("again", "minutely", range),
+    )
+    .await;
+    let again = wait_finished(&env, "again", RUN_DEADLINE, |_| {}).await;
+    assert_eq!(phase(&again), "Succeeded", "{}", summary(&again));
+    assert_eq!(counter(&again, "totalEstimated"), 0);
+    assert!(tracker.sessions("again").is_empty());
+    let message = wait_event(&env, "again", "Normal", "NothingToRun").await;
+    assert!(
+        message.contains(&format!("{} already succeeded", planned.len())),
+        "{message}"
+    );
+}
+
+/// The operator dies after a Backfill's status counted outcomes and before
+/// the ledger holds them: the Jobs keep their finalizer, and after a
+/// restart the outcomes land in the ledger once, with no counter moved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outcome_reaches_the_ledger_once_across_a_crash() {
+    let env = setup("ledger-crash").await;
+    let tracker = JobTracker::start(&env.jobs).await;
+    let mut op =
+        Operator::start_with_env(&env.ns.name, &[], &[(FAILPOINT, "before-ledger-write")]).await;
+    apply(
+        &env.schedules,
+        &schedule_manifest("hourly", "0 * * * *", &[], json!({})),
+    )
+    .await;
+    let from = "2026-01-01T00:00:00Z";
+    let to = "2026-01-01T03:00:00Z";
+    apply(
+        &env.backfills,
+        &backfill_manifest(
+            "three",
+            "hourly",
+            json!({"from": from, "to": to, "maxInFlight": 3}),
+        ),
+    )
+    .await;
+    let status_code = op.wait_exit(DEADLINE).await;
+    assert!(!status_code.success(), "the failpoint aborts the operator");
+    let bf = get(&env.backfills, "three").await;
+    let counted = counter(&bf, "succeededCount");
+    assert!(
+        counted >= 1,
+        "the status counted before the crash: {}",
+        summary(&bf)
+    );
+    assert_eq!(
+        ledger_counts(&env).await,
+        (0, 0, 0),
+        "nothing in the ledger yet"
+    );
+    assert!(
+        tracker.of("three").iter().all(|j| j.finalizer),
+        "a Job was released before its outcome reached the ledger"
+    );
+
+    op.restart_with_env(&[]).await;
+    let bf = wait_finished(&env, "three", RUN_DEADLINE, |_| {}).await;
+    assert_eq!(
+        (
+            counter(&bf, "processedCount"),
+            counter(&bf, "succeededCount"),
+            counter(&bf, "failedCount")
+        ),
+        (3, 3, 0),
+        "{}",
+        summary(&bf)
+    );
+    wait_ledger(&env, (3, 0, 0)).await;
+    eventually("every finalizer released", DEADLINE, || async {
+        let jobs = tracker.of("three");
+        if jobs.len() == 3 && jobs.iter().all(|j| !j.finalizer) {
+            Ok(())
+        } else {
+            Err(format!("{jobs:?}"))
+        }
+    })
+    .await;
+    assert_eq!(
+        tracker.sessions("three"),
+        hours(from, to).into_iter().collect()
+    );
+    assert_eq!(ledger_counts(&env).await, (3, 0, 0));
+}
