@@ -319,3 +319,87 @@ async fn an_outcome_reaches_the_ledger_once_across_a_crash() {
     );
     assert_eq!(ledger_counts(&env).await, (3, 0, 0));
 }
+
+/// Ledger months that ended longer ago than the retention (400 days by
+/// default) are deleted by the operator; the rest go with their Schedule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_months_expire_and_the_ledger_goes_with_its_schedule() {
+    let env = setup("ledger-retention").await;
+    let _op = Operator::start(&env.ns.name, &["--ledger-retention-days", "400"]).await;
+    apply(
+        &env.schedules,
+        &schedule_manifest("hourly", "0 * * * *", &[], json!({})),
+    )
+    .await;
+    // One Backfill of sessions long past the retention, one of recent
+    // sessions (the last three full hours before now).
+    let now = jiff::Timestamp::now().as_second();
+    let recent_to = now - now.rem_euclid(3_600);
+    let recent_from = recent_to - 3 * 3_600;
+    for (name, from, to) in [
+        (
+            "old",
+            "2024-01-01T00:00:00Z".to_string(),
+            "2024-01-01T03:00:00Z".to_string(),
+        ),
+        ("recent", rfc3339_utc(recent_from), rfc3339_utc(recent_to)),
+    ] {
+        apply(
+            &env.backfills,
+            &backfill_manifest(
+                name,
+                "hourly",
+                json!({"from": from, "to": to, "maxInFlight": 3}),
+            ),
+        )
+        .await;
+    }
+    for name in ["old", "recent"] {
+        let bf = wait_finished(&env, name, RUN_DEADLINE, |_| {}).await;
+        assert_eq!(
+            (phase(&bf), counter(&bf, "succeededCount")),
+            ("Succeeded", 3),
+            "{}",
+            summary(&bf)
+        );
+    }
+    let months: BTreeSet<String> = (recent_from..recent_to)
+        .step_by(3_600)
+        .map(|t| format!("hourly-{}", &rfc3339_utc(t)[..7]))
+        .collect();
+    eventually("only the recent months kept", DEADLINE, || async {
+        let names: BTreeSet<String> = ledgers(&env)
+            .list(&ListParams::default())
+            .await
+            .unwrap_or_else(|e| panic!("listing SessionLedgers: {e}"))
+            .items
+            .into_iter()
+            .filter_map(|l| l.metadata.name)
+            .collect();
+        if names == months {
+            Ok(())
+        } else {
+            Err(format!("{names:?}"))
+        }
+    })
+    .await;
+
+    env.schedules
+        .delete("hourly", &kube::api::DeleteParams::background())
+        .await
+        .unwrap_or_else(|e| panic!("deleting the Schedule: {e}"));
+    eventually("the ledger deleted with its Schedule", DEADLINE, || async {
+        let left = ledgers(&env)
+            .list(&ListParams::default())
+            .await
+            .unwrap_or_else(|e| panic!("listing SessionLedgers: {e}"))
+            .items
+            .len();
+        if left == 0 {
+            Ok(())
+        } else {
+            Err(format!("{left} left"))
+        }
+    })
+    .await;
+}
