@@ -50,6 +50,29 @@ pub struct RunArgs {
     /// end.
     #[arg(long, default_value_t = 400, env = "LEDGER_RETENTION_DAYS", value_parser = clap::value_parser!(u32).range(1..))]
     pub ledger_retention_days: u32,
+    /// Serve Prometheus metrics on /metrics, and /healthz and /readyz, at
+    /// this address (e.g. 0.0.0.0:8080; port 0 picks a free one). Off
+    /// when unset.
+    #[arg(long, env = "LISTEN_ADDRESS")]
+    pub listen_address: Option<String>,
+    /// Run the controllers only while holding a coordination.k8s.io Lease,
+    /// so that of several replicas exactly one works.
+    #[arg(long, env = "LEADER_ELECT")]
+    pub leader_elect: bool,
+    /// The Lease's namespace. Default: the pod's (POD_NAMESPACE).
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub leader_election_namespace: Option<String>,
+    /// The Lease's name.
+    #[arg(long, default_value = "backfill-operator")]
+    pub leader_election_id: String,
+    /// This replica's name in the Lease. Default: the pod's name
+    /// (POD_NAME), else the host name and process id.
+    #[arg(long, env = "POD_NAME")]
+    pub leader_election_identity: Option<String>,
+    /// Seconds a Lease stays valid without renewal (a standby takes over
+    /// this long after the leader stops renewing).
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..))]
+    pub lease_duration_seconds: u64,
     /// For tests: how many seconds of the operator's clock pass per real
     /// second.
     #[arg(long, default_value_t = 1.0, hide = true)]
@@ -67,6 +90,39 @@ pub enum LogFormat {
 }
 
 impl RunArgs {
+    /// The Lease to compete for, when `--leader-elect` asks for one.
+    pub fn leader_election(
+        &self,
+    ) -> Result<Option<crate::controller::leader::LeaseConfig>, CliError> {
+        if !self.leader_elect {
+            return Ok(None);
+        }
+        let namespace = self
+            .leader_election_namespace
+            .clone()
+            .or_else(|| self.namespace.clone())
+            .ok_or_else(|| {
+                CliError::Input(
+                    "--leader-elect needs --leader-election-namespace (or POD_NAMESPACE, or --namespace)"
+                        .into(),
+                )
+            })?;
+        let identity = self.leader_election_identity.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_else(|_| "backfill-operator".into());
+            format!("{host}-{}", std::process::id())
+        });
+        let duration = std::time::Duration::from_secs(self.lease_duration_seconds);
+        Ok(Some(crate::controller::leader::LeaseConfig {
+            namespace,
+            name: self.leader_election_id.clone(),
+            identity,
+            duration,
+            renew_every: (duration / 7).max(std::time::Duration::from_millis(200)),
+        }))
+    }
+
     /// The operator's clock these flags ask for.
     pub fn clock(&self) -> Result<crate::controller::OperatorClock, CliError> {
         let origin = self

@@ -43,9 +43,9 @@ fn run(args: RunArgs) -> ExitCode {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().init(),
     }
-    let clock = match args.clock() {
-        Ok(c) => c,
-        Err(e) => {
+    let (clock, leader_election) = match (args.clock(), args.leader_election()) {
+        (Ok(c), Ok(l)) => (c, l),
+        (Err(e), _) | (_, Err(e)) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
@@ -65,6 +65,8 @@ fn run(args: RunArgs) -> ExitCode {
                 namespace: args.namespace,
                 clock,
                 ledger_retention_days: args.ledger_retention_days,
+                listen_address: args.listen_address,
+                leader_election,
             },
         )
         .await

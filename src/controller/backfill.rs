@@ -11,6 +11,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use tracing::{debug, instrument};
 
+use super::telemetry::ControllerLabels;
 use super::{Context, FIELD_MANAGER, create_job, failpoint, observe, publish, write_status};
 use crate::api::{
     ANNOTATION_CREATED_BY, ANNOTATION_PLAN_INDEX, ANNOTATION_RERUN_FAILED, Backfill,
@@ -143,6 +144,12 @@ pub async fn reconcile(backfill: Arc<Backfill>, ctx: Arc<Context>) -> Result<Act
             .collect()
             .await;
         let created = results.iter().filter(|r| matches!(r, Ok(true))).count();
+        ctx.metrics
+            .jobs_created
+            .get_or_create(&ControllerLabels {
+                controller: "backfill",
+            })
+            .inc_by(created as u64);
         if let Some(err) = results.into_iter().find_map(|r| r.err()) {
             // The status is not written: the next pass makes the same
             // decision and finds the Jobs that were made.

@@ -3,10 +3,13 @@
 //! server-side apply, emit Events).
 
 pub mod backfill;
+pub mod leader;
 pub mod ledger;
 pub mod schedule;
+pub mod telemetry;
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, future};
@@ -100,6 +103,7 @@ pub struct Context {
     pub ledger_retention: i64,
     pub clock: OperatorClock,
     pub recent: Recent,
+    pub metrics: Arc<telemetry::Metrics>,
 }
 
 /// What this process did lately, so that a pass working from a cache that
@@ -167,6 +171,10 @@ pub struct Settings {
     pub clock: OperatorClock,
     /// Ledger months older than this many days are deleted.
     pub ledger_retention_days: u32,
+    /// Serve `/metrics`, `/healthz` and `/readyz` here.
+    pub listen_address: Option<String>,
+    /// Run only while holding this Lease.
+    pub leader_election: Option<leader::LeaseConfig>,
 }
 
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -179,8 +187,77 @@ where
     }
 }
 
-/// Runs the controllers until SIGTERM or Ctrl-C.
+/// Serves the probes and metrics, waits for the leader Lease if asked
+/// to, and runs the controllers until SIGTERM or Ctrl-C (or until the
+/// Lease is lost: the process then exits with an error, to be restarted
+/// as a standby).
 pub async fn run(client: Client, settings: Settings) -> Result<()> {
+    let metrics = Arc::new(telemetry::Metrics::default());
+    let backfills = Arc::new(std::sync::Mutex::new(None));
+    if let Some(address) = &settings.listen_address {
+        let listener = telemetry::bind(address)
+            .await
+            .map_err(|e| Error::Invalid(format!("--listen-address {address}: {e}")))?;
+        tokio::spawn(telemetry::serve(
+            listener,
+            metrics.clone(),
+            backfills.clone(),
+        ));
+    }
+    let mut elector = None;
+    if let Some(config) = settings.leader_election.clone() {
+        // A standby is ready: it is doing what it should.
+        metrics.ready.store(true, Ordering::Relaxed);
+        let mut e = leader::Elector::new(client.clone(), config);
+        tokio::select! {
+            acquired = e.acquire() => acquired?,
+            _ = shutdown_signal() => {
+                info!("stopped while standing by");
+                return Ok(());
+            }
+        }
+        metrics.ready.store(false, Ordering::Relaxed);
+        elector = Some(e);
+    }
+    metrics.leader.set(1);
+    let result = match elector.as_mut() {
+        Some(e) => tokio::select! {
+            r = run_controllers(client, settings, metrics.clone(), backfills) => r,
+            lost = e.hold() => Err(lost),
+        },
+        None => run_controllers(client, settings, metrics.clone(), backfills).await,
+    };
+    metrics.leader.set(0);
+    if let (Some(e), Ok(())) = (elector.as_mut(), &result) {
+        e.release().await;
+    }
+    result
+}
+
+/// SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => return std::future::pending().await,
+            };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+async fn run_controllers(
+    client: Client,
+    settings: Settings,
+    metrics: Arc<telemetry::Metrics>,
+    backfill_slot: Arc<std::sync::Mutex<Option<Store<Backfill>>>>,
+) -> Result<()> {
     let ns = settings.namespace.as_deref();
     // One watch of the operator's Jobs feeds both controllers and the
     // shared cache.
@@ -226,6 +303,7 @@ pub async fn run(client: Client, settings: Settings) -> Result<()> {
     let schedules = schedules_ctl.store();
     let backfills_ctl = Controller::new(api::<Backfill>(&client, ns), watcher::Config::default());
     let backfills = backfills_ctl.store();
+    *backfill_slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(backfills.clone());
 
     let ctx = Arc::new(Context {
         client: client.clone(),
@@ -239,6 +317,7 @@ pub async fn run(client: Client, settings: Settings) -> Result<()> {
         ledger_retention: i64::from(settings.ledger_retention_days) * 86_400,
         clock: settings.clock,
         recent: Recent::default(),
+        metrics,
     });
 
     let ready = {
@@ -246,6 +325,7 @@ pub async fn run(client: Client, settings: Settings) -> Result<()> {
         let namespace = ns_label(ns);
         async move {
             ctx.synced().await;
+            ctx.metrics.ready.store(true, Ordering::Relaxed);
             info!(namespace, "controllers started");
         }
     };
@@ -255,7 +335,17 @@ pub async fn run(client: Client, settings: Settings) -> Result<()> {
         .owns_shared_stream(schedule_jobs)
         .owns_shared_stream(schedule_ledgers)
         .shutdown_on_signal()
-        .run(schedule::reconcile, error_policy, ctx.clone())
+        .run(
+            |obj, ctx: Arc<Context>| async move {
+                let started = Instant::now();
+                let result = schedule::reconcile(obj, ctx.clone()).await;
+                ctx.metrics
+                    .reconciled("schedule", started.elapsed(), result.is_ok());
+                result
+            },
+            error_policy,
+            ctx.clone(),
+        )
         .for_each(log_result);
     let mapper_store = backfills.clone();
     let backfill_loop = backfills_ctl
@@ -266,7 +356,17 @@ pub async fn run(client: Client, settings: Settings) -> Result<()> {
             move |s| backfill::backfills_of(&mapper_store, &s),
         )
         .shutdown_on_signal()
-        .run(backfill::reconcile, error_policy, ctx)
+        .run(
+            |obj, ctx: Arc<Context>| async move {
+                let started = Instant::now();
+                let result = backfill::reconcile(obj, ctx.clone()).await;
+                ctx.metrics
+                    .reconciled("backfill", started.elapsed(), result.is_ok());
+                result
+            },
+            error_policy,
+            ctx,
+        )
         .for_each(log_result);
     let job_loop =
         release_orphans(job_events, schedules, backfills, client).for_each(|_| future::ready(()));

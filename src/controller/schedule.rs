@@ -8,6 +8,7 @@ use kube::{Resource, ResourceExt};
 use tracing::{debug, instrument};
 
 use super::backfill::released_outcomes;
+use super::telemetry::ControllerLabels;
 use super::{Context, create_job, failpoint, observe, publish, write_status};
 use crate::api::Schedule;
 use crate::core::job::{Attempt, OwnerKind};
@@ -92,6 +93,12 @@ pub async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Act
             };
             let job = attempt.build_job(&schedule.spec.job_template);
             if create_job(&ctx.client, &ns, &job).await? {
+                ctx.metrics
+                    .jobs_created
+                    .get_or_create(&ControllerLabels {
+                        controller: "schedule",
+                    })
+                    .inc();
                 created.push(Note {
                     warning: false,
                     reason: "JobCreated",

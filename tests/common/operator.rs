@@ -5,7 +5,7 @@
 //! others. The harness keeps the operator's virtual clock (`--time-scale`,
 //! `--time-origin`) in step: [`Operator::virtual_now`] is the operator's
 //! "now", and a restart continues it instead of letting it jump back.
-//! Logs go to `target/e2e-logs/<namespace>-<run>.log`; when a test panics
+//! Logs go to `target/e2e-logs/<namespace>[-<POD_NAME>]-<run>.log`; when a test panics
 //! the tail of every run's log is printed.
 
 use std::fs::File;
@@ -23,6 +23,8 @@ use super::{FIELD_MANAGER, config, repo_root};
 
 /// The line the operator logs once its caches are synced.
 const READY_LINE: &str = "controllers started";
+/// The line a replica under leader election logs before it competes.
+const STANDBY_LINE: &str = "waiting to lead";
 
 /// How long the operator may take to start.
 const START_DEADLINE: Duration = Duration::from_secs(60);
@@ -284,7 +286,14 @@ impl Operator {
         let run = self.logs.len() + 1;
         let dir = logs_dir();
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
-        let log = dir.join(format!("{}-{run}.log", self.namespace));
+        // Replicas of one namespace are told apart by their POD_NAME.
+        let replica = self
+            .env
+            .iter()
+            .find(|(k, _)| k == "POD_NAME")
+            .map(|(_, v)| format!("-{v}"))
+            .unwrap_or_default();
+        let log = dir.join(format!("{}{replica}-{run}.log", self.namespace));
         let file = File::create(&log).unwrap_or_else(|e| panic!("creating {}: {e}", log.display()));
         let stdout = file.try_clone().expect("cloning a file handle");
 
@@ -330,10 +339,16 @@ impl Operator {
             log.display()
         );
 
+        // A replica under leader election logs its start before it leads.
+        let ready = if self.args.iter().any(|a| a == "--leader-elect") {
+            STANDBY_LINE
+        } else {
+            READY_LINE
+        };
         loop {
             if std::fs::read_to_string(&log)
                 .unwrap_or_default()
-                .contains(READY_LINE)
+                .contains(ready)
             {
                 return;
             }
@@ -344,14 +359,14 @@ impl Operator {
             if let Some(status) = exited {
                 self.child = None;
                 panic!(
-                    "the operator exited ({status}) before logging {READY_LINE:?}\n{}",
+                    "the operator exited ({status}) before logging {ready:?}\n{}",
                     self.log_tail(TAIL_LINES)
                 );
             }
             if spawned_at.elapsed() > START_DEADLINE {
                 self.kill();
                 panic!(
-                    "the operator did not log {READY_LINE:?} within {START_DEADLINE:?}\n{}",
+                    "the operator did not log {ready:?} within {START_DEADLINE:?}\n{}",
                     self.log_tail(TAIL_LINES)
                 );
             }

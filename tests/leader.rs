@@ -1,0 +1,175 @@
+//! Two replicas under leader election, end to end: exactly one works
+//! while the other stands by (and says so on `/metrics` and `/readyz`),
+//! and when the leader is killed the standby takes the Lease over within
+//! the lease duration and finishes the work, with no session run twice.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use common::DEADLINE;
+use common::backfills::{
+    JobTracker, RUN_DEADLINE, RUN_FOR, apply, assert_one_job_per_session, backfill_manifest, get,
+    hours, phase, schedule_manifest, setup, summary, wait_finished,
+};
+use common::objects::{counter, eventually};
+use common::operator::Operator;
+
+/// The lease duration the replicas use here (15 s by default).
+const LEASE_SECONDS: u64 = 4;
+
+/// The address a replica serves its metrics on (it picks a free port and
+/// logs it).
+fn http_address(op: &Operator) -> String {
+    op.log_lines_containing("serving /metrics")
+        .iter()
+        .find_map(|l| l.split("address=").nth(1))
+        .map(|a| a.split_whitespace().next().unwrap_or(a).to_string())
+        .unwrap_or_else(|| panic!("no metrics address logged:\n{}", op.log_tail(20)))
+}
+
+/// GET `path` from a replica: (status line, body).
+async fn http_get(op: &Operator, path: &str) -> (String, String) {
+    let address = http_address(op);
+    let mut stream = tokio::net::TcpStream::connect(&address)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {address}: {e}"));
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: {address}\r\n\r\n").as_bytes())
+        .await
+        .expect("sending a request");
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .await
+        .expect("reading a response");
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    (
+        head.lines().next().unwrap_or("").to_string(),
+        body.to_string(),
+    )
+}
+
+/// A sample's value in a replica's metrics (0 when absent).
+async fn metric(op: &Operator, sample: &str) -> f64 {
+    let (_, body) = http_get(op, "/metrics").await;
+    body.lines()
+        .find_map(|l| l.strip_prefix(sample)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_replica_works_and_the_standby_takes_over_when_it_dies() {
+    let env = setup("leader").await;
+    let tracker = JobTracker::start(&env.jobs).await;
+    let ns = env.ns.name.clone();
+    let lease = LEASE_SECONDS.to_string();
+    let args = [
+        "--leader-elect",
+        "--leader-election-namespace",
+        &ns,
+        "--lease-duration-seconds",
+        &lease,
+        "--listen-address",
+        "127.0.0.1:0",
+    ];
+    let mut a = Operator::start_with_env(&ns, &args, &[("POD_NAME", "replica-a")]).await;
+    eventually("replica-a to lead", DEADLINE, || async {
+        if a.log_lines_containing("controllers started").is_empty() {
+            Err(a.log_tail(5))
+        } else {
+            Ok(())
+        }
+    })
+    .await;
+    let b = Operator::start_with_env(&ns, &args, &[("POD_NAME", "replica-b")]).await;
+
+    apply(
+        &env.schedules,
+        &schedule_manifest("hourly", "0 * * * *", &[(RUN_FOR, "1s")], json!({})),
+    )
+    .await;
+    let (from, to) = ("2026-01-01T00:00:00Z", "2026-01-01T20:00:00Z");
+    apply(
+        &env.backfills,
+        &backfill_manifest(
+            "twenty",
+            "hourly",
+            json!({"from": from, "to": to, "maxInFlight": 2}),
+        ),
+    )
+    .await;
+    eventually(
+        "some sessions processed by the leader",
+        DEADLINE,
+        || async {
+            let bf = get(&env.backfills, "twenty").await;
+            if counter(&bf, "processedCount") >= 4 {
+                Ok(())
+            } else {
+                Err(summary(&bf))
+            }
+        },
+    )
+    .await;
+
+    // The standby does nothing, and says so; both are ready.
+    assert_eq!(metric(&a, "backfill_operator_leader").await, 1.0);
+    assert_eq!(metric(&b, "backfill_operator_leader").await, 0.0);
+    let standby_reconciles = metric(
+        &b,
+        "backfill_operator_reconciles_total{controller=\"backfill\"}",
+    )
+    .await;
+    assert_eq!(standby_reconciles, 0.0, "the standby reconciled");
+    assert!(
+        metric(
+            &a,
+            "backfill_operator_jobs_created_total{controller=\"backfill\"}"
+        )
+        .await
+            >= 4.0
+    );
+    for op in [&a, &b] {
+        let (status, _) = http_get(op, "/readyz").await;
+        assert!(status.contains("200"), "/readyz: {status}");
+        let (status, _) = http_get(op, "/healthz").await;
+        assert!(status.contains("200"), "/healthz: {status}");
+    }
+
+    // The leader dies without giving the Lease up.
+    a.kill();
+    let killed = Instant::now();
+    let took = eventually("replica-b to take over", DEADLINE, || async {
+        if b.log_lines_containing("controllers started").is_empty() {
+            Err(b.log_tail(5))
+        } else {
+            Ok(killed.elapsed())
+        }
+    })
+    .await;
+    println!("replica-b led {took:?} after replica-a was killed (lease {LEASE_SECONDS}s)");
+    // Within the lease duration, give or take a renewal period and the
+    // time to start the controllers on a busy machine.
+    assert!(
+        took < Duration::from_secs(LEASE_SECONDS + 4),
+        "the takeover took {took:?}"
+    );
+
+    let bf = wait_finished(&env, "twenty", RUN_DEADLINE, |_| {}).await;
+    assert_eq!(phase(&bf), "Succeeded", "{}", summary(&bf));
+    assert_eq!(counter(&bf, "succeededCount"), 20, "{}", summary(&bf));
+    assert_one_job_per_session(&tracker, "twenty", &hours(from, to));
+    assert_eq!(metric(&b, "backfill_operator_leader").await, 1.0);
+    assert!(
+        metric(
+            &b,
+            "backfill_operator_reconciles_total{controller=\"backfill\"}"
+        )
+        .await
+            > 0.0
+    );
+}
