@@ -67,12 +67,14 @@ async fn requests(client: &Client) -> BTreeMap<String, f64> {
         let sub = label("subresource");
         let verb = label("verb");
         // What the operator does: create, patch (finalizers) and delete
-        // Jobs, apply status. Gets and lists of Schedules and Backfills
+        // Jobs, apply status, write the session ledger. Gets and lists of Schedules and Backfills
         // are this benchmark's own polling; Events are counted apart (the
         // job controller's are among them).
         let key = match (resource.as_str(), sub.as_str(), verb.as_str()) {
             ("jobs", "", "POST" | "PATCH" | "DELETE") => format!("jobs {verb}"),
             ("backfills" | "schedules", "status", _) => format!("{resource}/status {verb}"),
+            // The ledger is the operator's alone: every request counts.
+            ("sessionledgers", "", _) => format!("sessionledgers {verb}"),
             ("events", _, "POST" | "PATCH") => format!("events {verb}"),
             _ => continue,
         };

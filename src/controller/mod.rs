@@ -336,12 +336,8 @@ async fn run_controllers(
         .owns_shared_stream(schedule_ledgers)
         .shutdown_on_signal()
         .run(
-            |obj, ctx: Arc<Context>| async move {
-                let started = Instant::now();
-                let result = schedule::reconcile(obj, ctx.clone()).await;
-                ctx.metrics
-                    .reconciled("schedule", started.elapsed(), result.is_ok());
-                result
+            |obj, ctx: Arc<Context>| {
+                measured("schedule", ctx.clone(), schedule::reconcile(obj, ctx))
             },
             error_policy,
             ctx.clone(),
@@ -357,12 +353,8 @@ async fn run_controllers(
         )
         .shutdown_on_signal()
         .run(
-            |obj, ctx: Arc<Context>| async move {
-                let started = Instant::now();
-                let result = backfill::reconcile(obj, ctx.clone()).await;
-                ctx.metrics
-                    .reconciled("backfill", started.elapsed(), result.is_ok());
-                result
+            |obj, ctx: Arc<Context>| {
+                measured("backfill", ctx.clone(), backfill::reconcile(obj, ctx))
             },
             error_policy,
             ctx,
@@ -379,6 +371,19 @@ async fn run_controllers(
     }
     info!("stopped");
     Ok(())
+}
+
+/// Runs a reconcile and records it in the metrics.
+async fn measured(
+    controller: &'static str,
+    ctx: Arc<Context>,
+    reconcile: impl std::future::Future<Output = Result<Action>>,
+) -> Result<Action> {
+    let started = Instant::now();
+    let result = reconcile.await;
+    ctx.metrics
+        .reconciled(controller, started.elapsed(), result.is_ok());
+    result
 }
 
 fn log_result<T, E: std::error::Error>(

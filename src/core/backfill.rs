@@ -332,15 +332,16 @@ fn plan_or_start(view: &BackfillView<'_>, d: &mut BackfillDecision) -> Result<()
         .clone()
         .or_else(|| view.created_by.clone());
 
+    // Why `reprocess` left sessions out, for the Events.
+    let skipped = d
+        .status
+        .preview
+        .as_ref()
+        .and_then(|p| p.skipped_reason.as_ref())
+        .map(|r| format!("; {r}"))
+        .unwrap_or_default();
     if dry_run {
         if view.status.phase != Some(BackfillPhase::Planned) {
-            let skipped = d
-                .status
-                .preview
-                .as_ref()
-                .and_then(|p| p.skipped_reason.clone())
-                .map(|r| format!("; {r}"))
-                .unwrap_or_default();
             d.notes.push(Note {
                 warning: false,
                 reason: "Planned",
@@ -381,13 +382,6 @@ fn plan_or_start(view: &BackfillView<'_>, d: &mut BackfillDecision) -> Result<()
         selected: selected.unwrap_or_default(),
         ..RunState::default()
     });
-    let skipped = d
-        .status
-        .preview
-        .as_ref()
-        .and_then(|p| p.skipped_reason.clone())
-        .map(|r| format!("; {r}"))
-        .unwrap_or_default();
     d.notes.push(Note {
         warning: false,
         reason: "Started",
