@@ -9,7 +9,7 @@ export KUBECONFIG
 # The chart's copy of the CRDs is generated too, once the chart exists.
 CRD_DIRS := crds $(wildcard charts/backfill-operator/crds)
 
-.PHONY: help cluster cluster-down crds test bench demo lint tools
+.PHONY: help cluster cluster-down crds test bench demo lint tools image
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -52,6 +52,12 @@ bench: ## Run the benchmarks (prints side-by-side ratios)
 
 demo: ## Run the operator on the local control plane with the example minutely Schedule
 	bash hack/demo.sh
+
+# The static release binary alone in an OCI image, no container engine
+# needed; the Dockerfile builds its equivalent with one. tests/image.rs
+# reads it back (and runs hack/image.sh, which is quick once this ran).
+image: ## Build the container image archive (target/image/backfill-operator-<version>.tar)
+	CARGO=$(CARGO) bash hack/image.sh
 
 lint: ## Check formatting and clippy warnings
 	$(CARGO) fmt --all --check
