@@ -1,0 +1,1254 @@
+//! The Helm chart (`charts/backfill-operator`): it lints, its schema
+//! refuses bad values, what it renders is accepted by the API server and
+//! meets the Pod Security Standard "restricted", and the RBAC it grants is
+//! exactly what the operator needs: the operator binary, run with nothing
+//! but the chart's ServiceAccount token, takes a Schedule and a Backfill
+//! to completion without one "forbidden". `helm uninstall` keeps the CRDs.
+//!
+//! helm and kubectl are the local control plane's (`.cluster/bin`, else
+//! `PATH`); they talk to `KUBECONFIG`, else `.cluster/kubeconfig`.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+};
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{
+    Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams,
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use common::backfills::{
+    Env, RUN_DEADLINE, apply, backfill_manifest, get, patch_spec, phase, schedule_manifest, setup,
+    summary, wait_finished,
+};
+use common::objects::{counter, eventually, status};
+use common::operator::Operator;
+use common::{DEADLINE, FIELD_MANAGER, TestNamespace, client, install_crds, repo_root};
+
+const CRDS: [&str; 3] = [
+    "schedules.backfill.dev",
+    "backfills.backfill.dev",
+    "sessionledgers.backfill.dev",
+];
+
+/// Every rule the chart grants on the watched namespace(s): (API group,
+/// resource, verbs). Each verb is one a code path in `src/controller/`
+/// uses; the chart's comments say which.
+const RULES: &[(&str, &str, &[&str])] = &[
+    ("backfill.dev", "schedules", &["get", "list", "watch"]),
+    (
+        "backfill.dev",
+        "backfills",
+        &["get", "list", "watch", "create"],
+    ),
+    ("backfill.dev", "schedules/status", &["patch"]),
+    ("backfill.dev", "backfills/status", &["patch"]),
+    (
+        "backfill.dev",
+        "sessionledgers",
+        &["get", "list", "watch", "create", "update", "delete"],
+    ),
+    (
+        "batch",
+        "jobs",
+        &["list", "watch", "create", "delete", "patch"],
+    ),
+    ("events.k8s.io", "events", &["create", "patch"]),
+];
+
+/// The leader-election rule, in the release namespace only.
+const LEASE_RULE: (&str, &str, &[&str]) = (
+    "coordination.k8s.io",
+    "leases",
+    &["get", "create", "update"],
+);
+
+/// Flags the chart passes that `backfill-operator run` does not have yet:
+/// the metrics/health server and leader election are being added to the
+/// binary. Remove them from here when they land.
+const PENDING_FLAGS: &[&str] = &["--listen-address", "--leader-elect"];
+
+// ---------------------------------------------------------------------
+// helm and kubectl
+// ---------------------------------------------------------------------
+
+fn chart() -> PathBuf {
+    repo_root().join("charts/backfill-operator")
+}
+
+fn kubeconfig() -> PathBuf {
+    std::env::var_os("KUBECONFIG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".cluster/kubeconfig"))
+}
+
+/// `.cluster/bin/<name>`, else `<name>` on `PATH`.
+fn tool(name: &str) -> PathBuf {
+    let local = repo_root().join(".cluster/bin").join(name);
+    if local.exists() {
+        return local;
+    }
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(name))
+        .find(|path| path.is_file())
+        .unwrap_or_else(|| {
+            panic!("{name} not found in .cluster/bin or PATH: run `make tools` or `make cluster`")
+        })
+}
+
+struct Run {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs helm or kubectl against the test control plane.
+fn run(name: &str, args: &[&str], stdin: Option<&str>) -> Run {
+    let mut child = Command::new(tool(name))
+        .args(args)
+        .env("KUBECONFIG", kubeconfig())
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {name}: {e}"));
+    if let Some(text) = stdin {
+        let mut pipe = child.stdin.take().expect("a stdin pipe");
+        pipe.write_all(text.as_bytes())
+            .unwrap_or_else(|e| panic!("writing to {name}: {e}"));
+    }
+    let output = child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("running {name}: {e}"));
+    Run {
+        ok: output.status.success(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// Runs a command that must succeed; returns its stdout.
+fn run_ok(name: &str, args: &[&str], stdin: Option<&str>) -> String {
+    let out = run(name, args, stdin);
+    assert!(
+        out.ok,
+        "{name} {} failed:\n{}\n{}",
+        args.join(" "),
+        out.stderr,
+        out.stdout
+    );
+    out.stdout
+}
+
+/// `helm template <release> <chart> -n <ns> --set ...`.
+fn template(release: &str, ns: &str, sets: &[&str]) -> String {
+    let chart = chart();
+    let mut args = vec![
+        "template",
+        release,
+        chart.to_str().expect("a UTF-8 path"),
+        "-n",
+        ns,
+    ];
+    for set in sets {
+        args.extend(["--set", set]);
+    }
+    run_ok("helm", &args, None)
+}
+
+/// The documents of a YAML stream.
+fn docs(text: &str) -> Vec<Value> {
+    serde_yaml::Deserializer::from_str(text)
+        .map(|doc| Value::deserialize(doc).unwrap_or_else(|e| panic!("bad YAML: {e}\n{text}")))
+        .filter(|doc| !doc.is_null())
+        .collect()
+}
+
+fn of_kind<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    docs.iter().filter(|d| d["kind"] == kind).collect()
+}
+
+fn one<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
+    match of_kind(docs, kind).as_slice() {
+        [doc] => doc,
+        found => panic!("expected one {kind}, found {}", found.len()),
+    }
+}
+
+fn kinds(docs: &[Value]) -> BTreeSet<String> {
+    docs.iter()
+        .map(|d| d["kind"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+fn strings(value: &Value) -> Vec<String> {
+    value
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list: {value}"))
+        .iter()
+        .map(|v| v.as_str().expect("a string").to_string())
+        .collect()
+}
+
+/// A Role's or ClusterRole's rules as (group, resource, sorted verbs).
+fn rules_of(role: &Value) -> BTreeSet<(String, String, Vec<String>)> {
+    let mut rules = BTreeSet::new();
+    for rule in role["rules"].as_array().expect("rules") {
+        assert!(
+            rule.get("resourceNames").is_none() && rule.get("nonResourceURLs").is_none(),
+            "unexpected rule {rule}"
+        );
+        let mut verbs = strings(&rule["verbs"]);
+        verbs.sort();
+        for group in strings(&rule["apiGroups"]) {
+            for resource in strings(&rule["resources"]) {
+                rules.insert((group.clone(), resource, verbs.clone()));
+            }
+        }
+    }
+    rules
+}
+
+fn expected(rules: &[(&str, &str, &[&str])]) -> BTreeSet<(String, String, Vec<String>)> {
+    rules
+        .iter()
+        .map(|(group, resource, verbs)| {
+            let mut verbs: Vec<String> = verbs.iter().map(|v| v.to_string()).collect();
+            verbs.sort();
+            (group.to_string(), resource.to_string(), verbs)
+        })
+        .collect()
+}
+
+/// A Helm release, uninstalled when dropped (before its namespace goes:
+/// declare it after the namespace). A cluster-wide install leaves a
+/// ClusterRole and its binding that the namespace's deletion would not.
+struct Release {
+    name: String,
+    ns: String,
+}
+
+impl Release {
+    fn install(name: &str, ns: &str, sets: &[&str]) -> Self {
+        let chart = chart();
+        let mut args = vec![
+            "install",
+            name,
+            chart.to_str().expect("a UTF-8 path"),
+            "-n",
+            ns,
+        ];
+        for set in sets {
+            args.extend(["--set", set]);
+        }
+        run_ok("helm", &args, None);
+        Release {
+            name: name.to_string(),
+            ns: ns.to_string(),
+        }
+    }
+
+    fn service_account(&self) -> String {
+        format!("{}-backfill-operator", self.name)
+    }
+
+    fn user(&self) -> String {
+        format!(
+            "system:serviceaccount:{}:{}",
+            self.ns,
+            self.service_account()
+        )
+    }
+}
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        let out = run("helm", &["uninstall", &self.name, "-n", &self.ns], None);
+        if !out.ok && !out.stderr.contains("not found") {
+            eprintln!("helm uninstall {}: {}", self.name, out.stderr);
+        }
+    }
+}
+
+/// `kubectl auth can-i <verb> <resource> [--subresource s] -n <ns>` as
+/// `user`.
+fn can_i(user: &str, verb: &str, resource: &str, ns: Option<&str>) -> bool {
+    let (resource, subresource) = match resource.split_once('/') {
+        Some((r, s)) => (r, Some(s)),
+        None => (resource, None),
+    };
+    let as_user = format!("--as={user}");
+    let mut args = vec!["auth", "can-i", verb, resource, &as_user];
+    match ns {
+        Some(ns) => args.extend(["-n", ns]),
+        None => args.push("--all-namespaces"),
+    }
+    let sub;
+    if let Some(s) = subresource {
+        sub = format!("--subresource={s}");
+        args.push(&sub);
+    }
+    let out = run("kubectl", &args, None);
+    match out.stdout.trim() {
+        "yes" => true,
+        "no" => false,
+        other => panic!(
+            "kubectl {}: unexpected answer {other:?}: {}",
+            args.join(" "),
+            out.stderr
+        ),
+    }
+}
+
+/// Waits until `kubectl auth can-i` says yes (or, with `want` false, no):
+/// the authorizer learns of new (Cluster)Roles and bindings from a watch,
+/// a moment after they are written.
+async fn wait_can_i(user: &str, verb: &str, resource: &str, ns: Option<&str>, want: bool) {
+    eventually(
+        &format!("can-i {verb} {resource} in {ns:?} to be {want} for {user}"),
+        DEADLINE,
+        || async {
+            if can_i(user, verb, resource, ns) == want {
+                Ok(())
+            } else {
+                Err(format!("still {}", !want))
+            }
+        },
+    )
+    .await;
+}
+
+/// The API server's answer to "may `user` do `verb` on `group`/`resource`
+/// in `ns`?", through a SubjectAccessReview.
+async fn allowed(
+    client: &kube::Client,
+    user: &str,
+    verb: &str,
+    group: &str,
+    resource: &str,
+    ns: &str,
+) -> bool {
+    let (resource, subresource) = match resource.split_once('/') {
+        Some((r, s)) => (r, Some(s.to_string())),
+        None => (resource, None),
+    };
+    let review = SubjectAccessReview {
+        spec: SubjectAccessReviewSpec {
+            user: Some(user.to_string()),
+            groups: Some(vec![
+                "system:serviceaccounts".to_string(),
+                format!(
+                    "system:serviceaccounts:{}",
+                    user.split(':').nth(2).unwrap_or_default()
+                ),
+                "system:authenticated".to_string(),
+            ]),
+            resource_attributes: Some(ResourceAttributes {
+                namespace: Some(ns.to_string()),
+                verb: Some(verb.to_string()),
+                group: Some(group.to_string()),
+                resource: Some(resource.to_string()),
+                subresource,
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    Api::<SubjectAccessReview>::all(client.clone())
+        .create(&PostParams::default(), &review)
+        .await
+        .unwrap_or_else(|e| panic!("SubjectAccessReview: {e}"))
+        .status
+        .is_some_and(|s| s.allowed)
+}
+
+/// A kubeconfig for `user`'s token, with the server and CA of the admin
+/// kubeconfig, written to `path`.
+fn write_token_kubeconfig(path: &Path, token: &str, ns: &str) {
+    let admin_path = kubeconfig();
+    let text = std::fs::read_to_string(&admin_path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", admin_path.display()));
+    let admin: Value = serde_yaml::from_str(&text)
+        .unwrap_or_else(|e| panic!("parsing {}: {e}", admin_path.display()));
+    let current = admin["current-context"]
+        .as_str()
+        .expect("a current context");
+    let context = admin["contexts"]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["name"] == current))
+        .expect("the current context");
+    let cluster_name = context["context"]["cluster"].as_str().expect("a cluster");
+    let mut cluster = admin["clusters"]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["name"] == cluster_name))
+        .expect("the current cluster")["cluster"]
+        .clone();
+    // A relative CA path is relative to the kubeconfig it came from.
+    if let Some(ca) = cluster["certificate-authority"].as_str()
+        && Path::new(ca).is_relative()
+    {
+        let dir = admin_path.parent().unwrap_or(Path::new("."));
+        cluster["certificate-authority"] = json!(dir.join(ca));
+    }
+    let config = json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "test", "cluster": cluster}],
+        "users": [{"name": "operator", "user": {"token": token}}],
+        "contexts": [{"name": "operator", "context": {"cluster": "test", "user": "operator", "namespace": ns}}],
+        "current-context": "operator",
+    });
+    std::fs::write(path, serde_json::to_vec_pretty(&config).expect("JSON"))
+        .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+}
+
+/// The flags `backfill-operator run` accepts, from its help.
+fn operator_run_help() -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_backfill-operator"))
+        .args(["run", "--help"])
+        .output()
+        .expect("running backfill-operator run --help");
+    assert!(out.status.success(), "backfill-operator run --help failed");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn container(docs: &[Value]) -> &Value {
+    let deployment = one(docs, "Deployment");
+    match deployment["spec"]["template"]["spec"]["containers"].as_array() {
+        Some(containers) if containers.len() == 1 => &containers[0],
+        other => panic!("expected one container, found {other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------
+// Without a cluster
+// ---------------------------------------------------------------------
+
+/// `helm lint` (also `--strict`) passes with the defaults and with every
+/// optional part on; values.schema.json refuses a bad enum value, unknown
+/// keys at the top and in nested objects, and two replicas without leader
+/// election.
+#[test]
+fn chart_lints_and_its_schema_refuses_bad_values() {
+    let chart = chart();
+    let chart = chart.to_str().expect("a UTF-8 path");
+    run_ok("helm", &["lint", chart], None);
+    run_ok("helm", &["lint", "--strict", chart], None);
+    run_ok(
+        "helm",
+        &[
+            "lint",
+            "--strict",
+            chart,
+            "--set",
+            "watchNamespace=team-a,metrics.serviceMonitor.enabled=true,podDisruptionBudget.enabled=true,replicaCount=2,logFormat=text",
+        ],
+        None,
+    );
+
+    let refused = |set: &str, says: &str| {
+        let out = run("helm", &["template", "t", chart, "--set", set], None);
+        assert!(!out.ok, "--set {set} was accepted:\n{}", out.stdout);
+        assert!(
+            out.stderr.contains(says),
+            "--set {set}: expected an error saying {says:?}, got:\n{}",
+            out.stderr
+        );
+        let lint = run("helm", &["lint", "--strict", chart, "--set", set], None);
+        assert!(!lint.ok, "helm lint accepted --set {set}");
+    };
+    refused("logFormat=xml", "/logFormat");
+    refused(
+        "logLevel=debug",
+        "additional properties 'logLevel' not allowed",
+    );
+    refused(
+        "image.digest=sha256:0",
+        "additional properties 'digest' not allowed",
+    );
+    refused(
+        "leaderElection.leaseName=x",
+        "additional properties 'leaseName' not allowed",
+    );
+    refused("watchNamespace=Not_A_Namespace", "/watchNamespace");
+    refused("ledgerRetentionDays=0", "/ledgerRetentionDays");
+    refused("metrics.port=0", "/metrics/port");
+    refused(
+        "replicaCount=2,leaderElection.enabled=false",
+        "/replicaCount",
+    );
+}
+
+/// The Deployment passes the flags and environment the operator takes,
+/// from the values; `--namespace` only with watchNamespace, `--leader-elect`
+/// only when enabled. Every flag is one `backfill-operator run` has, apart
+/// from those still being added to it (`PENDING_FLAGS`).
+#[test]
+fn deployment_passes_the_values_as_flags() {
+    let defaults = docs(&template("bfo", "ops", &[]));
+    let c = container(&defaults);
+    assert_eq!(
+        strings(&c["args"]),
+        [
+            "run",
+            "--log-format=json",
+            "--listen-address=0.0.0.0:8080",
+            "--leader-elect",
+            "--ledger-retention-days=400",
+        ]
+    );
+    assert_eq!(
+        c["image"], "ghcr.io/backfill-dev/backfill-operator:0.1.0",
+        "the tag defaults to the appVersion"
+    );
+    let env: Vec<(String, String)> = c["env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap_or_default().to_string(),
+                e["valueFrom"]["fieldRef"]["fieldPath"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        env,
+        [
+            ("POD_NAME".to_string(), "metadata.name".to_string()),
+            (
+                "POD_NAMESPACE".to_string(),
+                "metadata.namespace".to_string()
+            ),
+        ]
+    );
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(c["ports"][0]["containerPort"], 8080);
+    assert_eq!(c["resources"]["requests"]["cpu"], "100m");
+    assert_eq!(c["resources"]["requests"]["memory"], "128Mi");
+    assert_eq!(c["resources"]["limits"]["memory"], "512Mi");
+    assert_eq!(one(&defaults, "Deployment")["spec"]["replicas"], 1);
+    let service = one(&defaults, "Service");
+    assert_eq!(service["spec"]["ports"][0]["port"], 8080);
+    assert_eq!(service["spec"]["ports"][0]["targetPort"], "metrics");
+    for absent in ["ServiceMonitor", "PodDisruptionBudget"] {
+        assert!(
+            of_kind(&defaults, absent).is_empty(),
+            "{absent} is rendered by default"
+        );
+    }
+
+    let custom = docs(&template(
+        "bfo",
+        "ops",
+        &[
+            "logFormat=text",
+            "metrics.port=9090",
+            "leaderElection.enabled=false",
+            "ledgerRetentionDays=30",
+            "watchNamespace=team-a",
+            "image.tag=1.2.3",
+            "image.pullPolicy=Always",
+            "priorityClassName=critical",
+            "nodeSelector.pool=ops",
+            "podLabels.team=data",
+            "podAnnotations.note=x",
+            "imagePullSecrets[0].name=registry",
+        ],
+    ));
+    let c = container(&custom);
+    assert_eq!(
+        strings(&c["args"]),
+        [
+            "run",
+            "--log-format=text",
+            "--listen-address=0.0.0.0:9090",
+            "--ledger-retention-days=30",
+            "--namespace=team-a",
+        ]
+    );
+    assert_eq!(c["image"], "ghcr.io/backfill-dev/backfill-operator:1.2.3");
+    assert_eq!(c["imagePullPolicy"], "Always");
+    let deployment = one(&custom, "Deployment");
+    let pod = &deployment["spec"]["template"];
+    assert_eq!(deployment["spec"]["strategy"]["type"], "Recreate");
+    assert_eq!(pod["spec"]["priorityClassName"], "critical");
+    assert_eq!(pod["spec"]["nodeSelector"]["pool"], "ops");
+    assert_eq!(pod["spec"]["imagePullSecrets"][0]["name"], "registry");
+    assert_eq!(pod["metadata"]["labels"]["team"], "data");
+    assert_eq!(pod["metadata"]["annotations"]["note"], "x");
+    assert_eq!(
+        deployment["spec"]["selector"]["matchLabels"]
+            .as_object()
+            .map(|m| m.len()),
+        Some(2),
+        "pod labels stay out of the (immutable) selector"
+    );
+
+    let help = operator_run_help();
+    for args in [strings(&container(&defaults)["args"]), strings(&c["args"])] {
+        for arg in args.iter().skip(1) {
+            let flag = arg.split('=').next().unwrap_or_default();
+            if PENDING_FLAGS.contains(&flag) {
+                if !help.contains(&format!("{flag} ")) && !help.contains(&format!("{flag}=")) {
+                    eprintln!("note: `backfill-operator run` has no {flag} yet");
+                }
+                continue;
+            }
+            assert!(
+                help.contains(flag),
+                "the chart passes {flag}, which `backfill-operator run` does not take:\n{help}"
+            );
+        }
+    }
+    assert!(
+        help.contains("possible values: text, json"),
+        "logFormat's values (text, json) are no longer the binary's:\n{help}"
+    );
+}
+
+/// The rules rendered are exactly `RULES` (a ClusterRole cluster-wide, a
+/// Role in the watched namespace otherwise), plus the Lease rule in the
+/// release namespace when leader election is on.
+#[test]
+fn rbac_grants_exactly_the_rules_the_code_needs() {
+    let cluster_wide = docs(&template("bfo", "ops", &[]));
+    let cluster_role = one(&cluster_wide, "ClusterRole");
+    assert_eq!(rules_of(cluster_role), expected(RULES));
+    let binding = one(&cluster_wide, "ClusterRoleBinding");
+    assert_eq!(binding["subjects"][0]["name"], "bfo-backfill-operator");
+    assert_eq!(binding["subjects"][0]["namespace"], "ops");
+    let lease_role = one(&cluster_wide, "Role");
+    assert_eq!(lease_role["metadata"]["namespace"], "ops");
+    assert_eq!(rules_of(lease_role), expected(&[LEASE_RULE]));
+
+    let namespaced = docs(&template("bfo", "ops", &["watchNamespace=team-a"]));
+    assert!(of_kind(&namespaced, "ClusterRole").is_empty());
+    assert!(of_kind(&namespaced, "ClusterRoleBinding").is_empty());
+    let roles = of_kind(&namespaced, "Role");
+    let watched = roles
+        .iter()
+        .find(|r| r["metadata"]["namespace"] == "team-a")
+        .expect("a Role in the watched namespace");
+    assert_eq!(rules_of(watched), expected(RULES));
+    let lease = roles
+        .iter()
+        .find(|r| r["metadata"]["namespace"] == "ops")
+        .expect("the leader-election Role in the release namespace");
+    assert_eq!(rules_of(lease), expected(&[LEASE_RULE]));
+    let bindings = of_kind(&namespaced, "RoleBinding");
+    assert_eq!(bindings.len(), 2);
+    for b in bindings {
+        assert_eq!(b["subjects"][0]["namespace"], "ops");
+    }
+
+    let no_leader = docs(&template("bfo", "ops", &["leaderElection.enabled=false"]));
+    assert!(of_kind(&no_leader, "Role").is_empty());
+    assert!(of_kind(&no_leader, "RoleBinding").is_empty());
+
+    let no_sa = docs(&template(
+        "bfo",
+        "ops",
+        &[
+            "serviceAccount.create=false",
+            "serviceAccount.name=existing",
+        ],
+    ));
+    assert!(of_kind(&no_sa, "ServiceAccount").is_empty());
+    assert_eq!(
+        one(&no_sa, "ClusterRoleBinding")["subjects"][0]["name"],
+        "existing"
+    );
+}
+
+/// The pod meets "restricted" field by field.
+#[test]
+fn deployment_sets_the_restricted_security_context() {
+    let rendered = docs(&template("bfo", "ops", &[]));
+    let pod = &one(&rendered, "Deployment")["spec"]["template"]["spec"];
+    assert_eq!(pod["automountServiceAccountToken"], true);
+    let p = &pod["securityContext"];
+    assert_eq!(p["runAsNonRoot"], true);
+    assert_eq!(p["runAsUser"], 65532);
+    assert_eq!(p["runAsGroup"], 65532);
+    assert_eq!(p["seccompProfile"]["type"], "RuntimeDefault");
+    let c = &container(&rendered)["securityContext"];
+    assert_eq!(c["runAsNonRoot"], true);
+    assert_eq!(c["runAsUser"], 65532);
+    assert_eq!(c["runAsGroup"], 65532);
+    assert_eq!(c["readOnlyRootFilesystem"], true);
+    assert_eq!(c["allowPrivilegeEscalation"], false);
+    assert_eq!(c["capabilities"]["drop"], json!(["ALL"]));
+    assert_eq!(c["seccompProfile"]["type"], "RuntimeDefault");
+    assert!(c.get("privileged").is_none_or(|v| v == false));
+    assert!(pod.get("hostNetwork").is_none() && pod.get("volumes").is_none());
+}
+
+// ---------------------------------------------------------------------
+// Against the control plane
+// ---------------------------------------------------------------------
+
+/// Everything `helm template` renders is accepted by the API server
+/// (server-side dry run): the defaults, with watchNamespace (another
+/// namespace), and with the PodDisruptionBudget on. The ServiceMonitor
+/// goes in too when the cluster has its CRD; the test control plane does
+/// not, so it is left out of the dry run, and said so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rendered_manifests_pass_a_server_side_dry_run() {
+    let client = client().await;
+    let ns = TestNamespace::new(&client, "chart-dry-run").await;
+    let watched = TestNamespace::new(&client, "chart-dry-run-watched").await;
+    let release = format!("dr-{}", &ns.name[ns.name.len() - 8..]);
+
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let service_monitor_crd = crds
+        .get_opt("servicemonitors.monitoring.coreos.com")
+        .await
+        .unwrap_or_else(|e| panic!("reading CRDs: {e}"))
+        .is_some();
+    let mut optional = vec!["podDisruptionBudget.enabled=true".to_string()];
+    if service_monitor_crd {
+        optional.push("metrics.serviceMonitor.enabled=true".to_string());
+    } else {
+        eprintln!(
+            "no ServiceMonitor CRD (monitoring.coreos.com) in this cluster: \
+             dry-running without metrics.serviceMonitor.enabled"
+        );
+    }
+    let watch = format!("watchNamespace={}", watched.name);
+    let cases: Vec<(&str, Vec<String>)> = vec![
+        ("defaults", vec![]),
+        ("watchNamespace", vec![watch]),
+        ("optional parts", optional),
+    ];
+    for (what, sets) in cases {
+        let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
+        let rendered = template(&release, &ns.name, &sets);
+        let out = run(
+            "kubectl",
+            &["apply", "--dry-run=server", "-f", "-"],
+            Some(&rendered),
+        );
+        assert!(
+            out.ok,
+            "{what}: the API server refused the chart:\n{}\n{}",
+            out.stderr, out.stdout
+        );
+        // kubectl names each object `<kind>.<group>/<name>`.
+        for doc in docs(&rendered) {
+            let kind = doc["kind"].as_str().unwrap_or_default().to_lowercase();
+            let name = doc["metadata"]["name"].as_str().unwrap_or_default();
+            let suffix = format!("/{name} created (server dry run)");
+            assert!(
+                out.stdout
+                    .lines()
+                    .any(|l| l.starts_with(&kind) && l.ends_with(&suffix)),
+                "{what}: kubectl did not report {kind} {name}:\n{}",
+                out.stdout
+            );
+        }
+        let kinds = kinds(&docs(&rendered));
+        assert!(kinds.contains("Deployment") && kinds.contains("Service"));
+        if what == "optional parts" {
+            assert!(kinds.contains("PodDisruptionBudget"), "{kinds:?}");
+        }
+    }
+
+    // The ServiceMonitor, rendered only: it selects the metrics Service.
+    let rendered = docs(&template(
+        &release,
+        &ns.name,
+        &[
+            "metrics.serviceMonitor.enabled=true",
+            "metrics.serviceMonitor.interval=30s",
+            "metrics.serviceMonitor.labels.release=prometheus",
+        ],
+    ));
+    let monitor = one(&rendered, "ServiceMonitor");
+    let service = one(&rendered, "Service");
+    assert_eq!(monitor["apiVersion"], "monitoring.coreos.com/v1");
+    assert_eq!(monitor["metadata"]["labels"]["release"], "prometheus");
+    assert_eq!(monitor["spec"]["endpoints"][0]["port"], "metrics");
+    assert_eq!(monitor["spec"]["endpoints"][0]["path"], "/metrics");
+    assert_eq!(monitor["spec"]["endpoints"][0]["interval"], "30s");
+    for (key, value) in monitor["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .expect("matchLabels")
+    {
+        assert_eq!(
+            &service["metadata"]["labels"][key], value,
+            "the ServiceMonitor's selector {key}={value} misses the Service"
+        );
+    }
+}
+
+/// In a namespace enforcing (and warning on) "restricted", the Deployment
+/// is accepted without a PodSecurity warning, and a Pod of its template
+/// is admitted; the same Pod without `capabilities.drop: [ALL]` is
+/// refused, which shows PodSecurity admission is on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deployment_is_admitted_under_restricted_pod_security() {
+    let client = client().await;
+    let ns = TestNamespace::new(&client, "chart-restricted").await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let labels = json!({"metadata": {"labels": {
+        "pod-security.kubernetes.io/enforce": "restricted",
+        "pod-security.kubernetes.io/enforce-version": "latest",
+        "pod-security.kubernetes.io/warn": "restricted",
+        "pod-security.kubernetes.io/warn-version": "latest",
+    }}});
+    namespaces
+        .patch(
+            &ns.name,
+            &PatchParams {
+                field_manager: Some(FIELD_MANAGER.to_string()),
+                ..PatchParams::default()
+            },
+            &Patch::Merge(&labels),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("labelling {}: {e}", ns.name));
+
+    let rendered = docs(&template("psa", &ns.name, &[]));
+    let deployment = one(&rendered, "Deployment");
+    let text = serde_json::to_string(deployment).expect("JSON");
+    let out = run(
+        "kubectl",
+        &["apply", "--dry-run=server", "-f", "-"],
+        Some(&text),
+    );
+    assert!(out.ok, "the Deployment was refused: {}", out.stderr);
+    assert!(
+        !out.stderr.contains("PodSecurity"),
+        "the Deployment would violate restricted: {}",
+        out.stderr
+    );
+
+    let pod = |security_context: Value| {
+        let mut spec = deployment["spec"]["template"]["spec"].clone();
+        spec["containers"][0]["securityContext"] = security_context;
+        json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "operator", "namespace": ns.name},
+            "spec": spec,
+        })
+        .to_string()
+    };
+    let container_context = container(&rendered)["securityContext"].clone();
+    let admitted = run(
+        "kubectl",
+        &["create", "--dry-run=server", "-f", "-"],
+        Some(&pod(container_context.clone())),
+    );
+    assert!(
+        admitted.ok && !admitted.stderr.contains("PodSecurity"),
+        "a Pod of the Deployment's template was refused: {}",
+        admitted.stderr
+    );
+    let mut weakened = container_context;
+    weakened
+        .as_object_mut()
+        .expect("a securityContext")
+        .remove("capabilities");
+    let refused = run(
+        "kubectl",
+        &["create", "--dry-run=server", "-f", "-"],
+        Some(&pod(weakened)),
+    );
+    assert!(
+        !refused.ok && refused.stderr.contains("violates PodSecurity"),
+        "PodSecurity admission did not refuse a Pod keeping its capabilities: is it off? {}",
+        refused.stderr
+    );
+}
+
+fn ledgers(env: &Env) -> Api<DynamicObject> {
+    let resource = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("backfill.dev", "v1alpha1", "SessionLedger"),
+        "sessionledgers",
+    );
+    Api::namespaced_with(env.client.clone(), &env.ns.name, &resource)
+}
+
+/// The chart installed for one namespace; the operator binary runs with
+/// nothing but a token of the chart's ServiceAccount and takes a minutely
+/// Schedule (a few sessions, then suspended) and a 3-session Backfill to
+/// completion, writing the ledger and Events, and logs no "forbidden".
+/// The account can do exactly `RULES` (and the Lease rule) and nothing
+/// else: no Secrets, no Deployments, no deleting Schedules, nothing in
+/// another namespace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_runs_with_only_the_charts_rbac() {
+    let env = setup("chart-rbac").await;
+    let ns = env.ns.name.clone();
+    let release = Release::install("bfo", &ns, &[format!("watchNamespace={ns}").as_str()]);
+    let sa = release.service_account();
+    let user = release.user();
+
+    // What the account may do, as `kubectl auth can-i` tells it. The
+    // grants first: once they show, the authorizer has the release's RBAC.
+    wait_can_i(&user, "create", "jobs.batch", Some(&ns), true).await;
+    wait_can_i(
+        &user,
+        "patch",
+        "backfills.backfill.dev/status",
+        Some(&ns),
+        true,
+    )
+    .await;
+    wait_can_i(
+        &user,
+        "delete",
+        "sessionledgers.backfill.dev",
+        Some(&ns),
+        true,
+    )
+    .await;
+    wait_can_i(&user, "create", "events.events.k8s.io", Some(&ns), true).await;
+    wait_can_i(
+        &user,
+        "update",
+        "leases.coordination.k8s.io",
+        Some(&ns),
+        true,
+    )
+    .await;
+    for (verb, resource) in [
+        ("get", "secrets"),
+        ("list", "secrets"),
+        ("watch", "secrets"),
+    ] {
+        assert!(
+            !can_i(&user, verb, resource, Some(&ns)),
+            "{verb} {resource}"
+        );
+    }
+    assert!(!can_i(&user, "create", "deployments.apps", Some(&ns)));
+    assert!(!can_i(&user, "delete", "schedules.backfill.dev", Some(&ns)));
+    assert!(!can_i(&user, "update", "schedules.backfill.dev", Some(&ns)));
+    assert!(!can_i(&user, "create", "jobs.batch", Some("default")));
+    assert!(!can_i(&user, "list", "schedules.backfill.dev", None));
+
+    // Exactly the rules, verb by verb, through SubjectAccessReviews.
+    let verbs = [
+        "get",
+        "list",
+        "watch",
+        "create",
+        "update",
+        "patch",
+        "delete",
+        "deletecollection",
+    ];
+    let resources: &[(&str, &str)] = &[
+        ("backfill.dev", "schedules"),
+        ("backfill.dev", "schedules/status"),
+        ("backfill.dev", "backfills"),
+        ("backfill.dev", "backfills/status"),
+        ("backfill.dev", "sessionledgers"),
+        ("backfill.dev", "sessionledgers/status"),
+        ("batch", "jobs"),
+        ("batch", "jobs/status"),
+        ("batch", "cronjobs"),
+        ("events.k8s.io", "events"),
+        ("", "events"),
+        ("coordination.k8s.io", "leases"),
+        ("", "secrets"),
+        ("", "configmaps"),
+        ("", "pods"),
+        ("", "serviceaccounts"),
+        ("apps", "deployments"),
+        ("rbac.authorization.k8s.io", "roles"),
+    ];
+    let mut granted = RULES.to_vec();
+    granted.push(LEASE_RULE);
+    eventually(
+        "the account's RBAC to be exactly the chart's rules",
+        DEADLINE,
+        || async {
+            let mut wrong = Vec::new();
+            for &(group, resource) in resources {
+                for verb in verbs {
+                    let want = granted
+                        .iter()
+                        .any(|(g, r, vs)| *g == group && *r == resource && vs.contains(&verb));
+                    let got = allowed(&env.client, &user, verb, group, resource, &ns).await;
+                    if got != want {
+                        wrong.push(format!(
+                            "{verb} {group}/{resource}: allowed={got}, expected {want}"
+                        ));
+                    }
+                }
+            }
+            if wrong.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("\n  {}", wrong.join("\n  ")))
+            }
+        },
+    )
+    .await;
+
+    // A token of the chart's account, in a kubeconfig of its own.
+    let token = run_ok(
+        "kubectl",
+        &["create", "token", &sa, "-n", &ns, "--duration=2h"],
+        None,
+    );
+    let operator_kubeconfig =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{ns}.kubeconfig"));
+    write_token_kubeconfig(&operator_kubeconfig, token.trim(), &ns);
+    let path = operator_kubeconfig.to_str().expect("a UTF-8 path");
+    let whoami = run_ok(
+        "kubectl",
+        &[
+            "auth",
+            "whoami",
+            "--kubeconfig",
+            path,
+            "-o",
+            "jsonpath={.status.userInfo.username}",
+        ],
+        None,
+    );
+    assert_eq!(whoami, user, "the kubeconfig's identity");
+
+    let mut op =
+        Operator::start_with_env(&ns, &["--time-scale", "60"], &[("KUBECONFIG", path)]).await;
+    apply(
+        &env.schedules,
+        &schedule_manifest("minutely", "* * * * *", &[], json!({"suspend": false})),
+    )
+    .await;
+    apply(
+        &env.schedules,
+        &schedule_manifest("hourly", "0 * * * *", &[], json!({})),
+    )
+    .await;
+    apply(
+        &env.backfills,
+        &backfill_manifest(
+            "january",
+            "hourly",
+            json!({
+                "from": "2026-01-01T00:00:00Z",
+                "to": "2026-01-01T03:00:00Z",
+                "maxInFlight": 3,
+            }),
+        ),
+    )
+    .await;
+
+    eventually(
+        "the minutely Schedule to count 2 succeeded sessions",
+        RUN_DEADLINE,
+        || async {
+            let s = get(&env.schedules, "minutely").await;
+            if counter(&s, "succeededSessions") >= 2 {
+                Ok(())
+            } else {
+                Err(status(&s).to_string())
+            }
+        },
+    )
+    .await;
+    let generation = patch_spec(&env.schedules, "minutely", json!({"suspend": true})).await;
+    eventually("the suspension to be observed", DEADLINE, || async {
+        let s = get(&env.schedules, "minutely").await;
+        if status(&s)["observedGeneration"].as_i64() >= Some(generation) {
+            Ok(())
+        } else {
+            Err(status(&s).to_string())
+        }
+    })
+    .await;
+
+    let bf = wait_finished(&env, "january", RUN_DEADLINE, |_| {}).await;
+    assert_eq!(phase(&bf), "Succeeded", "{}", summary(&bf));
+    assert_eq!(counter(&bf, "totalEstimated"), 3, "{}", summary(&bf));
+    assert_eq!(counter(&bf, "succeededCount"), 3, "{}", summary(&bf));
+    assert_eq!(counter(&bf, "processedCount"), 3, "{}", summary(&bf));
+
+    // The ledger: hourly's January holds the 3 sessions, minutely's month
+    // its sessions.
+    eventually("the SessionLedgers to be written", DEADLINE, || async {
+        let list = ledgers(&env)
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        let of = |schedule: &str| {
+            list.items
+                .iter()
+                .filter(|l| l.data["spec"]["scheduleRef"]["name"] == schedule)
+                .map(|l| l.data["spec"]["succeeded"].as_i64().unwrap_or(0))
+                .sum::<i64>()
+        };
+        if of("hourly") == 3 && of("minutely") >= 2 {
+            Ok(())
+        } else {
+            let names: Vec<_> = list.items.iter().map(|l| l.data["spec"].clone()).collect();
+            Err(format!("{names:?}"))
+        }
+    })
+    .await;
+
+    // Events, written with the account's events.k8s.io permission.
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(env.client.clone(), &ns);
+    eventually("Events from the operator", DEADLINE, || async {
+        let list = events
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        let ours = list
+            .items
+            .iter()
+            .filter(|e| e.reporting_controller.as_deref() == Some("backfill-operator"))
+            .count();
+        if ours > 0 {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} Events, none from backfill-operator",
+                list.items.len()
+            ))
+        }
+    })
+    .await;
+
+    op.terminate().await;
+    let logs = op.all_logs();
+    let denied: Vec<&str> = logs
+        .lines()
+        .filter(|l| {
+            let l = l.to_lowercase();
+            l.contains("forbidden") || l.contains("publishing an event failed")
+        })
+        .collect();
+    assert!(
+        denied.is_empty(),
+        "the operator was refused something:\n{}",
+        denied.join("\n")
+    );
+}
+
+/// Installed cluster-wide, upgraded, uninstalled: the ClusterRole and
+/// binding come and go with the release, the CRDs (from the chart's
+/// `crds/`, which Helm installs once and never deletes) and the objects
+/// of them stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm_uninstall_keeps_the_crds() {
+    let client = client().await;
+    install_crds(&client).await;
+    let ns = TestNamespace::new(&client, "chart-uninstall").await;
+    let name = format!("un-{}", &ns.name[ns.name.len() - 8..]);
+    let release = Release::install(&name, &ns.name, &[]);
+    let user = release.user();
+    let fullname = release.service_account();
+
+    wait_can_i(&user, "list", "schedules.backfill.dev", None, true).await;
+    wait_can_i(&user, "create", "jobs.batch", Some("default"), true).await;
+    wait_can_i(
+        &user,
+        "update",
+        "leases.coordination.k8s.io",
+        Some(&ns.name),
+        true,
+    )
+    .await;
+    assert!(!can_i(&user, "get", "secrets", None));
+    assert!(!can_i(
+        &user,
+        "update",
+        "leases.coordination.k8s.io",
+        Some("default")
+    ));
+
+    let upgraded = {
+        let chart = chart();
+        run_ok(
+            "helm",
+            &[
+                "upgrade",
+                &name,
+                chart.to_str().expect("a UTF-8 path"),
+                "-n",
+                &ns.name,
+                "--reuse-values",
+                "--set",
+                "logFormat=text",
+            ],
+            None,
+        );
+        run_ok(
+            "kubectl",
+            &[
+                "get",
+                "deployment",
+                &fullname,
+                "-n",
+                &ns.name,
+                "-o",
+                "jsonpath={.spec.template.spec.containers[0].args}",
+            ],
+            None,
+        )
+    };
+    assert!(upgraded.contains("--log-format=text"), "{upgraded}");
+
+    let schedules = Api::<DynamicObject>::namespaced_with(
+        client.clone(),
+        &ns.name,
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("backfill.dev", "v1alpha1", "Schedule"),
+            "schedules",
+        ),
+    );
+    apply(
+        &schedules,
+        &schedule_manifest("kept", "0 * * * *", &[], json!({})),
+    )
+    .await;
+
+    run_ok("helm", &["uninstall", &name, "-n", &ns.name], None);
+    let gone = run(
+        "kubectl",
+        &["get", "clusterrole", &fullname, "-o", "name"],
+        None,
+    );
+    assert!(!gone.ok, "the ClusterRole outlived the release");
+    wait_can_i(&user, "list", "schedules.backfill.dev", None, false).await;
+
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in CRDS {
+        let found = crds
+            .get_opt(crd)
+            .await
+            .unwrap_or_else(|e| panic!("reading CRD {crd}: {e}"));
+        assert!(found.is_some(), "helm uninstall deleted the CRD {crd}");
+    }
+    schedules
+        .get("kept")
+        .await
+        .unwrap_or_else(|e| panic!("the Schedule did not survive helm uninstall: {e}"));
+}
