@@ -72,11 +72,6 @@ const LEASE_RULE: (&str, &str, &[&str]) = (
     &["get", "create", "update"],
 );
 
-/// Flags the chart passes that `backfill-operator run` does not have yet:
-/// the metrics/health server and leader election are being added to the
-/// binary. Remove them from here when they land.
-const PENDING_FLAGS: &[&str] = &["--listen-address", "--leader-elect"];
-
 // ---------------------------------------------------------------------
 // helm and kubectl
 // ---------------------------------------------------------------------
@@ -497,8 +492,7 @@ fn chart_lints_and_its_schema_refuses_bad_values() {
 
 /// The Deployment passes the flags and environment the operator takes,
 /// from the values; `--namespace` only with watchNamespace, `--leader-elect`
-/// only when enabled. Every flag is one `backfill-operator run` has, apart
-/// from those still being added to it (`PENDING_FLAGS`).
+/// only when enabled. Every flag is one `backfill-operator run` has.
 #[test]
 fn deployment_passes_the_values_as_flags() {
     let defaults = docs(&template("bfo", "ops", &[]));
@@ -609,12 +603,6 @@ fn deployment_passes_the_values_as_flags() {
     for args in [strings(&container(&defaults)["args"]), strings(&c["args"])] {
         for arg in args.iter().skip(1) {
             let flag = arg.split('=').next().unwrap_or_default();
-            if PENDING_FLAGS.contains(&flag) {
-                if !help.contains(&format!("{flag} ")) && !help.contains(&format!("{flag}=")) {
-                    eprintln!("note: `backfill-operator run` has no {flag} yet");
-                }
-                continue;
-            }
             assert!(
                 help.contains(flag),
                 "the chart passes {flag}, which `backfill-operator run` does not take:\n{help}"
@@ -1034,8 +1022,20 @@ async fn operator_runs_with_only_the_charts_rbac() {
     );
     assert_eq!(whoami, user, "the kubeconfig's identity");
 
-    let mut op =
-        Operator::start_with_env(&ns, &["--time-scale", "60"], &[("KUBECONFIG", path)]).await;
+    // As the chart runs it: under leader election, so the Lease rules are
+    // proven too.
+    let mut op = Operator::start_with_env(
+        &ns,
+        &[
+            "--time-scale",
+            "60",
+            "--leader-elect",
+            "--leader-election-namespace",
+            &ns,
+        ],
+        &[("KUBECONFIG", path), ("POD_NAME", "rbac-proof")],
+    )
+    .await;
     apply(
         &env.schedules,
         &schedule_manifest("minutely", "* * * * *", &[], json!({"suspend": false})),
