@@ -35,12 +35,20 @@ pub fn job_name(kind: OwnerKind, owner: &str, session_at: i64) -> String {
         OwnerKind::Schedule => format!("-{session_at}"),
         OwnerKind::Backfill => format!("-b{session_at}"),
     };
-    if owner.len() + suffix.len() <= MAX_NAME {
-        return format!("{owner}{suffix}");
+    fit_name(owner, &suffix, MAX_NAME)
+}
+
+/// `<base><suffix>` when it fits in `max` characters; else a prefix of
+/// `base` and a hash of the whole of it before the suffix, so that long
+/// names sharing a prefix stay apart. (Names are ASCII, as Kubernetes
+/// requires.)
+pub fn fit_name(base: &str, suffix: &str, max: usize) -> String {
+    if base.len() + suffix.len() <= max {
+        return format!("{base}{suffix}");
     }
-    let hash = short_hash(owner);
-    let keep = MAX_NAME - suffix.len() - hash.len() - 1;
-    let prefix = owner[..keep].trim_end_matches(['-', '.']);
+    let hash = short_hash(base);
+    let keep = max.saturating_sub(suffix.len() + hash.len() + 1);
+    let prefix = base[..keep.min(base.len())].trim_end_matches(['-', '.']);
     format!("{prefix}-{hash}{suffix}")
 }
 

@@ -16,7 +16,7 @@ use base64::engine::general_purpose::STANDARD;
 use super::bitmap::{Bitmap, BitmapError};
 use super::calendar::{civil_from_days, days_from_civil};
 use super::clock::{Clock, rfc3339_utc, time};
-use super::job::short_hash;
+use super::job::fit_name;
 use super::observed::Outcome;
 use super::plan::seconds;
 use crate::api::{LedgerAttempt, ScheduleRef, SessionLedgerSpec};
@@ -83,16 +83,7 @@ impl Period {
 
 /// The ledger object of a Schedule's month: `<schedule>-<YYYY-MM>`.
 pub fn ledger_name(schedule: &str, period: &Period) -> String {
-    let suffix = format!("-{}", period.label());
-    if schedule.len() + suffix.len() <= MAX_NAME {
-        return format!("{schedule}{suffix}");
-    }
-    let hash = short_hash(schedule);
-    let keep = MAX_NAME - suffix.len() - hash.len() - 1;
-    format!(
-        "{}-{hash}{suffix}",
-        schedule[..keep].trim_end_matches(['-', '.'])
-    )
+    fit_name(schedule, &format!("-{}", period.label()), MAX_NAME)
 }
 
 /// Encodes a set of slots in its shorter form.

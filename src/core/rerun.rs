@@ -12,7 +12,7 @@ use kube::Resource;
 use super::backfill::{BackfillDecision, BackfillView, frozen_plan, run_id};
 use super::bitmap::Bitmap;
 use super::clock::{Clock, time};
-use super::job::short_hash;
+use super::job::{fit_name, short_hash};
 use super::observed::{Kstatus, Note, find_condition};
 use super::plan::{PlanError, session_set};
 use crate::api::{
@@ -58,30 +58,23 @@ fn request_token(request: &str) -> String {
     }
 }
 
-/// `<base><suffix>`, or, when that is too long, a prefix of `base` with a
-/// hash of the whole of it, so different long bases stay apart.
-fn fit(base: &str, suffix: &str) -> String {
-    if base.len() + suffix.len() <= MAX_NAME {
-        return format!("{base}{suffix}");
-    }
-    let hash = short_hash(base);
-    let keep = MAX_NAME.saturating_sub(suffix.len() + hash.len() + 1);
-    let prefix = base[..keep.min(base.len())].trim_end_matches(['-', '.']);
-    format!("{prefix}-{hash}{suffix}")
-}
-
 /// The child's name: `<parent>-rerun-<request>` (a hash stands for a
 /// request value that cannot be part of a name).
 pub fn child_name(parent: &str, request: &str) -> String {
-    fit(parent, &format!("-rerun-{}", request_token(request)))
+    fit_name(
+        parent,
+        &format!("-rerun-{}", request_token(request)),
+        MAX_NAME,
+    )
 }
 
 /// The child's attempt name, marking it as a retry of the parent's (the
 /// workflow API's `retryAttemptName`).
 pub fn retry_attempt_name(parent_attempt: &str, request: &str) -> String {
-    fit(
+    fit_name(
         parent_attempt,
         &format!("-retry-{}", request_token(request)),
+        MAX_NAME,
     )
 }
 
