@@ -942,12 +942,7 @@ mod tests {
         assert_eq!(preview.estimated_completion, Some(time(s.now + 8 * 90)));
         assert!(d.status.run_id.is_none());
         assert!(d.notes.iter().any(|n| n.reason == "Planned"));
-        let ready = d
-            .status
-            .conditions
-            .iter()
-            .find(|c| c.type_ == "Ready")
-            .unwrap();
+        let ready = find_condition(&d.status.conditions, "Ready").unwrap();
         assert_eq!(ready.status, "True");
         // Turning dryRun off starts it.
         s.spec.dry_run = None;
@@ -1148,34 +1143,19 @@ mod tests {
             ledger: &LedgerIndex::default(),
             now: s.now,
         });
-        let stalled = d
-            .status
-            .conditions
-            .iter()
-            .find(|c| c.type_ == "Stalled")
-            .unwrap();
+        let stalled = find_condition(&d.status.conditions, "Stalled").unwrap();
         assert_eq!(
             (stalled.status.as_str(), stalled.reason.as_str()),
             ("True", "ScheduleNotFound")
         );
         s.schedule.time_zone = Some("Nowhere/Land".into());
         let d = s.step();
-        let stalled = d
-            .status
-            .conditions
-            .iter()
-            .find(|c| c.type_ == "Stalled")
-            .unwrap();
+        let stalled = find_condition(&d.status.conditions, "Stalled").unwrap();
         assert_eq!(stalled.reason, "InvalidSchedule");
         assert!(d.create.is_empty());
         s.schedule.time_zone = None;
         let d = s.step();
-        let stalled = d
-            .status
-            .conditions
-            .iter()
-            .find(|c| c.type_ == "Stalled")
-            .unwrap();
+        let stalled = find_condition(&d.status.conditions, "Stalled").unwrap();
         assert_eq!(stalled.status, "False");
         assert_eq!(d.create.len(), 4);
     }
@@ -1186,12 +1166,7 @@ mod tests {
         s.step();
         s.schedule.schedule = "30 * * * *".into();
         let d = s.step();
-        let changed = d
-            .status
-            .conditions
-            .iter()
-            .find(|c| c.type_ == SCHEDULE_CHANGED)
-            .unwrap();
+        let changed = find_condition(&d.status.conditions, SCHEDULE_CHANGED).unwrap();
         assert_eq!(changed.status, "True");
         assert_eq!(
             d.notes

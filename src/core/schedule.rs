@@ -618,12 +618,7 @@ mod tests {
             Some(time(at("2026-01-01T00:05:00Z")))
         );
         assert_eq!(d.wake_at, Some(at("2026-01-01T00:10:00Z")));
-        let ready = d
-            .status
-            .conditions
-            .iter()
-            .find(|c| c.type_ == "Ready")
-            .unwrap();
+        let ready = find_condition(&d.status.conditions, "Ready").unwrap();
         assert_eq!(ready.status, "True");
     }
 
@@ -889,12 +884,7 @@ mod tests {
         c.spec.time_zone = Some("Mars/Olympus".into());
         let d = c.decide("2026-01-01T00:01:00Z");
         assert!(d.create.is_empty());
-        let stalled = d
-            .status
-            .conditions
-            .iter()
-            .find(|c| c.type_ == "Stalled")
-            .unwrap();
+        let stalled = find_condition(&d.status.conditions, "Stalled").unwrap();
         assert_eq!(
             (stalled.status.as_str(), stalled.reason.as_str()),
             ("True", "InvalidSchedule")
@@ -907,12 +897,7 @@ mod tests {
         assert!(c.decide("2026-01-01T00:01:05Z").notes.is_empty());
         c.spec.time_zone = Some("Europe/Paris".into());
         let d = c.decide("2026-01-01T00:01:10Z");
-        let stalled = d
-            .status
-            .conditions
-            .iter()
-            .find(|c| c.type_ == "Stalled")
-            .unwrap();
+        let stalled = find_condition(&d.status.conditions, "Stalled").unwrap();
         assert_eq!(stalled.status, "False");
         assert_eq!(created(&d), ["2026-01-01T00:01:00Z"]);
     }
