@@ -21,17 +21,16 @@ use std::time::Duration;
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Container, Event};
-use kube::api::{
-    ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
-};
+use kube::api::{DeleteParams, DynamicObject, ListParams};
 use kube::runtime::watcher;
 use kube::{Api, Client};
 use serde_json::{Value, json};
 
+use common::backfills::{apply, get, label, patch_spec, schedule_manifest, setup};
 use common::jobs::{JobLog, watch_jobs};
 use common::objects::{condition, condition_is, counter, eventually, rfc3339_utc, status};
 use common::operator::Operator;
-use common::{DEADLINE, FIELD_MANAGER, TestNamespace, client, install_crds, merge};
+use common::{DEADLINE, merge};
 
 const LABEL_SCHEDULE: &str = "backfill.dev/schedule";
 const LABEL_SESSION: &str = "backfill.dev/session";
@@ -50,92 +49,13 @@ const MINUTE: i64 = 60;
 // user's kubectl does).
 // ---------------------------------------------------------------------
 
-struct Env {
-    client: Client,
-    ns: TestNamespace,
-    schedules: Api<DynamicObject>,
-    jobs: Api<Job>,
-}
-
-async fn setup(prefix: &str) -> Env {
-    let client = client().await;
-    install_crds(&client).await;
-    let ns = TestNamespace::new(&client, prefix).await;
-    let resource = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("backfill.dev", "v1alpha1", "Schedule"),
-        "schedules",
-    );
-    Env {
-        schedules: Api::namespaced_with(client.clone(), &ns.name, &resource),
-        jobs: Api::namespaced(client.clone(), &ns.name),
-        client,
-        ns,
-    }
-}
-
-/// A Schedule running `cron` whose pods carry `pod_annotations` (the kwok
-/// knobs), with `spec_patch` merged onto its spec (RFC 7386).
+/// A Schedule running `cron` (not suspended) whose pods carry
+/// `pod_annotations` (the kwok knobs), with `spec_patch` merged onto its
+/// spec (RFC 7386).
 fn manifest(name: &str, cron: &str, pod_annotations: &[(&str, &str)], spec_patch: Value) -> Value {
-    let annotations: serde_json::Map<String, Value> = pod_annotations
-        .iter()
-        .map(|(k, v)| (k.to_string(), Value::from(*v)))
-        .collect();
-    let mut manifest = json!({
-        "apiVersion": "backfill.dev/v1alpha1",
-        "kind": "Schedule",
-        "metadata": {"name": name},
-        "spec": {
-            "schedule": cron,
-            "jobTemplate": {"spec": {
-                "backoffLimit": 0,
-                "template": {
-                    "metadata": {"annotations": annotations},
-                    "spec": {
-                        "restartPolicy": "Never",
-                        "containers": [{
-                            "name": "main",
-                            "image": "busybox:1.37",
-                            "command": ["sh", "-c", "echo \"$SESSION_TIME\""],
-                        }],
-                    },
-                },
-            }},
-        },
-    });
-    merge(&mut manifest["spec"], &spec_patch);
-    manifest
-}
-
-async fn apply(schedules: &Api<DynamicObject>, manifest: &Value) -> DynamicObject {
-    let name = manifest["metadata"]["name"].as_str().expect("a name");
-    schedules
-        .patch(
-            name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(manifest),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("applying Schedule {name}: {e}"))
-}
-
-/// Merge-patches the Schedule's spec and returns its new generation.
-async fn patch_spec(schedules: &Api<DynamicObject>, name: &str, spec: Value) -> i64 {
-    let patched = schedules
-        .patch(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(&json!({ "spec": spec })),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("patching Schedule {name}: {e}"));
-    patched.metadata.generation.expect("a generation")
-}
-
-async fn get(schedules: &Api<DynamicObject>, name: &str) -> DynamicObject {
-    schedules
-        .get(name)
-        .await
-        .unwrap_or_else(|e| panic!("reading Schedule {name}: {e}"))
+    let mut patch = json!({"suspend": null});
+    merge(&mut patch, &spec_patch);
+    schedule_manifest(name, cron, pod_annotations, patch)
 }
 
 /// A status timestamp as Unix seconds.
@@ -193,10 +113,6 @@ async fn jobs_of(jobs: &Api<Job>, schedule: &str) -> Vec<Job> {
         .await
         .unwrap_or_else(|e| panic!("listing the Jobs of {schedule}: {e}"))
         .items
-}
-
-fn label<'a>(job: &'a Job, key: &str) -> Option<&'a str> {
-    job.metadata.labels.as_ref()?.get(key).map(String::as_str)
 }
 
 fn annotation<'a>(job: &'a Job, key: &str) -> Option<&'a str> {
