@@ -26,8 +26,8 @@ use serde_json::{Value, json};
 
 use common::backfills::{
     ANNOTATION_CREATED_BY, Env, FailStage, HOUR, JobTracker, MINUTE, Outcome, RUN_DEADLINE,
-    RUN_FOR, apply, assert_one_job_per_session, at, backfill_manifest, describe, get, hours,
-    instant, instants, is_finished, patch_spec, phase, schedule_manifest, setup, summary,
+    RUN_FOR, apply, assert_one_job_per_session, at, backfill_manifest, counters, describe, get,
+    hours, instant, instants, is_finished, patch_spec, phase, schedule_manifest, setup, summary,
     wait_event, wait_finished, wait_phase,
 };
 use common::objects::{
@@ -61,6 +61,47 @@ async fn stored_json(env: &Env, name: &str) -> String {
 
 const JAN_FROM: &str = "2026-01-01T00:00:00Z";
 const JAN_TO: &str = "2026-01-02T06:00:00Z";
+
+/// How a run of `plan` with the sessions `fail` failing ends: Failed with
+/// counters that add up, the failures listed, one Job per session, the
+/// failed ones exactly those chosen, and every finalizer released.
+async fn assert_ended_with_failures(
+    tracker: &JobTracker,
+    name: &str,
+    bf: &DynamicObject,
+    plan: &[i64],
+    fail: &[i64],
+) {
+    let (total, bad) = (plan.len() as i64, fail.len() as i64);
+    assert_eq!(phase(bf), "Failed", "{}", summary(bf));
+    assert_eq!(
+        counters(bf),
+        (total, total - bad, bad, 0, total),
+        "{}",
+        summary(bf)
+    );
+    let failed = &status(bf)["failedSessions"];
+    assert_eq!(failed["count"], bad, "{failed}");
+    assert_eq!(
+        instants(&failed["preview"]),
+        fail,
+        "failedSessions: {failed}"
+    );
+    assert_one_job_per_session(tracker, name, plan);
+    assert_eq!(
+        tracker
+            .sessions_with(name, Outcome::Failed)
+            .into_iter()
+            .collect::<Vec<_>>(),
+        fail,
+        "the Stage failed other sessions than chosen"
+    );
+    tracker
+        .wait("every finalizer released", name, |jobs| {
+            jobs.iter().all(|j| !j.finalizer)
+        })
+        .await;
+}
 
 /// 30 hourly sessions, 4 at a time, 5 of them failing: never more than 4
 /// Jobs at once, one Job per session, and counters that add up.
@@ -108,32 +149,13 @@ async fn runs_every_session_once_within_max_in_flight_and_counts_failures() {
         "4 Jobs should run at once (pods run 1s): {}",
         describe(&tracker.of("january"))
     );
-    assert_eq!(phase(&bf), "Failed", "{}", summary(&bf));
-    assert_eq!(
-        (
-            counter(&bf, "succeededCount"),
-            counter(&bf, "failedCount"),
-            counter(&bf, "killedCount"),
-            counter(&bf, "processedCount"),
-            counter(&bf, "totalEstimated"),
-        ),
-        (25, 5, 0, 30, 30),
-        "{}",
-        summary(&bf)
-    );
+    assert_ended_with_failures(&tracker, "january", &bf, &plan, &fail).await;
     let s = status(&bf);
     assert_eq!(s["progress"], "30/30");
     assert!(s["startedAt"].is_string() && s["runId"].is_string(), "{s}");
     assert!(
         instant(&s["completedAt"]) >= instant(&s["startedAt"]),
         "{s}"
-    );
-    assert_eq!(s["failedSessions"]["count"], 5, "{}", s["failedSessions"]);
-    assert_eq!(
-        instants(&s["failedSessions"]["preview"]),
-        fail,
-        "failedSessions.preview: {}",
-        s["failedSessions"]
     );
     assert_eq!(s["createdBy"], "alice@example.com");
     assert!(condition_is(&bf, "Ready", "True"), "{}", summary(&bf));
@@ -143,23 +165,9 @@ async fn runs_every_session_once_within_max_in_flight_and_counts_failures() {
         summary(&bf)
     );
 
-    assert_one_job_per_session(&tracker, "january", &plan);
-    assert_eq!(
-        tracker
-            .sessions_with("january", Outcome::Failed)
-            .into_iter()
-            .collect::<Vec<_>>(),
-        fail,
-        "the Stage failed other sessions than chosen"
-    );
     for s in tracker.of("january") {
         assert_eq!(s.schedule, "hourly", "{}: schedule label", s.name);
     }
-    tracker
-        .wait("every finalizer released", "january", |jobs| {
-            jobs.iter().all(|j| !j.finalizer)
-        })
-        .await;
 }
 
 // ---------------------------------------------------------------------
@@ -240,40 +248,13 @@ async fn crashes_neither_duplicate_jobs_nor_bend_counters() {
     }
     let bf = wait_finished(&env, "sturdy", RUN_DEADLINE, |bf| check_counters(bf)).await;
 
-    assert_eq!(phase(&bf), "Failed", "{}", summary(&bf));
-    assert_eq!(
-        (
-            counter(&bf, "succeededCount"),
-            counter(&bf, "failedCount"),
-            counter(&bf, "killedCount"),
-            counter(&bf, "processedCount"),
-            counter(&bf, "totalEstimated"),
-        ),
-        (25, 5, 0, 30, 30),
-        "{}",
-        summary(&bf)
-    );
-    assert_eq!(status(&bf)["failedSessions"]["count"], 5);
-    assert_eq!(instants(&status(&bf)["failedSessions"]["preview"]), fail);
-    assert_one_job_per_session(&tracker, "sturdy", &plan);
-    assert_eq!(
-        tracker
-            .sessions_with("sturdy", Outcome::Failed)
-            .into_iter()
-            .collect::<Vec<_>>(),
-        fail
-    );
+    assert_ended_with_failures(&tracker, "sturdy", &bf, &plan, &fail).await;
     let max = tracker.max_active("sturdy");
     assert!(
         max <= 4,
         "{max} Jobs active at once across restarts, maxInFlight is 4: {:?}",
         tracker.max_active_names("sturdy")
     );
-    tracker
-        .wait("every finalizer released", "sturdy", |jobs| {
-            jobs.iter().all(|j| !j.finalizer)
-        })
-        .await;
 }
 
 // ---------------------------------------------------------------------

@@ -19,8 +19,8 @@ use serde_json::{Value, json};
 
 use common::backfills::{
     Env, FailStage, JobTracker, RUN_DEADLINE, RUN_FOR, apply, assert_one_job_per_session,
-    backfill_manifest, get, hours, instants, is_finished, phase, schedule_manifest, setup, summary,
-    wait_event, wait_finished,
+    backfill_manifest, counters, get, hours, instants, is_finished, phase, schedule_manifest,
+    setup, summary, wait_event, wait_finished,
 };
 use common::objects::{condition, counter, eventually, status, throughout};
 use common::operator::Operator;
@@ -155,17 +155,6 @@ fn outcome(bf: &DynamicObject) -> Value {
         "total": counter(bf, "totalEstimated"),
         "failedSessions": s["failedSessions"],
     })
-}
-
-/// (processed, succeeded, failed, killed, total).
-fn counters(bf: &DynamicObject) -> (i64, i64, i64, i64, i64) {
-    (
-        counter(bf, "processedCount"),
-        counter(bf, "succeededCount"),
-        counter(bf, "failedCount"),
-        counter(bf, "killedCount"),
-        counter(bf, "totalEstimated"),
-    )
 }
 
 /// The child a request `token` (its name part) of `parent` must be:

@@ -222,6 +222,17 @@ pub fn summary(bf: &DynamicObject) -> String {
     )
 }
 
+/// (processed, succeeded, failed, killed, total).
+pub fn counters(bf: &DynamicObject) -> (i64, i64, i64, i64, i64) {
+    (
+        counter(bf, "processedCount"),
+        counter(bf, "succeededCount"),
+        counter(bf, "failedCount"),
+        counter(bf, "killedCount"),
+        counter(bf, "totalEstimated"),
+    )
+}
+
 pub fn is_finished(bf: &DynamicObject) -> bool {
     FINISHED.contains(&phase(bf))
         && status(bf)["completedAt"].is_string()
