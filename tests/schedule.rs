@@ -20,13 +20,15 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Container, Event};
+use k8s_openapi::api::core::v1::Container;
+use kube::Api;
 use kube::api::{DeleteParams, DynamicObject, ListParams};
 use kube::runtime::watcher;
-use kube::{Api, Client};
 use serde_json::{Value, json};
 
-use common::backfills::{apply, get, label, patch_spec, schedule_manifest, setup};
+use common::backfills::{
+    apply, events_about, get, label, patch_spec, schedule_manifest, setup, wait_event_about,
+};
 use common::jobs::{JobLog, watch_jobs};
 use common::objects::{condition, condition_is, counter, eventually, rfc3339_utc, status};
 use common::operator::Operator;
@@ -174,56 +176,6 @@ fn local_rfc3339(at: i64, zone: &str) -> String {
 
 fn floor_to(at: f64, period: i64) -> i64 {
     (at as i64).div_euclid(period) * period
-}
-
-// ---------------------------------------------------------------------
-// Events
-// ---------------------------------------------------------------------
-
-/// Events about the Schedule `name` (core/v1 shows events.k8s.io Events
-/// too): (type, reason, message).
-async fn events_of(client: &Client, ns: &str, name: &str) -> Vec<(String, String, String)> {
-    let api: Api<Event> = Api::namespaced(client.clone(), ns);
-    let list = api
-        .list(&ListParams::default())
-        .await
-        .unwrap_or_else(|e| panic!("listing Events: {e}"));
-    list.items
-        .into_iter()
-        .filter(|e| {
-            e.involved_object.kind.as_deref() == Some("Schedule")
-                && e.involved_object.name.as_deref() == Some(name)
-        })
-        .map(|e| {
-            (
-                e.type_.unwrap_or_default(),
-                e.reason.unwrap_or_default(),
-                e.message.unwrap_or_default(),
-            )
-        })
-        .collect()
-}
-
-async fn wait_event(
-    client: &Client,
-    ns: &str,
-    name: &str,
-    type_: &str,
-    reason: &str,
-) -> (String, String, String) {
-    eventually(
-        &format!("a {type_} Event {reason} on Schedule {name}"),
-        DEADLINE,
-        || async {
-            let events = events_of(client, ns, name).await;
-            events
-                .iter()
-                .find(|(t, r, _)| t == type_ && r == reason)
-                .cloned()
-                .ok_or_else(|| format!("events so far: {events:?}"))
-        },
-    )
-    .await
 }
 
 // ---------------------------------------------------------------------
@@ -565,7 +517,7 @@ async fn allow_runs_overlapping_sessions_side_by_side() {
     );
     assert_eq!(status_time(&schedule, "lastScheduleTime"), Some(last));
     assert_eq!(status_time(&schedule, "lastSuccessfulTime"), Some(last));
-    let events = events_of(&env.client, &env.ns.name, "overlap").await;
+    let events = events_about(&env, "Schedule", "overlap").await;
     assert!(
         events
             .iter()
@@ -638,14 +590,7 @@ async fn forbid_misses_sessions_while_a_job_runs() {
         "no lastMissedTime: {}",
         counters(&s)
     );
-    let (_, _, message) = wait_event(
-        &env.client,
-        &env.ns.name,
-        "solo",
-        "Warning",
-        "SessionMissed",
-    )
-    .await;
+    let message = wait_event_about(&env, "Schedule", "solo", "Warning", "SessionMissed").await;
     assert!(
         message.to_lowercase().contains("backfill"),
         "the SessionMissed message should say how to backfill: {message:?}"
@@ -984,7 +929,7 @@ async fn history_limits_keep_the_newest_finished_jobs() {
             "{name} ran a session twice"
         );
     }
-    let events = events_of(&env.client, &env.ns.name, "bad").await;
+    let events = events_about(&env, "Schedule", "bad").await;
     assert!(
         events
             .iter()
@@ -1358,7 +1303,7 @@ async fn crashes_neither_duplicate_jobs_nor_bend_counters() {
         rfc3339_utc(end),
         counters(&schedule)
     );
-    let jobs_created = events_of(&env.client, &env.ns.name, "sturdy")
+    let jobs_created = events_about(&env, "Schedule", "sturdy")
         .await
         .iter()
         .filter(|(_, r, _)| r == "JobCreated")
@@ -1420,14 +1365,7 @@ async fn invalid_schedules_stall_until_fixed() {
             },
         )
         .await;
-        wait_event(
-            &env.client,
-            &env.ns.name,
-            name,
-            "Warning",
-            "InvalidSchedule",
-        )
-        .await;
+        wait_event_about(&env, "Schedule", name, "Warning", "InvalidSchedule").await;
     }
     // Three virtual minutes later, still nothing ran.
     op.wait_until_virtual(op.virtual_now() + 3.0 * MINUTE as f64)
@@ -1601,7 +1539,7 @@ async fn the_first_session_is_the_first_after_the_schedule_is_seen() {
         }
     })
     .await;
-    let events = events_of(&env.client, &env.ns.name, "fresh").await;
+    let events = events_about(&env, "Schedule", "fresh").await;
     let missed_events: Vec<_> = events
         .iter()
         .filter(|(_, r, _)| r == "SessionMissed")

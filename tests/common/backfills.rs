@@ -291,8 +291,9 @@ pub fn hours(from: &str, to: &str) -> Vec<i64> {
 // Events
 // ---------------------------------------------------------------------
 
-/// Events about the Backfill `name`: (type, reason, message).
-pub async fn events_of(env: &Env, name: &str) -> Vec<(String, String, String)> {
+/// Events about the `kind` object `name` (core/v1 lists events.k8s.io
+/// Events too): (type, reason, message).
+pub async fn events_about(env: &Env, kind: &str, name: &str) -> Vec<(String, String, String)> {
     let api: Api<Event> = Api::namespaced(env.client.clone(), &env.ns.name);
     let list = api
         .list(&ListParams::default())
@@ -301,7 +302,7 @@ pub async fn events_of(env: &Env, name: &str) -> Vec<(String, String, String)> {
     list.items
         .into_iter()
         .filter(|e| {
-            e.involved_object.kind.as_deref() == Some("Backfill")
+            e.involved_object.kind.as_deref() == Some(kind)
                 && e.involved_object.name.as_deref() == Some(name)
         })
         .map(|e| {
@@ -314,12 +315,25 @@ pub async fn events_of(env: &Env, name: &str) -> Vec<(String, String, String)> {
         .collect()
 }
 
-pub async fn wait_event(env: &Env, name: &str, type_: &str, reason: &str) -> String {
+/// Events about the Backfill `name`.
+pub async fn events_of(env: &Env, name: &str) -> Vec<(String, String, String)> {
+    events_about(env, "Backfill", name).await
+}
+
+/// Waits for a `type_` Event `reason` about the `kind` object `name`;
+/// returns its message.
+pub async fn wait_event_about(
+    env: &Env,
+    kind: &str,
+    name: &str,
+    type_: &str,
+    reason: &str,
+) -> String {
     eventually(
-        &format!("a {type_} Event {reason} on Backfill {name}"),
+        &format!("a {type_} Event {reason} on {kind} {name}"),
         DEADLINE,
         || async {
-            let events = events_of(env, name).await;
+            let events = events_about(env, kind, name).await;
             events
                 .iter()
                 .find(|(t, r, _)| t == type_ && r == reason)
@@ -328,6 +342,11 @@ pub async fn wait_event(env: &Env, name: &str, type_: &str, reason: &str) -> Str
         },
     )
     .await
+}
+
+/// Waits for a `type_` Event `reason` about the Backfill `name`.
+pub async fn wait_event(env: &Env, name: &str, type_: &str, reason: &str) -> String {
+    wait_event_about(env, "Backfill", name, type_, reason).await
 }
 
 // ---------------------------------------------------------------------
