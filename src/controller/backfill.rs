@@ -74,7 +74,7 @@ pub async fn reconcile(backfill: Arc<Backfill>, ctx: Arc<Context>) -> Result<Act
     let status = backfill.status.clone().unwrap_or_default();
     // `reprocess` is judged once, at the start.
     let ledger = if status.run.is_none() {
-        ctx.ledger_index(&ns, schedule_name, None)
+        ctx.ledger_index(&ctx.ledgers_of(&ns, schedule_name), None)
     } else {
         LedgerIndex::default()
     };

@@ -57,29 +57,36 @@ impl Context {
         }
     }
 
-    /// A Schedule's ledger over the months touching `[from, to)` (all of
-    /// them without bounds). A month that cannot be read is left out, with
-    /// a warning: it reads as sessions with no outcome.
+    /// A Schedule's ledger objects, from the cache.
+    pub fn ledgers_of(&self, ns: &str, schedule: &str) -> Vec<Arc<SessionLedger>> {
+        self.ledgers
+            .state()
+            .into_iter()
+            .filter(|l| {
+                l.namespace().as_deref() == Some(ns) && l.spec.schedule_ref.name == schedule
+            })
+            .collect()
+    }
+
+    /// The ledger of `ledgers` (one Schedule's) over the months touching
+    /// `[from, to)` (all of them without bounds). A month that cannot be
+    /// read is left out, with a warning: it reads as sessions with no
+    /// outcome.
     pub fn ledger_index(
         &self,
-        ns: &str,
-        schedule: &str,
+        ledgers: &[Arc<SessionLedger>],
         bounds: Option<(i64, i64)>,
     ) -> LedgerIndex {
         let mut index = LedgerIndex::default();
-        for cached in self.ledgers.state() {
-            if cached.namespace().as_deref() != Some(ns)
-                || cached.spec.schedule_ref.name != schedule
-            {
-                continue;
-            }
+        for cached in ledgers {
             let (from, to) = (seconds(&cached.spec.from), seconds(&cached.spec.to));
             if bounds.is_some_and(|(lo, hi)| to <= lo || from >= hi) {
                 continue;
             }
+            let ns = cached.namespace().unwrap_or_default();
             let obj = self
-                .freshest_ledger(ns, &cached.name_any())
-                .unwrap_or(cached);
+                .freshest_ledger(&ns, &cached.name_any())
+                .unwrap_or_else(|| cached.clone());
             match Ledger::from_spec(&obj.spec) {
                 Ok(l) => index.insert(l),
                 Err(e) => {
@@ -199,21 +206,17 @@ impl Context {
         )))
     }
 
-    /// Deletes a Schedule's ledger months that ended more than the
-    /// retention ago.
-    pub async fn prune_ledgers(&self, ns: &str, schedule: &str, now: i64) -> Result<()> {
+    /// Deletes the months of `ledgers` (one Schedule's) that ended more
+    /// than the retention ago.
+    pub async fn prune_ledgers(&self, ledgers: &[Arc<SessionLedger>], now: i64) -> Result<()> {
         let horizon = now - self.ledger_retention;
-        let api: Api<SessionLedger> = Api::namespaced(self.client.clone(), ns);
-        for old in self.ledgers.state().iter().filter(|l| {
-            l.namespace().as_deref() == Some(ns)
-                && l.spec.schedule_ref.name == schedule
-                && seconds(&l.spec.to) <= horizon
-        }) {
-            let name = old.name_any();
+        for old in ledgers.iter().filter(|l| seconds(&l.spec.to) <= horizon) {
+            let (ns, name) = (old.namespace().unwrap_or_default(), old.name_any());
             let key = format!("delete-ledger/{ns}/{name}");
             if self.recent.seen(&key, 0) {
                 continue;
             }
+            let api: Api<SessionLedger> = Api::namespaced(self.client.clone(), &ns);
             match api.delete(&name, &DeleteParams::default()).await {
                 Ok(_) => {}
                 Err(kube::Error::Api(e)) if e.code == 404 => {}

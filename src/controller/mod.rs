@@ -273,11 +273,7 @@ async fn run_controllers(
     )
     .default_backoff()
     .reflect_shared(writer)
-    .inspect(move |event| {
-        if matches!(event, Ok(watcher::Event::InitDone)) {
-            ready_tx.send_replace(true);
-        }
-    })
+    .inspect(mark_synced(ready_tx))
     .applied_objects();
 
     // The ledgers: read by both controllers; a change reconciles the
@@ -293,11 +289,7 @@ async fn run_controllers(
     )
     .default_backoff()
     .reflect_shared(ledger_writer)
-    .inspect(move |event| {
-        if matches!(event, Ok(watcher::Event::InitDone)) {
-            ledgers_tx.send_replace(true);
-        }
-    });
+    .inspect(mark_synced(ledgers_tx));
 
     let schedules_ctl = Controller::new(api::<Schedule>(&client, ns), watcher::Config::default());
     let schedules = schedules_ctl.store();
@@ -371,6 +363,17 @@ async fn run_controllers(
     }
     info!("stopped");
     Ok(())
+}
+
+/// For a watch's `inspect`: tells `synced` once the initial list is in.
+fn mark_synced<K>(
+    synced: tokio::sync::watch::Sender<bool>,
+) -> impl FnMut(&std::result::Result<watcher::Event<K>, watcher::Error>) {
+    move |event| {
+        if matches!(event, Ok(watcher::Event::InitDone)) {
+            synced.send_replace(true);
+        }
+    }
 }
 
 /// Runs a reconcile and records it in the metrics.

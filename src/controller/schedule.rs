@@ -51,7 +51,9 @@ pub async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Act
     let created_from = created.map_or(created_at, |t| ctx.clock.at_real(t));
     let name = schedule.name_any();
     let now = ctx.clock.now();
-    let ledger = ctx.ledger_index(&ns, &name, Some((now - RECENT_HORIZON, now + 1)));
+    // One read of the ledger cache serves the status and the retention.
+    let ledgers = ctx.ledgers_of(&ns, &name);
+    let ledger = ctx.ledger_index(&ledgers, Some((now - RECENT_HORIZON, now + 1)));
     let decision = decide(&ScheduleView {
         name: &name,
         namespace: &ns,
@@ -122,7 +124,7 @@ pub async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Act
         ctx.record_outcomes(&schedule, &name, &format!("Schedule/{name}"), &outcomes)
             .await?;
     }
-    ctx.prune_ledgers(&ns, &name, now).await?;
+    ctx.prune_ledgers(&ledgers, now).await?;
     // The outcomes are in the status and the ledger: the Jobs may go.
     for job in &decision.release {
         ctx.release(&ns, job).await?;
