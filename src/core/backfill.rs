@@ -581,9 +581,11 @@ fn advance(view: &BackfillView<'_>, d: &mut BackfillDecision) -> Result<(), Stal
             // The whole set once, at the end: rerun children copy it.
             run.failed = failed.encode();
             run.killed = killed.encode();
-            let set = failed_sessions(view.spec, &run).ok().and_then(|sessions| {
-                session_set(frozen_plan(view.spec, &run).ok()?.clock(), &sessions)
-            });
+            let clock = Clock::new(&run.schedule, Some(&run.time_zone));
+            let set = match (failed_sessions(view.spec, &run), clock) {
+                (Ok(sessions), Ok(clock)) => session_set(&clock, &sessions),
+                _ => None,
+            };
             if let Some(summary) = d.status.failed_sessions.as_mut() {
                 summary.set = set;
             }
