@@ -175,7 +175,7 @@ EOF
 
   log "starting kube-controller-manager and kube-scheduler"
   start kube-controller-manager "$bin/kube-controller-manager" --kubeconfig "$kubeconfig" \
-    --controllers job-controller,garbage-collector-controller,namespace-controller,ttl-after-finished-controller,cronjob-controller \
+    --controllers job-controller,garbage-collector-controller,namespace-controller,ttl-after-finished-controller,cronjob-controller,deployment-controller,replicaset-controller \
     --leader-elect=false --use-service-account-credentials=false \
     --bind-address 127.0.0.1 --secure-port "$kcm_port" \
     --authentication-kubeconfig "$kubeconfig" --authorization-kubeconfig "$kubeconfig" \
