@@ -40,9 +40,10 @@ pub enum Command {
 
 #[derive(Args, Debug, Clone, Default)]
 pub struct RunArgs {
-    /// Watch this namespace only (default: all namespaces).
-    #[arg(long, env = "WATCH_NAMESPACE")]
-    pub namespace: Option<String>,
+    /// Watch only these namespaces: repeat the flag, or separate them
+    /// with commas (default: all namespaces).
+    #[arg(long, env = "WATCH_NAMESPACE", value_delimiter = ',')]
+    pub namespace: Vec<String>,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "LOG_FORMAT")]
     pub log_format: LogFormat,
@@ -90,6 +91,44 @@ pub enum LogFormat {
 }
 
 impl RunArgs {
+    /// What the operator is told at start, from these flags.
+    pub fn settings(&self) -> Result<crate::controller::Settings, CliError> {
+        Ok(crate::controller::Settings {
+            namespaces: self.namespaces()?,
+            clock: self.clock()?,
+            ledger_retention_days: self.ledger_retention_days,
+            listen_address: self.listen_address.clone(),
+            leader_election: self.leader_election()?,
+        })
+    }
+
+    /// The namespaces to watch (empty: all), each checked and named once.
+    pub fn namespaces(&self) -> Result<Vec<String>, CliError> {
+        let mut out: Vec<String> = Vec::new();
+        for ns in self
+            .namespace
+            .iter()
+            .map(|n| n.trim())
+            .filter(|n| !n.is_empty())
+        {
+            let label = ns.len() <= 63
+                && ns
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !ns.starts_with('-')
+                && !ns.ends_with('-');
+            if !label {
+                return Err(CliError::Input(format!(
+                    "--namespace {ns:?} is not a namespace name (lowercase letters, digits and '-', at most 63)"
+                )));
+            }
+            if !out.iter().any(|o| o == ns) {
+                out.push(ns.to_string());
+            }
+        }
+        Ok(out)
+    }
+
     /// The Lease to compete for, when `--leader-elect` asks for one.
     pub fn leader_election(
         &self,
@@ -100,10 +139,13 @@ impl RunArgs {
         let namespace = self
             .leader_election_namespace
             .clone()
-            .or_else(|| self.namespace.clone())
+            .or_else(|| match self.namespaces().ok()?.as_slice() {
+                [one] => Some(one.clone()),
+                _ => None,
+            })
             .ok_or_else(|| {
                 CliError::Input(
-                    "--leader-elect needs --leader-election-namespace (or POD_NAMESPACE, or --namespace)"
+                    "--leader-elect needs --leader-election-namespace (or POD_NAMESPACE, or a single --namespace)"
                         .into(),
                 )
             })?;
@@ -366,6 +408,49 @@ mod tests {
             Some(Command::Plan(a)) => a,
             _ => unreachable!(),
         }
+    }
+
+    fn run_args(list: &[&str]) -> RunArgs {
+        let mut argv = vec!["backfill-operator", "run"];
+        argv.extend_from_slice(list);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Some(Command::Run(a)) => a,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn namespaces_are_a_list_checked_and_named_once() {
+        let ns = |list: &[&str]| run_args(list).namespaces();
+        assert_eq!(ns(&[]).unwrap(), Vec::<String>::new());
+        assert_eq!(ns(&["--namespace", "a"]).unwrap(), ["a"]);
+        assert_eq!(
+            ns(&["--namespace", "team-a,team-b", "--namespace", "team-a"]).unwrap(),
+            ["team-a", "team-b"]
+        );
+        assert_eq!(ns(&["--namespace="]).unwrap(), Vec::<String>::new());
+        let err = ns(&["--namespace", "a,Team_B"]).unwrap_err().to_string();
+        assert!(err.contains("\"Team_B\" is not a namespace name"), "{err}");
+        assert!(ns(&["--namespace=a,-b"]).is_err());
+        assert!(ns(&["--namespace", &"a".repeat(64)]).is_err());
+    }
+
+    #[test]
+    fn the_lease_namespace_defaults_to_a_single_watched_namespace() {
+        let lease = |list: &[&str]| {
+            run_args(list)
+                .leader_election()
+                .map(|l| l.map(|l| l.namespace))
+        };
+        assert_eq!(
+            lease(&["--leader-elect", "--namespace", "ops"]).unwrap(),
+            Some("ops".to_string())
+        );
+        let err = lease(&["--leader-elect", "--namespace", "a,b"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("a single --namespace"), "{err}");
+        assert_eq!(lease(&["--namespace", "a,b"]).unwrap(), None);
     }
 
     #[test]

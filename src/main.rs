@@ -43,9 +43,9 @@ fn run(args: RunArgs) -> ExitCode {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().init(),
     }
-    let (clock, leader_election) = match (args.clock(), args.leader_election()) {
-        (Ok(c), Ok(l)) => (c, l),
-        (Err(e), _) | (_, Err(e)) => {
+    let settings = match args.settings() {
+        Ok(s) => s,
+        Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
@@ -59,17 +59,7 @@ fn run(args: RunArgs) -> ExitCode {
     };
     let result = runtime.block_on(async {
         let client = kube::Client::try_default().await?;
-        controller::run(
-            client,
-            controller::Settings {
-                namespace: args.namespace,
-                clock,
-                ledger_retention_days: args.ledger_retention_days,
-                listen_address: args.listen_address,
-                leader_election,
-            },
-        )
-        .await
+        controller::run(client, settings).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -6,6 +6,7 @@ pub mod backfill;
 pub mod leader;
 pub mod ledger;
 pub mod schedule;
+pub mod scope;
 pub mod telemetry;
 
 use std::sync::Arc;
@@ -166,8 +167,8 @@ impl Context {
 /// What the operator is told at start.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// Watch one namespace only; `None` watches all.
-    pub namespace: Option<String>,
+    /// Watch these namespaces only; empty watches all.
+    pub namespaces: Vec<String>,
     pub clock: OperatorClock,
     /// Ledger months older than this many days are deleted.
     pub ledger_retention_days: u32,
@@ -175,16 +176,6 @@ pub struct Settings {
     pub listen_address: Option<String>,
     /// Run only while holding this Lease.
     pub leader_election: Option<leader::LeaseConfig>,
-}
-
-fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
-{
-    match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
 }
 
 /// Serves the probes and metrics, waits for the leader Lease if asked
@@ -258,20 +249,18 @@ async fn run_controllers(
     metrics: Arc<telemetry::Metrics>,
     backfill_slot: Arc<std::sync::Mutex<Option<Store<Backfill>>>>,
 ) -> Result<()> {
-    let ns = settings.namespace.as_deref();
+    let ns = settings.namespaces.as_slice();
     // One watch of the operator's Jobs feeds both controllers and the
     // shared cache.
     let (jobs, writer) = reflector::store_shared::<Job>(1_024);
-    let (schedule_jobs, backfill_jobs) = match (writer.subscribe(), writer.subscribe()) {
-        (Some(a), Some(b)) => (a, b),
-        _ => return Err(Error::Invalid("a shared store gives subscribers".into())),
-    };
+    let (schedule_jobs, backfill_jobs) = subscribe2(&writer)?;
     let (ready_tx, jobs_ready) = tokio::sync::watch::channel(false);
-    let job_events = watcher(
-        api::<Job>(&client, ns),
+    let job_events = scope::watch(
+        &client,
+        ns,
         watcher::Config::default().labels(LABEL_SCHEDULE),
+        jobs.clone(),
     )
-    .default_backoff()
     .reflect_shared(writer)
     .inspect(mark_synced(ready_tx))
     .applied_objects();
@@ -283,18 +272,22 @@ async fn run_controllers(
     let schedule_ledgers = ledger_writer
         .subscribe()
         .ok_or_else(|| Error::Invalid("a shared store gives subscribers".into()))?;
-    let ledger_events = watcher(
-        api::<SessionLedger>(&client, ns),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .reflect_shared(ledger_writer)
-    .inspect(mark_synced(ledgers_tx));
+    let ledger_events = scope::watch(&client, ns, watcher::Config::default(), ledgers.clone())
+        .reflect_shared(ledger_writer)
+        .inspect(mark_synced(ledgers_tx));
 
-    let schedules_ctl = Controller::new(api::<Schedule>(&client, ns), watcher::Config::default());
-    let schedules = schedules_ctl.store();
-    let backfills_ctl = Controller::new(api::<Backfill>(&client, ns), watcher::Config::default());
-    let backfills = backfills_ctl.store();
+    // One watch of the Schedules: the Schedule controller's own, and a
+    // change to one reconciles the Backfills of it.
+    let (schedules, schedule_writer) = reflector::store_shared::<Schedule>(256);
+    let (schedule_changes, schedules_for_backfills) = subscribe2(&schedule_writer)?;
+    let schedule_events = scope::watch(&client, ns, watcher::Config::default(), schedules.clone())
+        .reflect_shared(schedule_writer);
+    let (backfills, backfill_writer) = reflector::store_shared::<Backfill>(256);
+    let backfill_changes = backfill_writer
+        .subscribe()
+        .ok_or_else(|| Error::Invalid("a shared store gives subscribers".into()))?;
+    let backfill_events = scope::watch(&client, ns, watcher::Config::default(), backfills.clone())
+        .reflect_shared(backfill_writer);
     *backfill_slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(backfills.clone());
 
     let ctx = Arc::new(Context {
@@ -323,7 +316,7 @@ async fn run_controllers(
     };
     tokio::spawn(ready);
 
-    let schedule_loop = schedules_ctl
+    let schedule_loop = Controller::for_shared_stream(schedule_changes, schedules.clone())
         .owns_shared_stream(schedule_jobs)
         .owns_shared_stream(schedule_ledgers)
         .shutdown_on_signal()
@@ -336,13 +329,11 @@ async fn run_controllers(
         )
         .for_each(log_result);
     let mapper_store = backfills.clone();
-    let backfill_loop = backfills_ctl
+    let backfill_loop = Controller::for_shared_stream(backfill_changes, backfills.clone())
         .owns_shared_stream(backfill_jobs)
-        .watches(
-            api::<Schedule>(&client, ns),
-            watcher::Config::default(),
-            move |s| backfill::backfills_of(&mapper_store, &s),
-        )
+        .watches_shared_stream(schedules_for_backfills, move |s| {
+            backfill::backfills_of(&mapper_store, &s)
+        })
         .shutdown_on_signal()
         .run(
             |obj, ctx: Arc<Context>| {
@@ -356,10 +347,14 @@ async fn run_controllers(
         release_orphans(job_events, schedules, backfills, client).for_each(|_| future::ready(()));
 
     let ledger_loop = ledger_events.for_each(|_| future::ready(()));
+    let schedule_watch = schedule_events.for_each(|_| future::ready(()));
+    let backfill_watch = backfill_events.for_each(|_| future::ready(()));
     tokio::select! {
         _ = future::join(schedule_loop, backfill_loop) => {}
         _ = job_loop => warn!("the Job watch ended"),
         _ = ledger_loop => warn!("the SessionLedger watch ended"),
+        _ = schedule_watch => warn!("the Schedule watch ended"),
+        _ = backfill_watch => warn!("the Backfill watch ended"),
     }
     info!("stopped");
     Ok(())
@@ -406,8 +401,26 @@ fn log_result<T, E: std::error::Error>(
     future::ready(())
 }
 
-fn ns_label(ns: Option<&str>) -> String {
-    ns.unwrap_or("(all)").to_string()
+fn ns_label(namespaces: &[String]) -> String {
+    if namespaces.is_empty() {
+        "(all)".to_string()
+    } else {
+        namespaces.join(",")
+    }
+}
+
+/// Two subscribers of a shared cache.
+fn subscribe2<K>(
+    writer: &reflector::store::Writer<K>,
+) -> Result<(reflector::ReflectHandle<K>, reflector::ReflectHandle<K>)>
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    match (writer.subscribe(), writer.subscribe()) {
+        (Some(a), Some(b)) => Ok((a, b)),
+        _ => Err(Error::Invalid("a shared store gives subscribers".into())),
+    }
 }
 
 /// Passes Job events on, and releases the finalizer of a Job being deleted
