@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # The operator's image, for builders with a container engine:
 #
-#   docker build -t ghcr.io/backfill-dev/backfill-operator:0.1.0 .
+#   docker build -t ghcr.io/backfill-dev/backfill-operator:0.2.0 .
 #
 # The binary is linked statically (glibc, crt-static; TLS is rustls), so
 # the image holds it and nothing else. `make image` builds the same binary,

@@ -262,6 +262,40 @@ impl Release {
         format!("{}-backfill-operator", self.name)
     }
 
+    /// A kubeconfig with a token of the release's ServiceAccount and
+    /// nothing else; checked with `kubectl auth whoami`.
+    fn token_kubeconfig(&self) -> PathBuf {
+        let token = run_ok(
+            "kubectl",
+            &[
+                "create",
+                "token",
+                &self.service_account(),
+                "-n",
+                &self.ns,
+                "--duration=2h",
+            ],
+            None,
+        );
+        let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("{}-{}.kubeconfig", self.ns, self.name));
+        write_token_kubeconfig(&path, token.trim(), &self.ns);
+        let whoami = run_ok(
+            "kubectl",
+            &[
+                "auth",
+                "whoami",
+                "--kubeconfig",
+                path.to_str().expect("a UTF-8 path"),
+                "-o",
+                "jsonpath={.status.userInfo.username}",
+            ],
+            None,
+        );
+        assert_eq!(whoami, self.user(), "the kubeconfig's identity");
+        path
+    }
+
     fn user(&self) -> String {
         format!(
             "system:serviceaccount:{}:{}",
@@ -452,7 +486,7 @@ fn chart_lints_and_its_schema_refuses_bad_values() {
             "--strict",
             chart,
             "--set",
-            "watchNamespace=team-a,metrics.serviceMonitor.enabled=true,podDisruptionBudget.enabled=true,replicaCount=2,logFormat=text",
+            "watchNamespaces={team-a,team-b},metrics.serviceMonitor.enabled=true,podDisruptionBudget.enabled=true,replicaCount=2,logFormat=text",
         ],
         None,
     );
@@ -482,6 +516,9 @@ fn chart_lints_and_its_schema_refuses_bad_values() {
         "additional properties 'leaseName' not allowed",
     );
     refused("watchNamespace=Not_A_Namespace", "/watchNamespace");
+    refused("watchNamespaces={ok,Not_A_Namespace}", "/watchNamespaces/1");
+    refused("watchNamespaces={a,a}", "/watchNamespaces");
+    refused("watchNamespaces=team-a", "/watchNamespaces");
     refused("ledgerRetentionDays=0", "/ledgerRetentionDays");
     refused("metrics.port=0", "/metrics/port");
     refused(
@@ -491,8 +528,8 @@ fn chart_lints_and_its_schema_refuses_bad_values() {
 }
 
 /// The Deployment passes the flags and environment the operator takes,
-/// from the values; `--namespace` only with watchNamespace, `--leader-elect`
-/// only when enabled. Every flag is one `backfill-operator run` has.
+/// from the values; `--namespace` only with watchNamespaces (and the 0.1
+/// chart's watchNamespace, merged in), `--leader-elect` only when enabled. Every flag is one `backfill-operator run` has.
 #[test]
 fn deployment_passes_the_values_as_flags() {
     let defaults = docs(&template("bfo", "ops", &[]));
@@ -508,8 +545,12 @@ fn deployment_passes_the_values_as_flags() {
         ]
     );
     assert_eq!(
-        c["image"], "ghcr.io/backfill-dev/backfill-operator:0.1.0",
-        "the tag defaults to the appVersion"
+        c["image"],
+        format!(
+            "ghcr.io/backfill-dev/backfill-operator:{}",
+            env!("CARGO_PKG_VERSION")
+        ),
+        "the tag defaults to the appVersion, the crate's version"
     );
     let env: Vec<(String, String)> = c["env"]
         .as_array()
@@ -582,6 +623,23 @@ fn deployment_passes_the_values_as_flags() {
         ]
     );
     assert_eq!(c["image"], "ghcr.io/backfill-dev/backfill-operator:1.2.3");
+    for (sets, flag) in [
+        (
+            &["watchNamespaces={team-a,team-b}"][..],
+            "--namespace=team-a,team-b",
+        ),
+        (
+            &["watchNamespaces={team-a,team-b}", "watchNamespace=team-c"][..],
+            "--namespace=team-a,team-b,team-c",
+        ),
+        (
+            &["watchNamespaces={team-a}", "watchNamespace=team-a"][..],
+            "--namespace=team-a",
+        ),
+    ] {
+        let args = strings(&container(&docs(&template("bfo", "ops", sets)))["args"]);
+        assert_eq!(args.last().map(String::as_str), Some(flag), "{sets:?}");
+    }
     assert_eq!(c["imagePullPolicy"], "Always");
     let deployment = one(&custom, "Deployment");
     let pod = &deployment["spec"]["template"];
@@ -616,7 +674,7 @@ fn deployment_passes_the_values_as_flags() {
 }
 
 /// The rules rendered are exactly `RULES` (a ClusterRole cluster-wide, a
-/// Role in the watched namespace otherwise), plus the Lease rule in the
+/// Role in each watched namespace otherwise), plus the Lease rule in the
 /// release namespace when leader election is on.
 #[test]
 fn rbac_grants_exactly_the_rules_the_code_needs() {
@@ -649,6 +707,37 @@ fn rbac_grants_exactly_the_rules_the_code_needs() {
     for b in bindings {
         assert_eq!(b["subjects"][0]["namespace"], "ops");
     }
+
+    let listed = docs(&template(
+        "bfo",
+        "ops",
+        &["watchNamespaces={team-a,team-b}", "watchNamespace=team-c"],
+    ));
+    assert!(of_kind(&listed, "ClusterRole").is_empty());
+    assert!(of_kind(&listed, "ClusterRoleBinding").is_empty());
+    let mut places: Vec<String> = of_kind(&listed, "Role")
+        .iter()
+        .filter(|r| rules_of(r) == expected(RULES))
+        .map(|r| {
+            r["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    places.sort();
+    assert_eq!(places, ["team-a", "team-b", "team-c"]);
+    let mut bound: Vec<String> = of_kind(&listed, "RoleBinding")
+        .iter()
+        .map(|b| {
+            b["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    bound.sort();
+    assert_eq!(bound, ["ops", "team-a", "team-b", "team-c"]);
 
     let no_leader = docs(&template("bfo", "ops", &["leaderElection.enabled=false"]));
     assert!(of_kind(&no_leader, "Role").is_empty());
@@ -891,7 +980,6 @@ async fn operator_runs_with_only_the_charts_rbac() {
     let env = setup("chart-rbac").await;
     let ns = env.ns.name.clone();
     let release = Release::install("bfo", &ns, &[format!("watchNamespace={ns}").as_str()]);
-    let sa = release.service_account();
     let user = release.user();
 
     // What the account may do, as `kubectl auth can-i` tells it. The
@@ -999,28 +1087,8 @@ async fn operator_runs_with_only_the_charts_rbac() {
     .await;
 
     // A token of the chart's account, in a kubeconfig of its own.
-    let token = run_ok(
-        "kubectl",
-        &["create", "token", &sa, "-n", &ns, "--duration=2h"],
-        None,
-    );
-    let operator_kubeconfig =
-        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{ns}.kubeconfig"));
-    write_token_kubeconfig(&operator_kubeconfig, token.trim(), &ns);
+    let operator_kubeconfig = release.token_kubeconfig();
     let path = operator_kubeconfig.to_str().expect("a UTF-8 path");
-    let whoami = run_ok(
-        "kubectl",
-        &[
-            "auth",
-            "whoami",
-            "--kubeconfig",
-            path,
-            "-o",
-            "jsonpath={.status.userInfo.username}",
-        ],
-        None,
-    );
-    assert_eq!(whoami, user, "the kubeconfig's identity");
 
     // As the chart runs it: under leader election, so the Lease rules are
     // proven too.
@@ -1150,6 +1218,97 @@ async fn operator_runs_with_only_the_charts_rbac() {
         "the operator was refused something:\n{}",
         denied.join("\n")
     );
+}
+
+/// watchNamespaces with two namespaces: Roles there and nothing
+/// cluster-wide. The operator, with only the chart's account and the
+/// namespaces the chart passes, runs a Backfill in each to completion and
+/// leaves the one in a third namespace alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_watches_only_the_listed_namespaces() {
+    let a = setup("chart-list-a").await;
+    let b = setup("chart-list-b").await;
+    let other = setup("chart-list-c").await;
+    let (na, nb) = (a.ns.name.clone(), b.ns.name.clone());
+    let release = Release::install(
+        "bfo-list",
+        &na,
+        &[&format!("watchNamespaces={{{na},{nb}}}")],
+    );
+    let user = release.user();
+    for ns in [&na, &nb] {
+        wait_can_i(&user, "watch", "backfills.backfill.dev", Some(ns), true).await;
+        wait_can_i(&user, "create", "jobs.batch", Some(ns), true).await;
+    }
+    assert!(!can_i(
+        &user,
+        "list",
+        "backfills.backfill.dev",
+        Some(&other.ns.name)
+    ));
+    assert!(!can_i(&user, "list", "backfills.backfill.dev", None));
+    let rendered = docs(&run_ok(
+        "helm",
+        &["get", "manifest", &release.name, "-n", &na],
+        None,
+    ));
+    let flag = format!("--namespace={na},{nb}");
+    assert!(
+        strings(&container(&rendered)["args"]).contains(&flag),
+        "the Deployment passes {flag}"
+    );
+
+    let kubeconfig = release.token_kubeconfig();
+    let path = kubeconfig.to_str().expect("a UTF-8 path");
+    // The harness passes `--namespace <a>`; the chart's flag names both.
+    let mut op = Operator::start_with_env(&na, &[&flag], &[("KUBECONFIG", path)]).await;
+    for env in [&a, &b, &other] {
+        apply(
+            &env.schedules,
+            &schedule_manifest("hourly", "0 * * * *", &[], json!({})),
+        )
+        .await;
+        apply(
+            &env.backfills,
+            &backfill_manifest(
+                "january",
+                "hourly",
+                json!({
+                    "from": "2026-01-01T00:00:00Z",
+                    "to": "2026-01-01T03:00:00Z",
+                    "maxInFlight": 3,
+                }),
+            ),
+        )
+        .await;
+    }
+    for env in [&a, &b] {
+        let bf = wait_finished(env, "january", RUN_DEADLINE, |_| {}).await;
+        assert_eq!(phase(&bf), "Succeeded", "{}: {}", env.ns.name, summary(&bf));
+        assert_eq!(counter(&bf, "succeededCount"), 3, "{}", summary(&bf));
+    }
+    // Both finished, so the operator has long seen everything it watches;
+    // the third namespace's Backfill has no status and no Job.
+    let untouched = get(&other.backfills, "january").await;
+    assert!(
+        untouched.data.get("status").is_none_or(Value::is_null),
+        "a Backfill outside the watched namespaces was handled: {}",
+        summary(&untouched)
+    );
+    let jobs = other
+        .jobs
+        .list(&ListParams::default())
+        .await
+        .expect("list Jobs");
+    assert!(jobs.items.is_empty(), "Jobs in an unwatched namespace");
+
+    op.terminate().await;
+    let logs = op.all_logs();
+    let denied: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.to_lowercase().contains("forbidden"))
+        .collect();
+    assert!(denied.is_empty(), "refused:\n{}", denied.join("\n"));
 }
 
 /// Installed cluster-wide, upgraded, uninstalled: the ClusterRole and

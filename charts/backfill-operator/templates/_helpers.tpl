@@ -49,3 +49,13 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "backfill-operator.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
+
+{{/*
+The namespaces to watch, comma-separated; empty: every namespace.
+watchNamespaces, with the 0.1 chart's single watchNamespace added.
+*/}}
+{{- define "backfill-operator.watchNamespaces" -}}
+{{- $all := .Values.watchNamespaces | default list }}
+{{- with .Values.watchNamespace }}{{ $all = append $all . }}{{ end }}
+{{- $all | uniq | join "," }}
+{{- end }}
