@@ -273,6 +273,34 @@ async fn invalid_backfills_are_refused_with_a_clear_message() {
     report(&failures, BACKFILL_CASES.len());
 }
 
+/// A name is a label value on every Job, so it may have 63 characters,
+/// not the 253 of a plain object name: 64 are refused when applied.
+#[tokio::test]
+async fn names_longer_than_a_label_value_are_refused() {
+    let client = client().await;
+    install_crds(&client).await;
+    let ns = TestNamespace::new(&client, "admission-names").await;
+    for (kind, base) in [("Schedule", SCHEDULE), ("Backfill", BACKFILL)] {
+        let api = api_for(&client, &ns.name, kind);
+        let fits = "n".repeat(63);
+        apply(&api, &manifest(base, &fits, "{}"))
+            .await
+            .unwrap_or_else(|e| panic!("a {kind} named with 63 characters: {e}"));
+        let long = "n".repeat(64);
+        let result = apply(&api, &manifest(base, &long, "{}")).await;
+        match common::api_error_message(&result) {
+            Some((code, message)) => {
+                assert!(refusal_code(code, &message), "{kind}: {code} {message}");
+                assert!(
+                    message.contains("metadata.name must be at most 63 characters"),
+                    "{kind}: {message}"
+                );
+            }
+            None => panic!("a {kind} named with 64 characters: {result:?}"),
+        }
+    }
+}
+
 /// Marks a Backfill started, as the controller does.
 async fn start(api: &Api<DynamicObject>, name: &str) {
     let status = json!({"status": {"startedAt": "2026-03-01T00:00:00Z", "runId": "5f0c7a1e-0000-4000-8000-000000000001"}});

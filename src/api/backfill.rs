@@ -62,6 +62,7 @@ fn selection_fixed_once_started() -> String {
         .message("scheduleRef, from, to, count, sessions, sessionSet, filter, order, reprocess and attemptName cannot change once the backfill has started; create a new Backfill instead"),
     validation = Rule::new("!has(oldSelf.status) || !has(oldSelf.status.startedAt) || !has(self.spec.dryRun) || !self.spec.dryRun || (has(oldSelf.spec.dryRun) && oldSelf.spec.dryRun)")
         .message("dryRun cannot be turned back on once the backfill has started; use suspend to pause it"),
+    validation = Rule::new(super::NAME_FITS_A_LABEL).message(super::NAME_FITS_A_LABEL_MESSAGE),
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("[has(self.to), has(self.count), has(self.sessions), has(self.sessionSet)].filter(x, x).size() == 1").message("choose the sessions with exactly one of: from and to, from and count, sessions, sessionSet"))]

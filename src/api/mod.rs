@@ -19,6 +19,13 @@ use serde::{Deserialize, Serialize};
 /// The API group of every kind in this crate.
 pub const GROUP: &str = "backfill.dev";
 
+/// A Schedule's or Backfill's name is a label value on each of its Jobs
+/// (`backfill.dev/schedule`, `backfill.dev/backfill`), which Kubernetes
+/// limits to 63 characters: a longer name is refused when applied, not
+/// when its first Job fails to be created.
+pub const NAME_FITS_A_LABEL: &str = "self.metadata.name.size() <= 63";
+pub const NAME_FITS_A_LABEL_MESSAGE: &str = "metadata.name must be at most 63 characters: it is a label value on every Job this object creates";
+
 /// Label on a Job (and its pod template) naming the Schedule it runs.
 pub const LABEL_SCHEDULE: &str = "backfill.dev/schedule";
 /// Label on a Job (and its pod template) naming the Backfill that made it;

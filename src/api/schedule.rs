@@ -41,7 +41,8 @@ use serde::{Deserialize, Serialize};
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
-    )
+    ),
+    validation = Rule::new(super::NAME_FITS_A_LABEL).message(super::NAME_FITS_A_LABEL_MESSAGE),
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(self.startTime) || !has(self.endTime) || self.startTime < self.endTime").message("startTime must be earlier than endTime"))]
