@@ -80,6 +80,14 @@ fn chart() -> PathBuf {
     repo_root().join("charts/backfill-operator")
 }
 
+/// The chart's Chart.yaml.
+fn chart_yaml() -> Value {
+    let path = chart().join("Chart.yaml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
+}
+
 fn kubeconfig() -> PathBuf {
     std::env::var_os("KUBECONFIG")
         .map(PathBuf::from)
@@ -508,7 +516,11 @@ fn deployment_passes_the_values_as_flags() {
         ]
     );
     assert_eq!(
-        c["image"], "ghcr.io/backfill-dev/backfill-operator:0.1.0",
+        c["image"],
+        format!(
+            "ghcr.io/backfill-dev/backfill-operator:{}",
+            chart_yaml()["appVersion"].as_str().expect("an appVersion")
+        ),
         "the tag defaults to the appVersion"
     );
     let env: Vec<(String, String)> = c["env"]
