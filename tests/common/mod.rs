@@ -9,7 +9,9 @@
 // Each test binary compiles this module and uses only part of it.
 #![allow(dead_code)]
 
+pub mod accounts;
 pub mod backfills;
+pub mod helm;
 pub mod jobs;
 pub mod objects;
 pub mod operator;
