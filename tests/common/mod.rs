@@ -12,6 +12,7 @@
 pub mod accounts;
 pub mod backfills;
 pub mod helm;
+pub mod http;
 pub mod jobs;
 pub mod objects;
 pub mod operator;
