@@ -16,6 +16,7 @@ pub mod http;
 pub mod jobs;
 pub mod objects;
 pub mod operator;
+pub mod pods;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
