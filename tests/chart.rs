@@ -29,7 +29,7 @@ use common::backfills::{
     Env, RUN_DEADLINE, apply, backfill_manifest, get, patch_spec, phase, schedule_manifest, setup,
     summary, wait_finished,
 };
-use common::helm::{Release, chart, run, run_ok};
+use common::helm::{Release, chart, chart_yaml, run, run_ok};
 use common::objects::{counter, eventually, status};
 use common::operator::Operator;
 use common::{DEADLINE, FIELD_MANAGER, TestNamespace, client, install_crds};
@@ -75,14 +75,6 @@ const LEASE_RULE: (&str, &str, &[&str]) = (
 // ---------------------------------------------------------------------
 // helm and kubectl
 // ---------------------------------------------------------------------
-
-/// The chart's Chart.yaml.
-fn chart_yaml() -> Value {
-    let path = chart().join("Chart.yaml");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
-}
 
 /// `helm template <release> <chart> -n <ns> --set ...`.
 fn template(release: &str, ns: &str, sets: &[&str]) -> String {

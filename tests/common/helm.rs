@@ -13,6 +13,14 @@ pub fn chart() -> PathBuf {
     repo_root().join("charts/backfill-operator")
 }
 
+/// The working tree chart's Chart.yaml.
+pub fn chart_yaml() -> serde_json::Value {
+    let path = chart().join("Chart.yaml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
+}
+
 /// A released chart, as packaged in `tests/fixtures/charts`.
 pub fn released_chart(version: &str) -> PathBuf {
     let path = repo_root().join(format!(
