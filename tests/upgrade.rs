@@ -8,6 +8,12 @@
 //! `common::pods::PodRunner` plays the kubelet for the operator's pods,
 //! running the binary built by cargo with each pod's args, environment and
 //! ServiceAccount token.
+//!
+//! The CRDs are the working tree's throughout: CRDs are cluster-wide and
+//! shared with the tests running alongside, so the released chart's cannot
+//! be put back for this test. The README's upgrade step (apply the new
+//! CRDs, then `helm upgrade`) is thus done before the install, and this
+//! test says nothing about a change of the CRDs between the versions.
 
 mod common;
 

@@ -3,7 +3,7 @@
 //! releases that uninstall themselves.
 
 use std::io::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use super::repo_root;
@@ -112,7 +112,7 @@ pub struct Release {
 impl Release {
     /// `helm install <name> <chart> -n <ns> <args>` (`--set`, `--wait`,
     /// ...). Uninstalled on drop even when the install fails half-way.
-    pub fn install(name: &str, ns: &str, chart: &std::path::Path, args: &[&str]) -> Self {
+    pub fn install(name: &str, ns: &str, chart: &Path, args: &[&str]) -> Self {
         let release = Release {
             name: name.to_string(),
             ns: ns.to_string(),

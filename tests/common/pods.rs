@@ -157,6 +157,7 @@ impl PodRunner {
     /// Waits until the process of `pod` has exited, and returns how.
     pub async fn wait_exit(&self, pod: &str, deadline: Duration) -> ExitStatus {
         eventually(&format!("the process of {pod} to exit"), deadline, || {
+            self.assert_no_problems();
             let run = self.run_of(pod);
             async move {
                 match run.exited {
@@ -174,6 +175,10 @@ impl PodRunner {
 
     /// Panics with what the stand-in could not do, if anything.
     pub fn assert_no_problems(&self) {
+        assert!(
+            !self.task.is_finished(),
+            "the pod stand-in stopped watching (a panic of its task is printed above)"
+        );
         let problems = self.lock().problems.clone();
         assert!(
             problems.is_empty(),
