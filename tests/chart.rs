@@ -11,9 +11,7 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
@@ -26,13 +24,15 @@ use kube::api::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use common::accounts::service_account_kubeconfig;
 use common::backfills::{
     Env, RUN_DEADLINE, apply, backfill_manifest, get, patch_spec, phase, schedule_manifest, setup,
     summary, wait_finished,
 };
+use common::helm::{Release, chart, chart_yaml, run, run_ok};
 use common::objects::{counter, eventually, status};
 use common::operator::Operator;
-use common::{DEADLINE, FIELD_MANAGER, TestNamespace, client, install_crds, repo_root};
+use common::{DEADLINE, FIELD_MANAGER, TestNamespace, client, install_crds};
 
 const CRDS: [&str; 3] = [
     "schedules.backfill.dev",
@@ -75,80 +75,6 @@ const LEASE_RULE: (&str, &str, &[&str]) = (
 // ---------------------------------------------------------------------
 // helm and kubectl
 // ---------------------------------------------------------------------
-
-fn chart() -> PathBuf {
-    repo_root().join("charts/backfill-operator")
-}
-
-fn kubeconfig() -> PathBuf {
-    std::env::var_os("KUBECONFIG")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join(".cluster/kubeconfig"))
-}
-
-/// `.cluster/bin/<name>`, else `<name>` on `PATH`.
-fn tool(name: &str) -> PathBuf {
-    let local = repo_root().join(".cluster/bin").join(name);
-    if local.exists() {
-        return local;
-    }
-    std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .map(|dir| dir.join(name))
-        .find(|path| path.is_file())
-        .unwrap_or_else(|| {
-            panic!("{name} not found in .cluster/bin or PATH: run `make tools` or `make cluster`")
-        })
-}
-
-struct Run {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs helm or kubectl against the test control plane.
-fn run(name: &str, args: &[&str], stdin: Option<&str>) -> Run {
-    let mut child = Command::new(tool(name))
-        .args(args)
-        .env("KUBECONFIG", kubeconfig())
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {name}: {e}"));
-    if let Some(text) = stdin {
-        let mut pipe = child.stdin.take().expect("a stdin pipe");
-        pipe.write_all(text.as_bytes())
-            .unwrap_or_else(|e| panic!("writing to {name}: {e}"));
-    }
-    let output = child
-        .wait_with_output()
-        .unwrap_or_else(|e| panic!("running {name}: {e}"));
-    Run {
-        ok: output.status.success(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
-}
-
-/// Runs a command that must succeed; returns its stdout.
-fn run_ok(name: &str, args: &[&str], stdin: Option<&str>) -> String {
-    let out = run(name, args, stdin);
-    assert!(
-        out.ok,
-        "{name} {} failed:\n{}\n{}",
-        args.join(" "),
-        out.stderr,
-        out.stdout
-    );
-    out.stdout
-}
 
 /// `helm template <release> <chart> -n <ns> --set ...`.
 fn template(release: &str, ns: &str, sets: &[&str]) -> String {
@@ -228,90 +154,6 @@ fn expected(rules: &[(&str, &str, &[&str])]) -> BTreeSet<(String, String, Vec<St
             (group.to_string(), resource.to_string(), verbs)
         })
         .collect()
-}
-
-/// A Helm release, uninstalled when dropped (before its namespace goes:
-/// declare it after the namespace). A cluster-wide install leaves a
-/// ClusterRole and its binding that the namespace's deletion would not.
-struct Release {
-    name: String,
-    ns: String,
-}
-
-impl Release {
-    fn install(name: &str, ns: &str, sets: &[&str]) -> Self {
-        let chart = chart();
-        let mut args = vec![
-            "install",
-            name,
-            chart.to_str().expect("a UTF-8 path"),
-            "-n",
-            ns,
-        ];
-        for set in sets {
-            args.extend(["--set", set]);
-        }
-        run_ok("helm", &args, None);
-        Release {
-            name: name.to_string(),
-            ns: ns.to_string(),
-        }
-    }
-
-    fn service_account(&self) -> String {
-        format!("{}-backfill-operator", self.name)
-    }
-
-    /// A kubeconfig with a token of the release's ServiceAccount and
-    /// nothing else; checked with `kubectl auth whoami`.
-    fn token_kubeconfig(&self) -> PathBuf {
-        let token = run_ok(
-            "kubectl",
-            &[
-                "create",
-                "token",
-                &self.service_account(),
-                "-n",
-                &self.ns,
-                "--duration=2h",
-            ],
-            None,
-        );
-        let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("{}-{}.kubeconfig", self.ns, self.name));
-        write_token_kubeconfig(&path, token.trim(), &self.ns);
-        let whoami = run_ok(
-            "kubectl",
-            &[
-                "auth",
-                "whoami",
-                "--kubeconfig",
-                path.to_str().expect("a UTF-8 path"),
-                "-o",
-                "jsonpath={.status.userInfo.username}",
-            ],
-            None,
-        );
-        assert_eq!(whoami, self.user(), "the kubeconfig's identity");
-        path
-    }
-
-    fn user(&self) -> String {
-        format!(
-            "system:serviceaccount:{}:{}",
-            self.ns,
-            self.service_account()
-        )
-    }
-}
-
-impl Drop for Release {
-    fn drop(&mut self) {
-        let out = run("helm", &["uninstall", &self.name, "-n", &self.ns], None);
-        if !out.ok && !out.stderr.contains("not found") {
-            eprintln!("helm uninstall {}: {}", self.name, out.stderr);
-        }
-    }
 }
 
 /// `kubectl auth can-i <verb> <resource> [--subresource s] -n <ns>` as
@@ -405,46 +247,6 @@ async fn allowed(
         .unwrap_or_else(|e| panic!("SubjectAccessReview: {e}"))
         .status
         .is_some_and(|s| s.allowed)
-}
-
-/// A kubeconfig for `user`'s token, with the server and CA of the admin
-/// kubeconfig, written to `path`.
-fn write_token_kubeconfig(path: &Path, token: &str, ns: &str) {
-    let admin_path = kubeconfig();
-    let text = std::fs::read_to_string(&admin_path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", admin_path.display()));
-    let admin: Value = serde_yaml::from_str(&text)
-        .unwrap_or_else(|e| panic!("parsing {}: {e}", admin_path.display()));
-    let current = admin["current-context"]
-        .as_str()
-        .expect("a current context");
-    let context = admin["contexts"]
-        .as_array()
-        .and_then(|a| a.iter().find(|c| c["name"] == current))
-        .expect("the current context");
-    let cluster_name = context["context"]["cluster"].as_str().expect("a cluster");
-    let mut cluster = admin["clusters"]
-        .as_array()
-        .and_then(|a| a.iter().find(|c| c["name"] == cluster_name))
-        .expect("the current cluster")["cluster"]
-        .clone();
-    // A relative CA path is relative to the kubeconfig it came from.
-    if let Some(ca) = cluster["certificate-authority"].as_str()
-        && Path::new(ca).is_relative()
-    {
-        let dir = admin_path.parent().unwrap_or(Path::new("."));
-        cluster["certificate-authority"] = json!(dir.join(ca));
-    }
-    let config = json!({
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "test", "cluster": cluster}],
-        "users": [{"name": "operator", "user": {"token": token}}],
-        "contexts": [{"name": "operator", "context": {"cluster": "test", "user": "operator", "namespace": ns}}],
-        "current-context": "operator",
-    });
-    std::fs::write(path, serde_json::to_vec_pretty(&config).expect("JSON"))
-        .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
 }
 
 /// The flags `backfill-operator run` accepts, from its help.
@@ -548,9 +350,14 @@ fn deployment_passes_the_values_as_flags() {
         c["image"],
         format!(
             "ghcr.io/backfill-dev/backfill-operator:{}",
-            env!("CARGO_PKG_VERSION")
+            chart_yaml()["appVersion"].as_str().expect("an appVersion")
         ),
-        "the tag defaults to the appVersion, the crate's version"
+        "the tag defaults to the appVersion"
+    );
+    assert_eq!(
+        chart_yaml()["appVersion"],
+        env!("CARGO_PKG_VERSION"),
+        "the chart's appVersion is the crate's version, the tag `make image` builds"
     );
     let env: Vec<(String, String)> = c["env"]
         .as_array()
@@ -979,7 +786,13 @@ fn ledgers(env: &Env) -> Api<DynamicObject> {
 async fn operator_runs_with_only_the_charts_rbac() {
     let env = setup("chart-rbac").await;
     let ns = env.ns.name.clone();
-    let release = Release::install("bfo", &ns, &[format!("watchNamespace={ns}").as_str()]);
+    let release = Release::install(
+        "bfo",
+        &ns,
+        &chart(),
+        &["--set", &format!("watchNamespace={ns}")],
+    );
+    let sa = release.service_account();
     let user = release.user();
 
     // What the account may do, as `kubectl auth can-i` tells it. The
@@ -1087,7 +900,7 @@ async fn operator_runs_with_only_the_charts_rbac() {
     .await;
 
     // A token of the chart's account, in a kubeconfig of its own.
-    let operator_kubeconfig = release.token_kubeconfig();
+    let operator_kubeconfig = service_account_kubeconfig(&env.client, &ns, &sa, &ns).await;
     let path = operator_kubeconfig.to_str().expect("a UTF-8 path");
 
     // As the chart runs it: under leader election, so the Lease rules are
@@ -1233,7 +1046,8 @@ async fn operator_watches_only_the_listed_namespaces() {
     let release = Release::install(
         "bfo-list",
         &na,
-        &[&format!("watchNamespaces={{{na},{nb}}}")],
+        &chart(),
+        &["--set", &format!("watchNamespaces={{{na},{nb}}}")],
     );
     let user = release.user();
     for ns in [&na, &nb] {
@@ -1258,7 +1072,13 @@ async fn operator_watches_only_the_listed_namespaces() {
         "the Deployment passes {flag}"
     );
 
-    let kubeconfig = release.token_kubeconfig();
+    let kubeconfig = service_account_kubeconfig(
+        &a.client,
+        &na,
+        &release.service_account(),
+        &format!("{na}-list"),
+    )
+    .await;
     let path = kubeconfig.to_str().expect("a UTF-8 path");
     // The harness passes `--namespace <a>`; the chart's flag names both.
     let mut op = Operator::start_with_env(&na, &[&flag], &[("KUBECONFIG", path)]).await;
@@ -1321,7 +1141,7 @@ async fn helm_uninstall_keeps_the_crds() {
     install_crds(&client).await;
     let ns = TestNamespace::new(&client, "chart-uninstall").await;
     let name = format!("un-{}", &ns.name[ns.name.len() - 8..]);
-    let release = Release::install(&name, &ns.name, &[]);
+    let release = Release::install(&name, &ns.name, &chart(), &[]);
     let user = release.user();
     let fullname = release.service_account();
 

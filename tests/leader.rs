@@ -8,15 +8,14 @@ mod common;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use common::DEADLINE;
 use common::backfills::{
     JobTracker, RUN_DEADLINE, RUN_FOR, apply, assert_one_job_per_session, backfill_manifest, get,
     hours, phase, schedule_manifest, setup, summary, wait_finished,
 };
 use common::objects::{counter, eventually};
 use common::operator::Operator;
+use common::{DEADLINE, http};
 
 /// The lease duration the replicas use here (15 s by default).
 const LEASE_SECONDS: u64 = 4;
@@ -33,32 +32,15 @@ fn http_address(op: &Operator) -> String {
 
 /// GET `path` from a replica: (status line, body).
 async fn http_get(op: &Operator, path: &str) -> (String, String) {
-    let address = http_address(op);
-    let mut stream = tokio::net::TcpStream::connect(&address)
+    http::get(&http_address(op), path)
         .await
-        .unwrap_or_else(|e| panic!("connecting to {address}: {e}"));
-    stream
-        .write_all(format!("GET {path} HTTP/1.1\r\nHost: {address}\r\n\r\n").as_bytes())
-        .await
-        .expect("sending a request");
-    let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .await
-        .expect("reading a response");
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    (
-        head.lines().next().unwrap_or("").to_string(),
-        body.to_string(),
-    )
+        .unwrap_or_else(|e| panic!("{e}\n{}", op.log_tail(20)))
 }
 
 /// A sample's value in a replica's metrics (0 when absent).
-async fn metric(op: &Operator, sample: &str) -> f64 {
+async fn metric(op: &Operator, name: &str) -> f64 {
     let (_, body) = http_get(op, "/metrics").await;
-    body.lines()
-        .find_map(|l| l.strip_prefix(sample)?.trim().parse().ok())
-        .unwrap_or(0.0)
+    http::sample(&body, name)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,10 +9,14 @@
 // Each test binary compiles this module and uses only part of it.
 #![allow(dead_code)]
 
+pub mod accounts;
 pub mod backfills;
+pub mod helm;
+pub mod http;
 pub mod jobs;
 pub mod objects;
 pub mod operator;
+pub mod pods;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};

@@ -167,12 +167,7 @@ impl Operator {
         let Some(mut child) = self.child.take() else {
             panic!("terminate: the operator is not running");
         };
-        let pid = child.id().to_string();
-        let sent = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("running kill");
-        assert!(sent.success(), "kill -TERM {pid} failed: {sent}");
+        sigterm(child.id()).unwrap_or_else(|e| panic!("{e}"));
         let start = Instant::now();
         let status: ExitStatus = loop {
             if let Some(status) = child.try_wait().expect("waiting for the operator") {
@@ -378,8 +373,7 @@ impl Operator {
 impl Drop for Operator {
     /// Kills the process; on a failing test prints the logs' tails; then
     /// removes the operator's finalizer from the Jobs left in the
-    /// namespace, so that deleting the namespace does not hang on them
-    /// (unless `KEEP_TEST_NAMESPACES` asks to keep everything as it is).
+    /// namespace (see [`sweep_job_finalizers`]).
     fn drop(&mut self) {
         self.kill();
         if std::thread::panicking() {
@@ -396,26 +390,65 @@ impl Drop for Operator {
                 );
             }
         }
-        if std::env::var_os("KEEP_TEST_NAMESPACES").is_some() || self.logs.is_empty() {
-            return;
+        if !self.logs.is_empty() {
+            sweep_job_finalizers(&self.namespace);
         }
-        let namespace = self.namespace.clone();
-        let cleaner = std::thread::spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(runtime) => runtime,
-                Err(e) => return eprintln!("cannot clean up Jobs in {namespace}: {e}"),
-            };
-            runtime.block_on(async {
-                match Client::try_from(config().await) {
-                    Ok(client) => remove_job_finalizers(client, &namespace).await,
-                    Err(e) => eprintln!("cannot clean up Jobs in {namespace}: {e}"),
-                }
-            });
+    }
+}
+
+/// Removes the operator's finalizer from the Jobs of a namespace when
+/// dropped, as [`Operator`]'s drop does: for tests whose operator is not
+/// an [`Operator`] (the chart's, run by `pods::PodRunner`). Declare it
+/// before the operator's processes stop (it must drop after) and after the
+/// namespace.
+pub struct JobFinalizerSweep {
+    pub namespace: String,
+}
+
+impl Drop for JobFinalizerSweep {
+    fn drop(&mut self) {
+        sweep_job_finalizers(&self.namespace);
+    }
+}
+
+/// Removes the operator's finalizer from the namespace's Jobs, so that
+/// deleting the namespace does not hang on them (unless
+/// `KEEP_TEST_NAMESPACES` asks to keep everything as it is). For drops:
+/// a thread with a runtime and a client of its own.
+fn sweep_job_finalizers(namespace: &str) {
+    if std::env::var_os("KEEP_TEST_NAMESPACES").is_some() {
+        return;
+    }
+    let namespace = namespace.to_string();
+    let cleaner = std::thread::spawn(move || {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime,
+            Err(e) => return eprintln!("cannot clean up Jobs in {namespace}: {e}"),
+        };
+        runtime.block_on(async {
+            match Client::try_from(config().await) {
+                Ok(client) => remove_job_finalizers(client, &namespace).await,
+                Err(e) => eprintln!("cannot clean up Jobs in {namespace}: {e}"),
+            }
         });
-        let _ = cleaner.join();
+    });
+    let _ = cleaner.join();
+}
+
+/// Sends SIGTERM to a process, as a kubelet does to stop a container.
+pub fn sigterm(pid: u32) -> Result<(), String> {
+    let pid = pid.to_string();
+    let sent = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .map_err(|e| format!("running kill: {e}"))?;
+    if sent.success() {
+        Ok(())
+    } else {
+        Err(format!("kill -TERM {pid} failed: {sent}"))
     }
 }
 
@@ -457,7 +490,7 @@ async fn remove_job_finalizers(client: Client, namespace: &str) {
 }
 
 /// `target/e2e-logs`, next to the binary under test.
-fn logs_dir() -> PathBuf {
+pub fn logs_dir() -> PathBuf {
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_backfill-operator"));
     exe.parent()
         .and_then(Path::parent)
@@ -466,7 +499,7 @@ fn logs_dir() -> PathBuf {
 }
 
 /// The last `lines` lines of a file (reading at most its last 256 KiB).
-fn tail(path: &Path, lines: usize) -> String {
+pub fn tail(path: &Path, lines: usize) -> String {
     let Ok(mut file) = File::open(path) else {
         return format!("(cannot read {})", path.display());
     };

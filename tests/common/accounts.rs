@@ -1,0 +1,91 @@
+//! Running as a ServiceAccount: a token minted with the TokenRequest API
+//! (as `kubectl create token` and the kubelet do), in a kubeconfig that
+//! holds nothing else, so a process using it has exactly the account's
+//! RBAC.
+
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::api::PostParams;
+use kube::{Api, Client};
+use serde_json::{Value, json};
+
+use super::helm::kubeconfig;
+
+/// How long a minted token stays valid: longer than any test.
+const TOKEN_SECONDS: i64 = 2 * 3_600;
+
+/// A token of the ServiceAccount `ns`/`name`, for the API server's own
+/// audience. Not bound to a Pod: see `pods.rs` for why.
+pub async fn service_account_token(client: &Client, ns: &str, name: &str) -> String {
+    let request = TokenRequest {
+        spec: Some(TokenRequestSpec {
+            expiration_seconds: Some(TOKEN_SECONDS),
+            ..TokenRequestSpec::default()
+        }),
+        ..TokenRequest::default()
+    };
+    Api::<ServiceAccount>::namespaced(client.clone(), ns)
+        .create_token_request(name, &PostParams::default(), &request)
+        .await
+        .unwrap_or_else(|e| panic!("TokenRequest for ServiceAccount {ns}/{name}: {e}"))
+        .status
+        .and_then(|s| s.token)
+        .unwrap_or_else(|| panic!("TokenRequest for {ns}/{name} returned no token"))
+}
+
+/// Mints a token of the ServiceAccount `ns`/`name` and writes a kubeconfig
+/// with only that token (default namespace `ns`) to
+/// `<CARGO_TARGET_TMPDIR>/<file_stem>.kubeconfig`; returns its path.
+pub async fn service_account_kubeconfig(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    file_stem: &str,
+) -> PathBuf {
+    let token = service_account_token(client, ns, name).await;
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{file_stem}.kubeconfig"));
+    write_token_kubeconfig(&path, &token, ns);
+    path
+}
+
+/// A kubeconfig for a bearer token, with the server and CA of the admin
+/// kubeconfig, written to `path`.
+pub fn write_token_kubeconfig(path: &Path, token: &str, ns: &str) {
+    let admin_path = kubeconfig();
+    let text = std::fs::read_to_string(&admin_path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", admin_path.display()));
+    let admin: Value = serde_yaml::from_str(&text)
+        .unwrap_or_else(|e| panic!("parsing {}: {e}", admin_path.display()));
+    let current = admin["current-context"]
+        .as_str()
+        .expect("a current context");
+    let context = admin["contexts"]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["name"] == current))
+        .expect("the current context");
+    let cluster_name = context["context"]["cluster"].as_str().expect("a cluster");
+    let mut cluster = admin["clusters"]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["name"] == cluster_name))
+        .expect("the current cluster")["cluster"]
+        .clone();
+    // A relative CA path is relative to the kubeconfig it came from.
+    if let Some(ca) = cluster["certificate-authority"].as_str()
+        && Path::new(ca).is_relative()
+    {
+        let dir = admin_path.parent().unwrap_or(Path::new("."));
+        cluster["certificate-authority"] = json!(dir.join(ca));
+    }
+    let config = json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "test", "cluster": cluster}],
+        "users": [{"name": "operator", "user": {"token": token}}],
+        "contexts": [{"name": "operator", "context": {"cluster": "test", "user": "operator", "namespace": ns}}],
+        "current-context": "operator",
+    });
+    std::fs::write(path, serde_json::to_vec_pretty(&config).expect("JSON"))
+        .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+}
