@@ -195,6 +195,10 @@ pub async fn run(client: Client, settings: Settings) -> Result<()> {
             backfills.clone(),
         ));
     }
+    // One listener for SIGTERM for the whole life of the process: a signal
+    // that comes between winning the Lease and starting the controllers
+    // is kept for them, not lost.
+    let stop = futures::FutureExt::shared(futures::FutureExt::boxed(shutdown_signal()));
     let mut elector = None;
     if let Some(config) = settings.leader_election.clone() {
         // A standby is ready: it is doing what it should.
@@ -202,7 +206,7 @@ pub async fn run(client: Client, settings: Settings) -> Result<()> {
         let mut e = leader::Elector::new(client.clone(), config);
         tokio::select! {
             acquired = e.acquire() => acquired?,
-            _ = shutdown_signal() => {
+            _ = stop.clone() => {
                 info!("stopped while standing by");
                 return Ok(());
             }
@@ -213,10 +217,10 @@ pub async fn run(client: Client, settings: Settings) -> Result<()> {
     metrics.leader.set(1);
     let result = match elector.as_mut() {
         Some(e) => tokio::select! {
-            r = run_controllers(client, settings, metrics.clone(), backfills) => r,
+            r = run_controllers(client, settings, metrics.clone(), backfills, stop) => r,
             lost = e.hold() => Err(lost),
         },
-        None => run_controllers(client, settings, metrics.clone(), backfills).await,
+        None => run_controllers(client, settings, metrics.clone(), backfills, stop).await,
     };
     metrics.leader.set(0);
     if let (Some(e), Ok(())) = (elector.as_mut(), &result) {
@@ -248,6 +252,7 @@ async fn run_controllers(
     settings: Settings,
     metrics: Arc<telemetry::Metrics>,
     backfill_slot: Arc<std::sync::Mutex<Option<Store<Backfill>>>>,
+    stop: future::Shared<future::BoxFuture<'static, ()>>,
 ) -> Result<()> {
     let ns = settings.namespaces.as_slice();
     // One watch of the operator's Jobs feeds both controllers and the
@@ -319,7 +324,7 @@ async fn run_controllers(
     let schedule_loop = Controller::for_shared_stream(schedule_changes, schedules.clone())
         .owns_shared_stream(schedule_jobs)
         .owns_shared_stream(schedule_ledgers)
-        .shutdown_on_signal()
+        .graceful_shutdown_on(stop.clone())
         .run(
             |obj, ctx: Arc<Context>| {
                 measured("schedule", ctx.clone(), schedule::reconcile(obj, ctx))
@@ -334,7 +339,7 @@ async fn run_controllers(
         .watches_shared_stream(schedules_for_backfills, move |s| {
             backfill::backfills_of(&mapper_store, &s)
         })
-        .shutdown_on_signal()
+        .graceful_shutdown_on(stop.clone())
         .run(
             |obj, ctx: Arc<Context>| {
                 measured("backfill", ctx.clone(), backfill::reconcile(obj, ctx))
