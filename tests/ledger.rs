@@ -255,6 +255,74 @@ async fn backfills_run_only_what_the_ledger_lacks() {
     );
 }
 
+/// A Backfill started while another one's Jobs run some of its sessions
+/// leaves those out (default `reprocess`): no session runs twice at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_running_elsewhere_are_not_run_again() {
+    let env = setup("ledger-running").await;
+    let tracker = JobTracker::start(&env.jobs).await;
+    let _op = Operator::start(&env.ns.name, &[]).await;
+    // Long enough for the second Backfill to start while they run.
+    apply(
+        &env.schedules,
+        &schedule_manifest("hourly", "0 * * * *", &[(RUN_FOR, "6s")], json!({})),
+    )
+    .await;
+    let first = hours("2026-01-01T00:00:00Z", "2026-01-01T03:00:00Z");
+    apply(
+        &env.backfills,
+        &backfill_manifest(
+            "first",
+            "hourly",
+            json!({"from": "2026-01-01T00:00:00Z", "to": "2026-01-01T03:00:00Z", "maxInFlight": 3}),
+        ),
+    )
+    .await;
+    tracker
+        .wait("the first Backfill's 3 Jobs to run", "first", |jobs| {
+            jobs.len() == 3 && jobs.iter().all(|j| j.started && j.outcome.is_none())
+        })
+        .await;
+    apply(
+        &env.backfills,
+        &backfill_manifest(
+            "second",
+            "hourly",
+            json!({"from": "2026-01-01T00:00:00Z", "to": "2026-01-01T05:00:00Z", "maxInFlight": 5}),
+        ),
+    )
+    .await;
+    let second = wait_finished(&env, "second", RUN_DEADLINE, |_| {}).await;
+    assert_eq!(phase(&second), "Succeeded", "{}", summary(&second));
+    assert_eq!(
+        counter(&second, "totalEstimated"),
+        2,
+        "{}",
+        summary(&second)
+    );
+    let reason = status(&second)["preview"]["skippedReason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        reason.contains("3 run now by another Job of the Schedule"),
+        "{reason}"
+    );
+    assert_eq!(
+        tracker.sessions("second"),
+        hours("2026-01-01T03:00:00Z", "2026-01-01T05:00:00Z")
+            .into_iter()
+            .collect::<BTreeSet<i64>>(),
+        "the second Backfill ran only the sessions nobody ran"
+    );
+    let done = wait_finished(&env, "first", RUN_DEADLINE, |_| {}).await;
+    assert_eq!(counter(&done, "succeededCount"), 3, "{}", summary(&done));
+    assert_eq!(
+        tracker.sessions("first"),
+        first.into_iter().collect::<BTreeSet<i64>>()
+    );
+}
+
 /// The operator dies after a Backfill's status counted outcomes and before
 /// the ledger holds them: the Jobs keep their finalizer, and after a
 /// restart the outcomes land in the ledger once, with no counter moved.

@@ -20,7 +20,7 @@ use crate::api::{
 use crate::core::backfill::{BackfillView, decide};
 use crate::core::job::{Attempt, OwnerKind};
 use crate::core::ledger::LedgerIndex;
-use crate::core::observed::{Kstatus, Note, ObservedJob, Outcome};
+use crate::core::observed::{JobState, Kstatus, Note, ObservedJob, Outcome};
 use crate::core::rerun::{RerunChild, is_child_of, record_child};
 use crate::core::{Clock, plan::seconds};
 use crate::{Error, Result};
@@ -74,7 +74,9 @@ pub async fn reconcile(backfill: Arc<Backfill>, ctx: Arc<Context>) -> Result<Act
     let status = backfill.status.clone().unwrap_or_default();
     // `reprocess` is judged once, at the start.
     let ledger = if status.run.is_none() {
-        ctx.ledger_index(&ctx.ledgers_of(&ns, schedule_name), None)
+        let mut index = ctx.ledger_index(&ctx.ledgers_of(&ns, schedule_name), None);
+        index.add_running(running_sessions(&all_jobs, &ns, schedule_name, &uid));
+        index
     } else {
         LedgerIndex::default()
     };
@@ -284,6 +286,19 @@ fn created_by(backfill: &Backfill) -> Option<String> {
                 .filter_map(|m| m.manager.clone())
                 .find(|m| m != super::FIELD_MANAGER)
         })
+}
+
+/// The sessions of the Schedule that a Job not owned by `uid` (a
+/// scheduled run, another Backfill) runs now.
+fn running_sessions(jobs: &[Arc<Job>], ns: &str, schedule: &str, uid: &str) -> Vec<i64> {
+    jobs.iter()
+        .filter(|j| j.namespace().as_deref() == Some(ns))
+        .filter(|j| j.labels().get(LABEL_SCHEDULE).map(String::as_str) == Some(schedule))
+        .filter(|j| !j.owner_references().iter().any(|o| o.uid == uid))
+        .map(|j| observe(j))
+        .filter(|o| o.state == JobState::Active && !o.deleting)
+        .filter_map(|o| o.session)
+        .collect()
 }
 
 /// How long the Schedule's recent finished Jobs took, in seconds.

@@ -232,29 +232,41 @@ fn plan_or_start(view: &BackfillView<'_>, d: &mut BackfillDecision) -> Result<()
     let plan = Plan::for_backfill(schedule, view.spec, Some(cutoff))?;
 
     // One pass for the count and both ends, in run order, leaving out
-    // what the ledger says `reprocess` does not run.
+    // what the ledger says `reprocess` does not run. A session a Job of
+    // the Schedule (a scheduled run, another Backfill) runs now has an
+    // attempt under way: only `All` runs it again.
     let reprocess = view.spec.reprocess.unwrap_or_default();
-    let skip = |at: i64| -> Option<Outcome> {
+    let skip = |at: i64| -> Option<Skip> {
+        if reprocess == Reprocess::All {
+            return None;
+        }
+        if view.ledger.running(at) {
+            return Some(Skip::Running);
+        }
         match (reprocess, view.ledger.outcome(at)) {
             (Reprocess::All, _) | (_, None) => None,
-            (_, Some(Outcome::Succeeded)) => Some(Outcome::Succeeded),
-            (Reprocess::Missing, Some(o)) => Some(o),
+            (_, Some(Outcome::Succeeded)) => Some(Skip::Succeeded),
+            (Reprocess::Missing, Some(_)) => Some(Skip::Failed),
             (Reprocess::Failed, Some(_)) => None,
         }
     };
-    let (mut skipped_succeeded, mut skipped_failed) = (0u64, 0u64);
+    let mut skipped = Skipped::default();
     let mut total = 0u64;
     let mut first: Vec<i64> = Vec::new();
     let mut last: std::collections::VecDeque<i64> = std::collections::VecDeque::new();
     let (mut lo, mut hi) = (i64::MAX, i64::MIN);
     for s in plan.iter() {
         match skip(s.at) {
-            Some(Outcome::Succeeded) => {
-                skipped_succeeded += 1;
+            Some(Skip::Succeeded) => {
+                skipped.succeeded += 1;
                 continue;
             }
-            Some(_) => {
-                skipped_failed += 1;
+            Some(Skip::Failed) => {
+                skipped.failed += 1;
+                continue;
+            }
+            Some(Skip::Running) => {
+                skipped.running += 1;
                 continue;
             }
             None => total += 1,
@@ -292,13 +304,8 @@ fn plan_or_start(view: &BackfillView<'_>, d: &mut BackfillDecision) -> Result<()
         boundaries: Some(plan.describe_boundaries()),
         first: first.iter().map(|&t| time(t)).collect(),
         last: last.iter().map(|&t| time(t)).collect(),
-        skipped_by_reprocess: (skipped_succeeded + skipped_failed) as i64,
-        skipped_reason: skipped_reason(
-            reprocess,
-            total + skipped_succeeded + skipped_failed,
-            skipped_succeeded,
-            skipped_failed,
-        ),
+        skipped_by_reprocess: skipped.total() as i64,
+        skipped_reason: skipped_reason(reprocess, total + skipped.total(), &skipped),
         estimated_completion: None,
     };
     if let Some((asked, got)) = plan.count_cut_short() {
@@ -333,7 +340,7 @@ fn plan_or_start(view: &BackfillView<'_>, d: &mut BackfillDecision) -> Result<()
         .or_else(|| view.created_by.clone());
 
     // Why `reprocess` left sessions out, for the Events.
-    let skipped = d
+    let skipped_note = d
         .status
         .preview
         .as_ref()
@@ -346,7 +353,7 @@ fn plan_or_start(view: &BackfillView<'_>, d: &mut BackfillDecision) -> Result<()
                 warning: false,
                 reason: "Planned",
                 message: format!(
-                    "dry run: {total} sessions would run ({}){skipped}; no Job is created",
+                    "dry run: {total} sessions would run ({}){skipped_note}; no Job is created",
                     plan.describe_boundaries()
                 ),
             });
@@ -358,7 +365,7 @@ fn plan_or_start(view: &BackfillView<'_>, d: &mut BackfillDecision) -> Result<()
     let clock = plan.clock();
     // The sessions that run, when the ledger left some out: frozen as a
     // set, so later outcomes do not move the plan.
-    let selected = if skipped_succeeded + skipped_failed > 0 && total > 0 {
+    let selected = if skipped.total() > 0 && total > 0 {
         let mut kept: Vec<i64> = plan
             .iter()
             .map(|s| s.at)
@@ -386,7 +393,7 @@ fn plan_or_start(view: &BackfillView<'_>, d: &mut BackfillDecision) -> Result<()
         warning: false,
         reason: "Started",
         message: format!(
-            "run {}: {total} sessions ({}){skipped}",
+            "run {}: {total} sessions ({}){skipped_note}",
             d.status.run_id.as_deref().unwrap_or_default(),
             plan.describe_boundaries()
         ),
@@ -394,31 +401,57 @@ fn plan_or_start(view: &BackfillView<'_>, d: &mut BackfillDecision) -> Result<()
     Ok(())
 }
 
-/// Why `reprocess` left planned sessions out, in words.
-fn skipped_reason(
-    reprocess: Reprocess,
-    planned: u64,
+/// Why `reprocess` leaves a planned session out.
+enum Skip {
+    Succeeded,
+    /// Failed or killed.
+    Failed,
+    /// A Job of the Schedule runs it now.
+    Running,
+}
+
+/// How many planned sessions `reprocess` left out, by why.
+#[derive(Default)]
+struct Skipped {
     succeeded: u64,
     failed: u64,
-) -> Option<String> {
-    if succeeded + failed == 0 {
+    running: u64,
+}
+
+impl Skipped {
+    fn total(&self) -> u64 {
+        self.succeeded + self.failed + self.running
+    }
+}
+
+/// Why `reprocess` left planned sessions out, in words.
+fn skipped_reason(reprocess: Reprocess, planned: u64, skipped: &Skipped) -> Option<String> {
+    if skipped.total() == 0 {
         return None;
     }
     let mut why = Vec::new();
-    if succeeded > 0 {
-        why.push(format!("{succeeded} already succeeded"));
+    if skipped.succeeded > 0 {
+        why.push(format!("{} already succeeded", skipped.succeeded));
     }
-    if failed > 0 {
-        why.push(format!("{failed} failed or were killed before"));
+    if skipped.failed > 0 {
+        why.push(format!("{} failed or were killed before", skipped.failed));
+    }
+    if skipped.running > 0 {
+        why.push(format!(
+            "{} run now by another Job of the Schedule",
+            skipped.running
+        ));
     }
     let rule = match reprocess {
-        Reprocess::Missing => "runs only sessions the ledger has no outcome for",
-        Reprocess::Failed => "skips sessions whose last attempt succeeded",
+        Reprocess::Missing => {
+            "runs only sessions the ledger has no outcome for and no Job runs now"
+        }
+        Reprocess::Failed => "skips sessions whose last attempt succeeded or runs now",
         Reprocess::All => "runs every session",
     };
     Some(format!(
         "reprocess {reprocess:?} {rule}: {} of {planned} planned sessions skipped ({})",
-        succeeded + failed,
+        skipped.total(),
         why.join(", ")
     ))
 }
@@ -1457,6 +1490,46 @@ mod tests {
             assert_eq!(got, sorted, "oldest first");
             assert_eq!(s.status.processed_count, total);
             assert_eq!(s.status.phase, Some(BackfillPhase::Succeeded));
+        }
+    }
+
+    #[test]
+    fn sessions_a_job_runs_now_are_left_out_except_by_all() {
+        let start = at("2026-01-01T00:00:00Z");
+        // Sessions 0-4 succeeded, 5-9 failed; 7 and 20 run now (a retry
+        // by the Schedule, another Backfill's Job).
+        let running = [start + 7 * 3_600, start + 20 * 3_600];
+        for (reprocess, total, reason) in [
+            (
+                Some(Reprocess::Missing),
+                19,
+                "11 of 30 planned sessions skipped (5 already succeeded, 4 failed or were killed before, 2 run now by another Job of the Schedule)",
+            ),
+            (
+                Some(Reprocess::Failed),
+                23,
+                "7 of 30 planned sessions skipped (5 already succeeded, 2 run now by another Job of the Schedule)",
+            ),
+            (Some(Reprocess::All), 30, ""),
+        ] {
+            let mut s = Sim::new(BackfillSpec {
+                reprocess,
+                ..spec()
+            });
+            s.ledger = ledger(5, 5);
+            s.ledger.add_running(running);
+            let d = s.step();
+            assert_eq!(d.status.total_estimated, total, "{reprocess:?}");
+            let why = d.status.preview.clone().unwrap().skipped_reason;
+            assert_eq!(why.is_some(), !reason.is_empty(), "{why:?}");
+            assert!(why.unwrap_or_default().contains(reason), "{reprocess:?}");
+            s.run_to_end(&[]);
+            assert_eq!(
+                running.iter().any(|r| s.created.contains(r)),
+                reprocess == Some(Reprocess::All),
+                "{reprocess:?}"
+            );
+            assert_eq!(s.status.succeeded_count, total);
         }
     }
 

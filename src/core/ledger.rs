@@ -356,15 +356,27 @@ impl Ledger {
     }
 }
 
-/// A Schedule's ledgers, by month.
+/// A Schedule's ledgers, by month, and the sessions a Job of it runs now
+/// (an attempt under way, not recorded yet).
 #[derive(Clone, Debug, Default)]
 pub struct LedgerIndex {
     months: BTreeMap<i64, Ledger>,
+    running: std::collections::BTreeSet<i64>,
 }
 
 impl LedgerIndex {
     pub fn insert(&mut self, ledger: Ledger) {
         self.months.insert(ledger.period.from, ledger);
+    }
+
+    /// Marks sessions as run now by some Job of the Schedule.
+    pub fn add_running(&mut self, sessions: impl IntoIterator<Item = i64>) {
+        self.running.extend(sessions);
+    }
+
+    /// Whether a Job of the Schedule runs this session now.
+    pub fn running(&self, at: i64) -> bool {
+        self.running.contains(&at)
     }
 
     pub fn is_empty(&self) -> bool {
