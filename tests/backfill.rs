@@ -28,7 +28,7 @@ use common::backfills::{
     ANNOTATION_CREATED_BY, Env, FailStage, HOUR, JobTracker, MINUTE, Outcome, RUN_DEADLINE,
     RUN_FOR, apply, assert_one_job_per_session, at, backfill_manifest, counters, describe, get,
     hours, instant, instants, is_finished, patch_spec, phase, schedule_manifest, setup, summary,
-    wait_event, wait_finished, wait_phase,
+    wait_event, wait_finished, wait_phase, wait_stalled,
 };
 use common::objects::{
     condition, condition_is, counter, eventually, rfc3339_utc, status, throughout,
@@ -802,25 +802,6 @@ async fn two_thousand_sessions_run_and_stay_small() {
 // ---------------------------------------------------------------------
 // 8. Bad input
 // ---------------------------------------------------------------------
-
-/// Waits for `Stalled=True` with `reason`, and the Warning Event.
-async fn wait_stalled(env: &Env, name: &str, reason: &str) -> DynamicObject {
-    let bf = eventually(
-        &format!("Backfill {name} Stalled with reason {reason}"),
-        DEADLINE,
-        || async {
-            let bf = get(&env.backfills, name).await;
-            match condition(&bf, "Stalled") {
-                Some(c) if c["status"] == "True" && c["reason"] == reason => Ok(bf),
-                _ => Err(summary(&bf)),
-            }
-        },
-    )
-    .await;
-    assert!(!condition_is(&bf, "Ready", "True"), "{}", summary(&bf));
-    wait_event(env, name, "Warning", reason).await;
-    bf
-}
 
 /// A Backfill of a Schedule that does not exist stalls, runs nothing, and
 /// runs once the Schedule appears.

@@ -22,7 +22,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::jobs::{JobLog, watch_jobs};
-use super::objects::{counter, eventually, status};
+use super::objects::{condition, condition_is, counter, eventually, status};
 use super::{DEADLINE, FIELD_MANAGER, TestNamespace, client, install_crds, merge, repo_root};
 
 pub const LABEL_BACKFILL: &str = "backfill.dev/backfill";
@@ -347,6 +347,26 @@ pub async fn wait_event_about(
 /// Waits for a `type_` Event `reason` about the Backfill `name`.
 pub async fn wait_event(env: &Env, name: &str, type_: &str, reason: &str) -> String {
     wait_event_about(env, "Backfill", name, type_, reason).await
+}
+
+/// Waits until the Backfill `name` is `Stalled=True` with `reason`, not
+/// Ready, and the Warning Event `reason` is out.
+pub async fn wait_stalled(env: &Env, name: &str, reason: &str) -> DynamicObject {
+    let bf = eventually(
+        &format!("Backfill {name} Stalled with reason {reason}"),
+        DEADLINE,
+        || async {
+            let bf = get(&env.backfills, name).await;
+            match condition(&bf, "Stalled") {
+                Some(c) if c["status"] == "True" && c["reason"] == reason => Ok(bf),
+                _ => Err(summary(&bf)),
+            }
+        },
+    )
+    .await;
+    assert!(!condition_is(&bf, "Ready", "True"), "{}", summary(&bf));
+    wait_event(env, name, "Warning", reason).await;
+    bf
 }
 
 // ---------------------------------------------------------------------
