@@ -25,10 +25,10 @@ use kube::api::{DeleteParams, DynamicObject};
 use serde_json::{Value, json};
 
 use common::backfills::{
-    ANNOTATION_CREATED_BY, Env, FailStage, HOUR, JobTracker, MINUTE, Outcome, RUN_DEADLINE,
-    RUN_FOR, apply, assert_one_job_per_session, at, backfill_manifest, counters, describe, get,
-    hours, instant, instants, is_finished, patch_spec, phase, schedule_manifest, setup, summary,
-    wait_event, wait_finished, wait_phase, wait_stalled,
+    ANNOTATION_CREATED_BY, Env, FailStage, HOUR, JobTracker, MINUTE, Outcome, RUN_DEADLINE, apply,
+    apply_hourly, apply_hourly_backfill, assert_one_job_per_session, at, backfill_manifest,
+    counters, describe, get, hours, instant, instants, is_finished, patch_spec, phase,
+    schedule_manifest, setup, summary, wait_event, wait_finished, wait_phase, wait_stalled,
 };
 use common::objects::{
     condition, condition_is, counter, eventually, rfc3339_utc, status, throughout,
@@ -116,11 +116,7 @@ async fn runs_every_session_once_within_max_in_flight_and_counts_failures() {
     let tracker = JobTracker::start(&env.jobs).await;
     let _op = Operator::start(&env.ns.name, &[]).await;
 
-    apply(
-        &env.schedules,
-        &schedule_manifest("hourly", "0 * * * *", &[(RUN_FOR, "1s")], json!({})),
-    )
-    .await;
+    apply_hourly(&env, Some("1s")).await;
     let mut manifest = backfill_manifest(
         "january",
         "hourly",
@@ -185,18 +181,11 @@ async fn crashes_neither_duplicate_jobs_nor_bend_counters() {
     let tracker = JobTracker::start(&env.jobs).await;
     let mut op = Operator::start(&env.ns.name, &[]).await;
 
-    apply(
-        &env.schedules,
-        &schedule_manifest("hourly", "0 * * * *", &[(RUN_FOR, "1s")], json!({})),
-    )
-    .await;
-    apply(
-        &env.backfills,
-        &backfill_manifest(
-            "sturdy",
-            "hourly",
-            json!({"from": JAN_FROM, "to": JAN_TO, "maxInFlight": 4}),
-        ),
+    apply_hourly(&env, Some("1s")).await;
+    apply_hourly_backfill(
+        &env,
+        "sturdy",
+        json!({"from": JAN_FROM, "to": JAN_TO, "maxInFlight": 4}),
     )
     .await;
 
@@ -270,18 +259,11 @@ async fn a_job_deleted_while_running_counts_once_as_killed() {
     let _op = Operator::start(&env.ns.name, &[]).await;
     let plan = hours(JAN_FROM, "2026-01-01T04:00:00Z");
 
-    apply(
-        &env.schedules,
-        &schedule_manifest("hourly", "0 * * * *", &[(RUN_FOR, "3s")], json!({})),
-    )
-    .await;
-    apply(
-        &env.backfills,
-        &backfill_manifest(
-            "oops",
-            "hourly",
-            json!({"from": JAN_FROM, "to": "2026-01-01T04:00:00Z", "maxInFlight": 1}),
-        ),
+    apply_hourly(&env, Some("3s")).await;
+    apply_hourly_backfill(
+        &env,
+        "oops",
+        json!({"from": JAN_FROM, "to": "2026-01-01T04:00:00Z", "maxInFlight": 1}),
     )
     .await;
 
@@ -369,24 +351,17 @@ async fn waits_for_an_execution_window() {
     let day = format!("{:?}", start.weekday()).to_lowercase();
     let window = json!([{"start": start.strftime("%H:%M").to_string(), "end": end}]);
 
-    apply(
-        &env.schedules,
-        &schedule_manifest("hourly", "0 * * * *", &[], json!({})),
-    )
-    .await;
+    apply_hourly(&env, None).await;
     let plan = hours(JAN_FROM, "2026-01-01T03:00:00Z");
-    apply(
-        &env.backfills,
-        &backfill_manifest(
-            "nightly",
-            "hourly",
-            json!({
-                "from": JAN_FROM,
-                "to": "2026-01-01T03:00:00Z",
-                "maxInFlight": 3,
-                "executionWindows": {"timeZone": "UTC", day.clone(): window},
-            }),
-        ),
+    apply_hourly_backfill(
+        &env,
+        "nightly",
+        json!({
+            "from": JAN_FROM,
+            "to": "2026-01-01T03:00:00Z",
+            "maxInFlight": 3,
+            "executionWindows": {"timeZone": "UTC", day.clone(): window},
+        }),
     )
     .await;
 
@@ -460,13 +435,10 @@ async fn a_dry_run_plans_and_estimates_then_runs_when_turned_off() {
         ),
     )
     .await;
-    apply(
-        &env.backfills,
-        &backfill_manifest(
-            "preview",
-            "hourly",
-            json!({"from": JAN_FROM, "to": JAN_TO, "maxInFlight": 10, "dryRun": true}),
-        ),
+    apply_hourly_backfill(
+        &env,
+        "preview",
+        json!({"from": JAN_FROM, "to": JAN_TO, "maxInFlight": 10, "dryRun": true}),
     )
     .await;
 
@@ -529,18 +501,11 @@ async fn suspend_stops_launching_and_resume_completes() {
     let to = "2026-01-01T06:00:00Z";
     let plan = hours(JAN_FROM, to);
 
-    apply(
-        &env.schedules,
-        &schedule_manifest("hourly", "0 * * * *", &[(RUN_FOR, "2s")], json!({})),
-    )
-    .await;
-    apply(
-        &env.backfills,
-        &backfill_manifest(
-            "pausable",
-            "hourly",
-            json!({"from": JAN_FROM, "to": to, "maxInFlight": 1}),
-        ),
+    apply_hourly(&env, Some("2s")).await;
+    apply_hourly_backfill(
+        &env,
+        "pausable",
+        json!({"from": JAN_FROM, "to": to, "maxInFlight": 1}),
     )
     .await;
 
@@ -632,18 +597,11 @@ async fn cancel_kills_running_jobs_and_launches_nothing_more() {
     let _op = Operator::start(&env.ns.name, &[]).await;
     let to = "2026-01-01T10:00:00Z";
 
-    apply(
-        &env.schedules,
-        &schedule_manifest("hourly", "0 * * * *", &[(RUN_FOR, "60s")], json!({})),
-    )
-    .await;
-    apply(
-        &env.backfills,
-        &backfill_manifest(
-            "doomed",
-            "hourly",
-            json!({"from": JAN_FROM, "to": to, "maxInFlight": 3}),
-        ),
+    apply_hourly(&env, Some("60s")).await;
+    apply_hourly_backfill(
+        &env,
+        "doomed",
+        json!({"from": JAN_FROM, "to": to, "maxInFlight": 3}),
     )
     .await;
 
@@ -857,13 +815,10 @@ async fn an_unknown_time_zone_stalls_until_fixed() {
         ),
     )
     .await;
-    apply(
-        &env.backfills,
-        &backfill_manifest(
-            "martian",
-            "hourly",
-            json!({"from": JAN_FROM, "to": to, "maxInFlight": 3}),
-        ),
+    apply_hourly_backfill(
+        &env,
+        "martian",
+        json!({"from": JAN_FROM, "to": to, "maxInFlight": 3}),
     )
     .await;
 

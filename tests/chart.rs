@@ -26,8 +26,8 @@ use serde_json::{Value, json};
 
 use common::accounts::service_account_kubeconfig;
 use common::backfills::{
-    Env, RUN_DEADLINE, apply, backfill_manifest, get, patch_spec, phase, schedule_manifest, setup,
-    summary, wait_finished,
+    Env, RUN_DEADLINE, apply, apply_hourly, apply_hourly_backfill, get, patch_spec, phase,
+    schedule_manifest, setup, summary, wait_finished,
 };
 use common::helm::{Release, chart, chart_yaml, run, run_ok};
 use common::objects::{counter, eventually, status};
@@ -922,22 +922,15 @@ async fn operator_runs_with_only_the_charts_rbac() {
         &schedule_manifest("minutely", "* * * * *", &[], json!({"suspend": false})),
     )
     .await;
-    apply(
-        &env.schedules,
-        &schedule_manifest("hourly", "0 * * * *", &[], json!({})),
-    )
-    .await;
-    apply(
-        &env.backfills,
-        &backfill_manifest(
-            "january",
-            "hourly",
-            json!({
-                "from": "2026-01-01T00:00:00Z",
-                "to": "2026-01-01T03:00:00Z",
-                "maxInFlight": 3,
-            }),
-        ),
+    apply_hourly(&env, None).await;
+    apply_hourly_backfill(
+        &env,
+        "january",
+        json!({
+            "from": "2026-01-01T00:00:00Z",
+            "to": "2026-01-01T03:00:00Z",
+            "maxInFlight": 3,
+        }),
     )
     .await;
 
@@ -1083,22 +1076,15 @@ async fn operator_watches_only_the_listed_namespaces() {
     // The harness passes `--namespace <a>`; the chart's flag names both.
     let mut op = Operator::start_with_env(&na, &[&flag], &[("KUBECONFIG", path)]).await;
     for env in [&a, &b, &other] {
-        apply(
-            &env.schedules,
-            &schedule_manifest("hourly", "0 * * * *", &[], json!({})),
-        )
-        .await;
-        apply(
-            &env.backfills,
-            &backfill_manifest(
-                "january",
-                "hourly",
-                json!({
-                    "from": "2026-01-01T00:00:00Z",
-                    "to": "2026-01-01T03:00:00Z",
-                    "maxInFlight": 3,
-                }),
-            ),
+        apply_hourly(env, None).await;
+        apply_hourly_backfill(
+            env,
+            "january",
+            json!({
+                "from": "2026-01-01T00:00:00Z",
+                "to": "2026-01-01T03:00:00Z",
+                "maxInFlight": 3,
+            }),
         )
         .await;
     }

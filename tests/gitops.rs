@@ -21,8 +21,9 @@ use kube::api::DynamicObject;
 use serde_json::{Value, json};
 
 use common::backfills::{
-    FailStage, RUN_DEADLINE, RUN_FOR, apply, backfill_manifest, get, hours, patch_spec, phase,
-    schedule_manifest, setup, summary, wait_finished, wait_phase, wait_stalled,
+    FailStage, RUN_DEADLINE, apply, apply_hourly, apply_hourly_backfill, backfill_manifest, get,
+    hours, patch_spec, phase, schedule_manifest, setup, summary, wait_finished, wait_phase,
+    wait_stalled,
 };
 use common::objects::{condition, counter, eventually, status};
 use common::operator::Operator;
@@ -275,18 +276,11 @@ async fn a_backfill_waits_for_the_operator_then_fails_with_its_sessions() {
     let plan = hours(JAN_FROM, "2026-01-01T06:00:00Z");
     // Not in the first batch: kwok needs a moment to load the Stage.
     let _stage = FailStage::apply(&env, &[plan[3], plan[5]]).await;
-    apply(
-        &env.schedules,
-        &schedule_manifest("hourly", "0 * * * *", &[(RUN_FOR, "1s")], json!({})),
-    )
-    .await;
-    apply(
-        &env.backfills,
-        &backfill_manifest(
-            "flaky",
-            "hourly",
-            json!({"from": JAN_FROM, "to": "2026-01-01T06:00:00Z", "maxInFlight": 2}),
-        ),
+    apply_hourly(&env, Some("1s")).await;
+    apply_hourly_backfill(
+        &env,
+        "flaky",
+        json!({"from": JAN_FROM, "to": "2026-01-01T06:00:00Z", "maxInFlight": 2}),
     )
     .await;
 
@@ -322,27 +316,17 @@ async fn a_succeeded_backfill_is_healthy_until_its_spec_changes() {
     gitops_health();
     let env = setup("gitops-succeeded").await;
     let mut op = Operator::start(&env.ns.name, &[]).await;
-    apply(
-        &env.schedules,
-        &schedule_manifest("hourly", "0 * * * *", &[(RUN_FOR, "1s")], json!({})),
+    apply_hourly(&env, Some("1s")).await;
+    apply_hourly_backfill(
+        &env,
+        "clean",
+        json!({"from": JAN_FROM, "count": 3, "maxInFlight": 3}),
     )
     .await;
-    apply(
-        &env.backfills,
-        &backfill_manifest(
-            "clean",
-            "hourly",
-            json!({"from": JAN_FROM, "count": 3, "maxInFlight": 3}),
-        ),
-    )
-    .await;
-    apply(
-        &env.backfills,
-        &backfill_manifest(
-            "preview",
-            "hourly",
-            json!({"from": JAN_FROM, "count": 100, "dryRun": true}),
-        ),
+    apply_hourly_backfill(
+        &env,
+        "preview",
+        json!({"from": JAN_FROM, "count": 100, "dryRun": true}),
     )
     .await;
 
@@ -397,18 +381,11 @@ async fn a_running_backfill_progresses_pauses_and_fails_when_cancelled() {
     gitops_health();
     let env = setup("gitops-cancelled").await;
     let _op = Operator::start(&env.ns.name, &[]).await;
-    apply(
-        &env.schedules,
-        &schedule_manifest("hourly", "0 * * * *", &[(RUN_FOR, "60s")], json!({})),
-    )
-    .await;
-    apply(
-        &env.backfills,
-        &backfill_manifest(
-            "long",
-            "hourly",
-            json!({"from": JAN_FROM, "count": 4, "maxInFlight": 2}),
-        ),
+    apply_hourly(&env, Some("60s")).await;
+    apply_hourly_backfill(
+        &env,
+        "long",
+        json!({"from": JAN_FROM, "count": 4, "maxInFlight": 2}),
     )
     .await;
 

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use common::backfills::{
-    JobTracker, RUN_DEADLINE, RUN_FOR, apply, assert_one_job_per_session, backfill_manifest, get,
-    hours, phase, schedule_manifest, setup, summary, wait_finished,
+    JobTracker, RUN_DEADLINE, apply_hourly, apply_hourly_backfill, assert_one_job_per_session, get,
+    hours, phase, setup, summary, wait_finished,
 };
 use common::objects::{counter, eventually};
 use common::operator::Operator;
@@ -69,19 +69,12 @@ async fn one_replica_works_and_the_standby_takes_over_when_it_dies() {
     .await;
     let b = Operator::start_with_env(&ns, &args, &[("POD_NAME", "replica-b")]).await;
 
-    apply(
-        &env.schedules,
-        &schedule_manifest("hourly", "0 * * * *", &[(RUN_FOR, "1s")], json!({})),
-    )
-    .await;
+    apply_hourly(&env, Some("1s")).await;
     let (from, to) = ("2026-01-01T00:00:00Z", "2026-01-01T20:00:00Z");
-    apply(
-        &env.backfills,
-        &backfill_manifest(
-            "twenty",
-            "hourly",
-            json!({"from": from, "to": to, "maxInFlight": 2}),
-        ),
+    apply_hourly_backfill(
+        &env,
+        "twenty",
+        json!({"from": from, "to": to, "maxInFlight": 2}),
     )
     .await;
     eventually(

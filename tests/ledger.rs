@@ -12,8 +12,9 @@ use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
 use serde_json::{Value, json};
 
 use common::backfills::{
-    Env, FailStage, JobTracker, MINUTE, RUN_DEADLINE, RUN_FOR, apply, backfill_manifest, get,
-    hours, patch_spec, phase, schedule_manifest, setup, summary, wait_event, wait_finished,
+    Env, FailStage, JobTracker, MINUTE, RUN_DEADLINE, RUN_FOR, apply, apply_hourly,
+    apply_hourly_backfill, backfill_manifest, get, hours, patch_spec, phase, schedule_manifest,
+    setup, summary, wait_event, wait_finished,
 };
 use common::objects::{counter, eventually, rfc3339_utc, status};
 use common::operator::Operator;
@@ -263,19 +264,12 @@ async fn sessions_running_elsewhere_are_not_run_again() {
     let tracker = JobTracker::start(&env.jobs).await;
     let _op = Operator::start(&env.ns.name, &[]).await;
     // Long enough for the second Backfill to start while they run.
-    apply(
-        &env.schedules,
-        &schedule_manifest("hourly", "0 * * * *", &[(RUN_FOR, "6s")], json!({})),
-    )
-    .await;
+    apply_hourly(&env, Some("6s")).await;
     let first = hours("2026-01-01T00:00:00Z", "2026-01-01T03:00:00Z");
-    apply(
-        &env.backfills,
-        &backfill_manifest(
-            "first",
-            "hourly",
-            json!({"from": "2026-01-01T00:00:00Z", "to": "2026-01-01T03:00:00Z", "maxInFlight": 3}),
-        ),
+    apply_hourly_backfill(
+        &env,
+        "first",
+        json!({"from": "2026-01-01T00:00:00Z", "to": "2026-01-01T03:00:00Z", "maxInFlight": 3}),
     )
     .await;
     tracker
@@ -283,13 +277,10 @@ async fn sessions_running_elsewhere_are_not_run_again() {
             jobs.len() == 3 && jobs.iter().all(|j| j.started && j.outcome.is_none())
         })
         .await;
-    apply(
-        &env.backfills,
-        &backfill_manifest(
-            "second",
-            "hourly",
-            json!({"from": "2026-01-01T00:00:00Z", "to": "2026-01-01T05:00:00Z", "maxInFlight": 5}),
-        ),
+    apply_hourly_backfill(
+        &env,
+        "second",
+        json!({"from": "2026-01-01T00:00:00Z", "to": "2026-01-01T05:00:00Z", "maxInFlight": 5}),
     )
     .await;
     let second = wait_finished(&env, "second", RUN_DEADLINE, |_| {}).await;
@@ -332,20 +323,13 @@ async fn an_outcome_reaches_the_ledger_once_across_a_crash() {
     let tracker = JobTracker::start(&env.jobs).await;
     let mut op =
         Operator::start_with_env(&env.ns.name, &[], &[(FAILPOINT, "before-ledger-write")]).await;
-    apply(
-        &env.schedules,
-        &schedule_manifest("hourly", "0 * * * *", &[], json!({})),
-    )
-    .await;
+    apply_hourly(&env, None).await;
     let from = "2026-01-01T00:00:00Z";
     let to = "2026-01-01T03:00:00Z";
-    apply(
-        &env.backfills,
-        &backfill_manifest(
-            "three",
-            "hourly",
-            json!({"from": from, "to": to, "maxInFlight": 3}),
-        ),
+    apply_hourly_backfill(
+        &env,
+        "three",
+        json!({"from": from, "to": to, "maxInFlight": 3}),
     )
     .await;
     let status_code = op.wait_exit(DEADLINE).await;
@@ -402,11 +386,7 @@ async fn an_outcome_reaches_the_ledger_once_across_a_crash() {
 async fn old_months_expire_and_the_ledger_goes_with_its_schedule() {
     let env = setup("ledger-retention").await;
     let _op = Operator::start(&env.ns.name, &["--ledger-retention-days", "400"]).await;
-    apply(
-        &env.schedules,
-        &schedule_manifest("hourly", "0 * * * *", &[], json!({})),
-    )
-    .await;
+    apply_hourly(&env, None).await;
     // One Backfill of sessions long past the retention, one of recent
     // sessions (the last three full hours before now).
     let now = jiff::Timestamp::now().as_second();
@@ -420,13 +400,10 @@ async fn old_months_expire_and_the_ledger_goes_with_its_schedule() {
         ),
         ("recent", rfc3339_utc(recent_from), rfc3339_utc(recent_to)),
     ] {
-        apply(
-            &env.backfills,
-            &backfill_manifest(
-                name,
-                "hourly",
-                json!({"from": from, "to": to, "maxInFlight": 3}),
-            ),
+        apply_hourly_backfill(
+            &env,
+            name,
+            json!({"from": from, "to": to, "maxInFlight": 3}),
         )
         .await;
     }

@@ -18,9 +18,9 @@ use kube::api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 
 use common::backfills::{
-    Env, FailStage, JobTracker, RUN_DEADLINE, RUN_FOR, apply, assert_one_job_per_session,
-    backfill_manifest, counters, get, hours, instants, is_finished, phase, schedule_manifest,
-    setup, summary, wait_event, wait_finished,
+    Env, FailStage, JobTracker, RUN_DEADLINE, apply_hourly, apply_hourly_backfill,
+    assert_one_job_per_session, counters, get, hours, instants, is_finished, phase, setup, summary,
+    wait_event, wait_finished,
 };
 use common::objects::{condition, counter, eventually, status, throughout};
 use common::operator::Operator;
@@ -251,18 +251,11 @@ fn assert_recorded(parent: &DynamicObject, request: &str, child: &DynamicObject,
 /// Backfill `name` of its sessions in `[FROM, to)`, `max_in_flight` at a
 /// time.
 async fn start_backfill(env: &Env, name: &str, to: &str, run_for: &str, max_in_flight: i64) {
-    apply(
-        &env.schedules,
-        &schedule_manifest("hourly", "0 * * * *", &[(RUN_FOR, run_for)], json!({})),
-    )
-    .await;
-    apply(
-        &env.backfills,
-        &backfill_manifest(
-            name,
-            "hourly",
-            json!({"from": FROM, "to": to, "maxInFlight": max_in_flight}),
-        ),
+    apply_hourly(env, Some(run_for)).await;
+    apply_hourly_backfill(
+        env,
+        name,
+        json!({"from": FROM, "to": to, "maxInFlight": max_in_flight}),
     )
     .await;
 }

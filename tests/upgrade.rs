@@ -29,8 +29,8 @@ use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::{Value, json};
 
 use common::backfills::{
-    JobTracker, RUN_DEADLINE, RUN_FOR, apply, assert_one_job_per_session, backfill_manifest,
-    counters, get, hours, is_finished, phase, schedule_manifest, setup, summary, wait_finished,
+    JobTracker, RUN_DEADLINE, apply_hourly, apply_hourly_backfill, assert_one_job_per_session,
+    counters, get, hours, is_finished, phase, setup, summary, wait_finished,
 };
 use common::helm::{Release, chart, chart_yaml, released_chart, run_ok};
 use common::objects::{counter, eventually};
@@ -242,20 +242,13 @@ async fn helm_upgrade_from_the_released_chart_keeps_a_running_backfill_going() {
     wait_lease_holder(&leases, &old.pod).await;
 
     // A Backfill of 12 sessions, 2 at a time, 2 s each: it runs for a while.
-    apply(
-        &env.schedules,
-        &schedule_manifest("hourly", "0 * * * *", &[(RUN_FOR, "2s")], json!({})),
-    )
-    .await;
+    apply_hourly(&env, Some("2s")).await;
     let (from, to) = ("2026-01-01T00:00:00Z", "2026-01-01T12:00:00Z");
     let plan = hours(from, to);
-    apply(
-        &env.backfills,
-        &backfill_manifest(
-            BACKFILL,
-            "hourly",
-            json!({"from": from, "to": to, "maxInFlight": 2}),
-        ),
+    apply_hourly_backfill(
+        &env,
+        BACKFILL,
+        json!({"from": from, "to": to, "maxInFlight": 2}),
     )
     .await;
     eventually(

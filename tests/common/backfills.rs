@@ -145,6 +145,23 @@ pub async fn apply(api: &Api<DynamicObject>, manifest: &Value) -> DynamicObject 
     .unwrap_or_else(|e| panic!("applying {} {name}: {e}", manifest["kind"]))
 }
 
+/// Applies the Schedule most tests back up: `hourly`, suspended, at
+/// minute 0 in UTC, its pods running `run_for` (a Go duration; kwok's
+/// default when `None`).
+pub async fn apply_hourly(env: &Env, run_for: Option<&str>) -> DynamicObject {
+    let annotations: Vec<(&str, &str)> = run_for.map(|d| (RUN_FOR, d)).into_iter().collect();
+    apply(
+        &env.schedules,
+        &schedule_manifest("hourly", "0 * * * *", &annotations, json!({})),
+    )
+    .await
+}
+
+/// Applies the Backfill `name` of `hourly` with `spec`.
+pub async fn apply_hourly_backfill(env: &Env, name: &str, spec: Value) -> DynamicObject {
+    apply(&env.backfills, &backfill_manifest(name, "hourly", spec)).await
+}
+
 /// Merge-patches an object's spec (`null` removes a field) and returns
 /// its new generation.
 pub async fn patch_spec(api: &Api<DynamicObject>, name: &str, spec: Value) -> i64 {
