@@ -38,11 +38,7 @@ pub async fn reconcile(backfill: Arc<Backfill>, ctx: Arc<Context>) -> Result<Act
     let name = backfill.name_any();
     let uid = backfill.uid().unwrap_or_default();
     ctx.synced().await;
-    let all_jobs = ctx.jobs.state();
-    let jobs: Vec<&Arc<Job>> = all_jobs
-        .iter()
-        .filter(|j| j.owner_references().iter().any(|o| o.uid == uid))
-        .collect();
+    let jobs = ctx.jobs_of(&uid);
 
     if backfill.meta().deletion_timestamp.is_some() {
         for job in jobs.iter().filter(|j| super::has_finalizer(j)) {
@@ -65,11 +61,14 @@ pub async fn reconcile(backfill: Arc<Backfill>, ctx: Arc<Context>) -> Result<Act
     };
     // Only a plan that has not started yet is estimated: the durations
     // are not read on every pass of a running backfill.
-    let recent_durations = if backfill.status.as_ref().is_none_or(|s| s.run.is_none()) {
-        recent_durations(&all_jobs, &ns, schedule_name)
+    // Other owners' Jobs are read (a scan of the whole cache) before the
+    // start only.
+    let all_jobs = if backfill.status.as_ref().is_none_or(|s| s.run.is_none()) {
+        ctx.jobs.state()
     } else {
         Vec::new()
     };
+    let recent_durations = recent_durations(&all_jobs, &ns, schedule_name);
     let observed: Vec<_> = jobs.iter().map(|j| observe(j)).collect();
     let status = backfill.status.clone().unwrap_or_default();
     // `reprocess` is judged once, at the start.

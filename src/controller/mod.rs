@@ -5,6 +5,7 @@
 pub mod backfill;
 pub mod leader;
 pub mod ledger;
+pub mod owners;
 pub mod schedule;
 pub mod scope;
 pub mod telemetry;
@@ -87,6 +88,8 @@ pub struct Context {
     pub client: Client,
     pub recorder: Recorder,
     pub jobs: Store<Job>,
+    /// The Jobs of each owner in `jobs`.
+    pub job_owners: owners::OwnerIndex,
     /// True once the Job cache holds the initial list. A reconcile waits
     /// for it: deciding from an empty cache would forget which outcomes
     /// were counted. (A watch channel, because kube's store readiness
@@ -154,6 +157,11 @@ impl Context {
             self.recent.record(key, 0);
         }
         Ok(())
+    }
+
+    /// The cached Jobs a Schedule or Backfill (by UID) owns.
+    pub fn jobs_of(&self, uid: &str) -> Vec<Arc<Job>> {
+        self.job_owners.jobs_of(uid, &self.jobs)
     }
 
     /// Waits until the Job and ledger caches hold their initial lists.
@@ -260,12 +268,21 @@ async fn run_controllers(
     let (jobs, writer) = reflector::store_shared::<Job>(1_024);
     let (schedule_jobs, backfill_jobs) = subscribe2(&writer)?;
     let (ready_tx, jobs_ready) = tokio::sync::watch::channel(false);
+    let job_owners = owners::OwnerIndex::default();
     let job_events = scope::watch(
         &client,
         ns,
         watcher::Config::default().labels(LABEL_SCHEDULE),
         jobs.clone(),
     )
+    .inspect({
+        let index = job_owners.clone();
+        move |event| {
+            if let Ok(event) = event {
+                index.apply(event);
+            }
+        }
+    })
     .reflect_shared(writer)
     .inspect(mark_synced(ready_tx))
     .applied_objects();
@@ -299,6 +316,7 @@ async fn run_controllers(
         client: client.clone(),
         recorder: Recorder::new(client.clone(), Reporter::from(FIELD_MANAGER)),
         jobs: jobs.clone(),
+        job_owners,
         jobs_ready,
         schedules: schedules.clone(),
         ledgers,

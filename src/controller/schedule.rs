@@ -24,12 +24,7 @@ pub async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Act
         .ok_or_else(|| Error::Invalid("a Schedule without a namespace".into()))?;
     let uid = schedule.uid().unwrap_or_default();
     ctx.synced().await;
-    let jobs: Vec<_> = ctx
-        .jobs
-        .state()
-        .into_iter()
-        .filter(|j| j.owner_references().iter().any(|o| o.uid == uid))
-        .collect();
+    let jobs = ctx.jobs_of(&uid);
 
     if schedule.meta().deletion_timestamp.is_some() {
         // Going away: its Jobs go with it, their outcomes with nobody to

@@ -1,0 +1,170 @@
+//! Which cached Jobs each owner (a Schedule's or Backfill's UID) has, so a
+//! reconcile reads its own Jobs instead of scanning every Job of the
+//! operator.
+//!
+//! The index follows the Job watch's events the way the cache does (a
+//! listing replaces it whole), one step ahead of the cache: it is fed
+//! before the cache is, so a reconcile triggered by a change always finds
+//! the Job in both. A name it lists that the cache lacks yet is skipped.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+use k8s_openapi::api::batch::v1::Job;
+use kube::ResourceExt;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+
+/// Job (namespace, name) by owner UID.
+#[derive(Default)]
+struct Index {
+    by_owner: HashMap<String, BTreeSet<(String, String)>>,
+    /// Each Job's owner UIDs as last seen, to move it when they change
+    /// (the garbage collector strips them when an owner is deleted with
+    /// orphaning).
+    owners: HashMap<(String, String), Vec<String>>,
+}
+
+impl Index {
+    fn insert(&mut self, job: &Job) {
+        let key = (job.namespace().unwrap_or_default(), job.name_any());
+        self.remove(&key);
+        let uids: Vec<String> = job
+            .owner_references()
+            .iter()
+            .map(|o| o.uid.clone())
+            .collect();
+        for uid in &uids {
+            self.by_owner
+                .entry(uid.clone())
+                .or_default()
+                .insert(key.clone());
+        }
+        self.owners.insert(key, uids);
+    }
+
+    fn remove(&mut self, key: &(String, String)) {
+        for uid in self.owners.remove(key).unwrap_or_default() {
+            if let Some(jobs) = self.by_owner.get_mut(&uid) {
+                jobs.remove(key);
+                if jobs.is_empty() {
+                    self.by_owner.remove(&uid);
+                }
+            }
+        }
+    }
+}
+
+/// The owner index of the Job cache.
+#[derive(Clone, Default)]
+pub struct OwnerIndex {
+    inner: Arc<Mutex<(Index, Option<Index>)>>,
+}
+
+impl OwnerIndex {
+    /// Follows one event of the Job watch, before the cache does.
+    pub fn apply(&self, event: &watcher::Event<Job>) {
+        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let (index, listing) = &mut *guard;
+        match event {
+            watcher::Event::Apply(job) => index.insert(job),
+            watcher::Event::Delete(job) => {
+                index.remove(&(job.namespace().unwrap_or_default(), job.name_any()))
+            }
+            watcher::Event::Init => *listing = Some(Index::default()),
+            watcher::Event::InitApply(job) => listing.get_or_insert_default().insert(job),
+            watcher::Event::InitDone => *index = listing.take().unwrap_or_default(),
+        }
+    }
+
+    /// The cached Jobs that `uid` owns.
+    pub fn jobs_of(&self, uid: &str, cache: &Store<Job>) -> Vec<Arc<Job>> {
+        let keys: Vec<(String, String)> = {
+            let guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            guard
+                .0
+                .by_owner
+                .get(uid)
+                .map(|jobs| jobs.iter().cloned().collect())
+                .unwrap_or_default()
+        };
+        keys.into_iter()
+            .filter_map(|(ns, name)| cache.get(&ObjectRef::new(&name).within(&ns)))
+            // The cache may hold a newer Job of that name, of another owner.
+            .filter(|j| j.owner_references().iter().any(|o| o.uid == uid))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+    use kube::runtime::reflector::store::Writer;
+    use watcher::Event;
+
+    fn job(name: &str, owners: &[&str]) -> Job {
+        let mut job = Job::default();
+        job.metadata.namespace = Some("ns".into());
+        job.metadata.name = Some(name.into());
+        job.metadata.owner_references = Some(
+            owners
+                .iter()
+                .map(|uid| OwnerReference {
+                    uid: uid.to_string(),
+                    ..OwnerReference::default()
+                })
+                .collect(),
+        );
+        job
+    }
+
+    /// The index and a cache fed as the controllers feed them.
+    fn feed(index: &OwnerIndex, cache: &mut Writer<Job>, event: Event<Job>) {
+        index.apply(&event);
+        cache.apply_watcher_event(&event);
+    }
+
+    fn names(jobs: Vec<Arc<Job>>) -> Vec<String> {
+        let mut names: Vec<String> = jobs.iter().map(|j| j.name_any()).collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn finds_each_owners_jobs_through_changes_and_listings() {
+        let index = OwnerIndex::default();
+        let mut cache = Writer::default();
+        let store = cache.as_reader();
+        feed(&index, &mut cache, Event::Init);
+        feed(&index, &mut cache, Event::InitApply(job("a1", &["a"])));
+        feed(&index, &mut cache, Event::InitApply(job("b1", &["b"])));
+        assert!(index.jobs_of("a", &store).is_empty(), "not listed yet");
+        feed(&index, &mut cache, Event::InitDone);
+        assert_eq!(names(index.jobs_of("a", &store)), ["a1"]);
+        feed(&index, &mut cache, Event::Apply(job("a2", &["a"])));
+        feed(&index, &mut cache, Event::Apply(job("ab", &["a", "b"])));
+        assert_eq!(names(index.jobs_of("a", &store)), ["a1", "a2", "ab"]);
+        assert_eq!(names(index.jobs_of("b", &store)), ["ab", "b1"]);
+        // Orphaned: its owner references stripped.
+        feed(&index, &mut cache, Event::Apply(job("ab", &["b"])));
+        assert_eq!(names(index.jobs_of("a", &store)), ["a1", "a2"]);
+        feed(&index, &mut cache, Event::Delete(job("a1", &["a"])));
+        assert_eq!(names(index.jobs_of("a", &store)), ["a2"]);
+        // A listing replaces everything.
+        feed(&index, &mut cache, Event::Init);
+        feed(&index, &mut cache, Event::InitApply(job("c1", &["c"])));
+        feed(&index, &mut cache, Event::InitDone);
+        assert!(index.jobs_of("a", &store).is_empty());
+        assert!(index.jobs_of("b", &store).is_empty());
+        assert_eq!(names(index.jobs_of("c", &store)), ["c1"]);
+    }
+
+    #[test]
+    fn a_job_the_cache_lacks_yet_is_left_out() {
+        let index = OwnerIndex::default();
+        let cache = Writer::<Job>::default();
+        index.apply(&Event::Apply(job("a1", &["a"])));
+        assert!(index.jobs_of("a", &cache.as_reader()).is_empty());
+    }
+}
