@@ -693,9 +693,12 @@ pub async fn publish<K: Resource<DynamicType = ()>>(ctx: &Context, obj: &K, note
 
 /// A test hook: the process aborts at the named point when the
 /// `BACKFILL_OPERATOR_FAILPOINT` environment variable names it, so tests
-/// can kill the operator between two writes that must both land.
+/// can kill the operator between two writes that must both land. Only in
+/// debug builds (the tests'): a release build never reads it.
 pub fn failpoint(name: &str) {
-    if std::env::var("BACKFILL_OPERATOR_FAILPOINT").is_ok_and(|v| v == name) {
+    if cfg!(debug_assertions)
+        && std::env::var("BACKFILL_OPERATOR_FAILPOINT").is_ok_and(|v| v == name)
+    {
         eprintln!("failpoint {name}: aborting");
         std::process::abort();
     }
