@@ -27,8 +27,8 @@ use serde_json::{Value, json};
 use common::backfills::{
     ANNOTATION_CREATED_BY, Env, FailStage, HOUR, JobTracker, MINUTE, Outcome, RUN_DEADLINE, apply,
     apply_hourly, apply_hourly_backfill, assert_one_job_per_session, at, backfill_manifest,
-    counters, describe, get, hours, instant, instants, is_finished, patch_spec, phase,
-    schedule_manifest, setup, summary, wait_event, wait_finished, wait_phase, wait_stalled,
+    counters, describe, events_about, get, hours, instant, instants, is_finished, patch_spec,
+    phase, schedule_manifest, setup, summary, wait_event, wait_finished, wait_phase, wait_stalled,
 };
 use common::objects::{
     condition, condition_is, counter, eventually, rfc3339_utc, status, throughout,
@@ -762,12 +762,13 @@ async fn two_thousand_sessions_run_and_stay_small() {
 // ---------------------------------------------------------------------
 
 /// A Backfill of a Schedule that does not exist stalls, runs nothing, and
-/// runs once the Schedule appears.
+/// runs once the Schedule appears. (A new Backfill waits 30 s of the
+/// operator's clock for its Schedule before it stalls: 3 s here.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_schedule_stalls_until_it_exists() {
     let env = setup("bf-noschedule").await;
     let tracker = JobTracker::start(&env.jobs).await;
-    let _op = Operator::start(&env.ns.name, &[]).await;
+    let _op = Operator::start(&env.ns.name, &["--time-scale", "10"]).await;
     let to = "2026-01-01T03:00:00Z";
     apply(
         &env.backfills,
@@ -795,6 +796,39 @@ async fn a_missing_schedule_stalls_until_it_exists() {
     // No annotation: the field manager that created it.
     assert_eq!(status(&bf)["createdBy"], FIELD_MANAGER, "{}", status(&bf));
     assert_one_job_per_session(&tracker, "early", &hours(JAN_FROM, to));
+}
+
+/// A Backfill applied just before its Schedule (as `kubectl apply -f
+/// dir/` does, backfill.yaml sorting first) waits for it instead of
+/// stalling: no Stalled condition and no Warning, which would fail a Flux
+/// Kustomization waiting for health.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_applied_before_its_schedule_does_not_stall() {
+    let env = setup("bf-together").await;
+    let _op = Operator::start(&env.ns.name, &[]).await;
+    apply_hourly_backfill(&env, "together", json!({"from": JAN_FROM, "count": 3})).await;
+    let bf = eventually(
+        "the Backfill to wait for its Schedule",
+        DEADLINE,
+        || async {
+            let bf = get(&env.backfills, "together").await;
+            match condition(&bf, "Reconciling") {
+                Some(c) if c["reason"] == "WaitingForSchedule" => Ok(bf),
+                _ => Err(summary(&bf)),
+            }
+        },
+    )
+    .await;
+    assert!(condition_is(&bf, "Stalled", "False"), "{}", summary(&bf));
+    apply_hourly(&env, None).await;
+    let bf = wait_finished(&env, "together", RUN_DEADLINE, |_| {}).await;
+    assert_eq!(phase(&bf), "Succeeded", "{}", summary(&bf));
+    let warnings: Vec<_> = events_about(&env, "Backfill", "together")
+        .await
+        .into_iter()
+        .filter(|(type_, _, _)| type_ == "Warning")
+        .collect();
+    assert!(warnings.is_empty(), "{warnings:?}");
 }
 
 /// A Schedule in an unknown time zone stalls its Backfill; fixing the

@@ -95,6 +95,11 @@ pub async fn reconcile(backfill: Arc<Backfill>, ctx: Arc<Context>) -> Result<Act
             .get(ANNOTATION_RERUN_FAILED)
             .map(String::as_str),
         ledger: &ledger,
+        created: backfill
+            .meta()
+            .creation_timestamp
+            .as_ref()
+            .map(|t| ctx.clock.at_real(seconds(t))),
         now: ctx.clock.now(),
     });
 

@@ -51,8 +51,16 @@ pub struct BackfillView<'a> {
     /// The Schedule's session ledger, read before the start for
     /// `reprocess`.
     pub ledger: &'a LedgerIndex,
+    /// When the Backfill was created, on the operator's clock.
+    pub created: Option<i64>,
     pub now: i64,
 }
+
+/// How long a new Backfill waits for its Schedule before it is Stalled:
+/// manifests applied together (`kubectl apply -f dir/`, a GitOps sync)
+/// may create the Backfill first, and a Stalled condition, even for a
+/// moment, fails a Flux Kustomization that waits for health.
+pub const SCHEDULE_GRACE: i64 = 30;
 
 /// What to do.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -100,12 +108,16 @@ pub fn decide(view: &BackfillView<'_>) -> BackfillDecision {
     } else {
         Ok(())
     };
-    match outcome {
-        Err(stall) => {
+    match (outcome, in_grace(view)) {
+        (Err(stall), Some(until)) if stall.reason == SCHEDULE_NOT_FOUND => {
+            waiting_for_schedule(&mut d, &ks, until, &stall);
+            return d;
+        }
+        (Err(stall), _) => {
             stalled(view, &mut d, &ks, stall);
             return d;
         }
-        Ok(()) => clear_stall(&mut d, &ks),
+        (Ok(()), _) => clear_stall(&mut d, &ks),
     }
     if let (Some(run), Some(schedule)) = (&view.status.run, view.schedule) {
         let now_zone = schedule.time_zone.as_deref().unwrap_or("UTC");
@@ -207,6 +219,45 @@ fn stalled(view: &BackfillView<'_>, d: &mut BackfillDecision, ks: &Kstatus<'_>, 
     );
 }
 
+const SCHEDULE_NOT_FOUND: &str = "ScheduleNotFound";
+
+/// When a new Backfill's wait for its Schedule ends, if it has not yet.
+fn in_grace(view: &BackfillView<'_>) -> Option<i64> {
+    view.created
+        .map(|c| c + SCHEDULE_GRACE)
+        .filter(|&until| view.now < until)
+}
+
+/// A new Backfill whose Schedule does not exist yet: in progress, not
+/// Stalled, until `until`; no Event.
+fn waiting_for_schedule(d: &mut BackfillDecision, ks: &Kstatus<'_>, until: i64, stall: &Stall) {
+    d.create.clear();
+    d.wake_at = Some(until);
+    if d.status.phase.is_none() {
+        d.status.phase = Some(BackfillPhase::Pending);
+    }
+    let message = format!(
+        "{}; waiting for it until {} (Stalled after that)",
+        stall.message,
+        time(until).0
+    );
+    clear_stall(d, ks);
+    ks.set(
+        &mut d.status.conditions,
+        condition::READY,
+        false,
+        "WaitingForSchedule",
+        &message,
+    );
+    ks.set(
+        &mut d.status.conditions,
+        condition::RECONCILING,
+        true,
+        "WaitingForSchedule",
+        &message,
+    );
+}
+
 fn clear_stall(d: &mut BackfillDecision, ks: &Kstatus<'_>) {
     ks.set(
         &mut d.status.conditions,
@@ -221,7 +272,7 @@ fn clear_stall(d: &mut BackfillDecision, ks: &Kstatus<'_>) {
 /// start.
 fn plan_or_start(view: &BackfillView<'_>, d: &mut BackfillDecision) -> Result<(), Stall> {
     let schedule = view.schedule.ok_or_else(|| Stall {
-        reason: "ScheduleNotFound",
+        reason: SCHEDULE_NOT_FOUND,
         message: format!(
             "Schedule {:?} not found in this namespace",
             view.spec.schedule_ref.name
@@ -647,7 +698,7 @@ fn launch(
     }
     if view.schedule.is_none() {
         return Err(Stall {
-            reason: "ScheduleNotFound",
+            reason: SCHEDULE_NOT_FOUND,
             message: format!(
                 "Schedule {:?} not found: its Job template is needed to launch the remaining sessions",
                 view.spec.schedule_ref.name
@@ -898,6 +949,7 @@ mod tests {
                 recent_durations: &[120, 60, 90],
                 rerun_request: self.rerun.as_deref(),
                 ledger: &self.ledger,
+                created: None,
                 now: self.now,
             });
             self.status = d.status.clone();
@@ -1176,6 +1228,7 @@ mod tests {
             recent_durations: &[],
             rerun_request: None,
             ledger: &LedgerIndex::default(),
+            created: None,
             now: s.now,
         });
         let stalled = find_condition(&d.status.conditions, "Stalled").unwrap();
@@ -1195,6 +1248,60 @@ mod tests {
         assert_eq!(d.create.len(), 4);
     }
 
+    #[test]
+    fn a_new_backfill_waits_for_its_schedule_before_it_stalls() {
+        let s = Sim::new(spec());
+        let created = s.now;
+        let view = |now: i64, schedule: Option<&'_ ScheduleSpec>| {
+            decide(&BackfillView {
+                name: "bf",
+                namespace: Some("ns"),
+                uid: "uid-1",
+                generation: Some(1),
+                spec: &s.spec,
+                status: &s.status,
+                created_by: None,
+                schedule,
+                jobs: &[],
+                recent_durations: &[],
+                rerun_request: None,
+                ledger: &LedgerIndex::default(),
+                created: Some(created),
+                now,
+            })
+        };
+        let cond = |d: &BackfillDecision, t: &str| {
+            let c = find_condition(&d.status.conditions, t).unwrap();
+            (c.status.clone(), c.reason.clone())
+        };
+        // Applied together with its Schedule, which is not there yet.
+        let d = view(created + 5, None);
+        assert_eq!(cond(&d, "Stalled").0, "False");
+        assert_eq!(
+            cond(&d, "Reconciling"),
+            ("True".into(), "WaitingForSchedule".into())
+        );
+        assert_eq!(cond(&d, "Ready").0, "False");
+        assert_eq!(d.status.phase, Some(BackfillPhase::Pending));
+        assert_eq!(d.wake_at, Some(created + SCHEDULE_GRACE));
+        assert!(d.notes.is_empty(), "no Warning while it waits");
+        assert!(d.create.is_empty());
+        // The Schedule appears: the Backfill starts at once.
+        let d = view(created + 6, Some(&s.schedule));
+        assert_eq!(cond(&d, "Stalled").0, "False");
+        assert_eq!(d.create.len(), 4);
+        // It never does: Stalled once the wait is over, with an Event.
+        let d = view(created + SCHEDULE_GRACE, None);
+        assert_eq!(
+            cond(&d, "Stalled"),
+            ("True".into(), "ScheduleNotFound".into())
+        );
+        assert!(
+            d.notes
+                .iter()
+                .any(|n| n.warning && n.reason == "ScheduleNotFound")
+        );
+    }
     #[test]
     fn a_schedule_changed_under_a_run_is_reported_once_and_ignored() {
         let mut s = Sim::new(spec());
