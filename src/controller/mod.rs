@@ -266,7 +266,7 @@ async fn run_controllers(
     // One watch of the operator's Jobs feeds both controllers and the
     // shared cache.
     let (jobs, writer) = reflector::store_shared::<Job>(1_024);
-    let (schedule_jobs, backfill_jobs) = subscribe2(&writer)?;
+    let (schedule_jobs, backfill_jobs) = (subscribe(&writer)?, subscribe(&writer)?);
     let (ready_tx, jobs_ready) = tokio::sync::watch::channel(false);
     let job_owners = owners::OwnerIndex::default();
     let job_events = scope::watch(
@@ -291,9 +291,7 @@ async fn run_controllers(
     // Schedule that owns it (its status.recentSessions).
     let (ledgers_tx, ledgers_ready) = tokio::sync::watch::channel(false);
     let (ledgers, ledger_writer) = reflector::store_shared::<SessionLedger>(256);
-    let schedule_ledgers = ledger_writer
-        .subscribe()
-        .ok_or_else(|| Error::Invalid("a shared store gives subscribers".into()))?;
+    let schedule_ledgers = subscribe(&ledger_writer)?;
     let ledger_events = scope::watch(&client, ns, watcher::Config::default(), ledgers.clone())
         .reflect_shared(ledger_writer)
         .inspect(mark_synced(ledgers_tx));
@@ -301,13 +299,12 @@ async fn run_controllers(
     // One watch of the Schedules: the Schedule controller's own, and a
     // change to one reconciles the Backfills of it.
     let (schedules, schedule_writer) = reflector::store_shared::<Schedule>(256);
-    let (schedule_changes, schedules_for_backfills) = subscribe2(&schedule_writer)?;
+    let (schedule_changes, schedules_for_backfills) =
+        (subscribe(&schedule_writer)?, subscribe(&schedule_writer)?);
     let schedule_events = scope::watch(&client, ns, watcher::Config::default(), schedules.clone())
         .reflect_shared(schedule_writer);
     let (backfills, backfill_writer) = reflector::store_shared::<Backfill>(256);
-    let backfill_changes = backfill_writer
-        .subscribe()
-        .ok_or_else(|| Error::Invalid("a shared store gives subscribers".into()))?;
+    let backfill_changes = subscribe(&backfill_writer)?;
     let backfill_events = scope::watch(&client, ns, watcher::Config::default(), backfills.clone())
         .reflect_shared(backfill_writer);
     *backfill_slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(backfills.clone());
@@ -432,18 +429,15 @@ fn ns_label(namespaces: &[String]) -> String {
     }
 }
 
-/// Two subscribers of a shared cache.
-fn subscribe2<K>(
-    writer: &reflector::store::Writer<K>,
-) -> Result<(reflector::ReflectHandle<K>, reflector::ReflectHandle<K>)>
+/// A subscriber of a shared cache: a stream of its changes.
+fn subscribe<K>(writer: &reflector::store::Writer<K>) -> Result<reflector::ReflectHandle<K>>
 where
     K: Resource + Clone + 'static,
     K::DynamicType: Eq + std::hash::Hash + Clone,
 {
-    match (writer.subscribe(), writer.subscribe()) {
-        (Some(a), Some(b)) => Ok((a, b)),
-        _ => Err(Error::Invalid("a shared store gives subscribers".into())),
-    }
+    writer
+        .subscribe()
+        .ok_or_else(|| Error::Invalid("a shared store gives subscribers".into()))
 }
 
 /// Passes Job events on, and releases the finalizer of a Job being deleted
