@@ -325,15 +325,9 @@ async fn a_job_deleted_while_running_counts_once_as_killed() {
 // 4. Execution windows
 // ---------------------------------------------------------------------
 
-/// Outside its only window a Backfill waits and says when the window
-/// opens; a window open now lets it run.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn waits_for_an_execution_window() {
-    let env = setup("bf-windows").await;
-    let tracker = JobTracker::start(&env.jobs).await;
-    let _op = Operator::start(&env.ns.name, &[]).await;
-
-    // A one-minute window twelve hours from now, in UTC.
+/// A one-minute execution window twelve hours from now, in UTC: when it
+/// opens (Unix seconds), its weekday and its `[{start, end}]`.
+fn window_in_twelve_hours() -> (i64, String, Value) {
     let opens = (Timestamp::now().as_second() + 12 * HOUR).div_euclid(MINUTE) * MINUTE;
     let start = Timestamp::from_second(opens)
         .expect("in range")
@@ -350,7 +344,18 @@ async fn waits_for_an_execution_window() {
     };
     let day = format!("{:?}", start.weekday()).to_lowercase();
     let window = json!([{"start": start.strftime("%H:%M").to_string(), "end": end}]);
+    (opens, day, window)
+}
 
+/// Outside its only window a Backfill waits and says when the window
+/// opens; a window open now lets it run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waits_for_an_execution_window() {
+    let env = setup("bf-windows").await;
+    let tracker = JobTracker::start(&env.jobs).await;
+    let _op = Operator::start(&env.ns.name, &[]).await;
+
+    let (opens, day, window) = window_in_twelve_hours();
     apply_hourly(&env, None).await;
     let plan = hours(JAN_FROM, "2026-01-01T03:00:00Z");
     apply_hourly_backfill(
@@ -796,6 +801,34 @@ async fn a_missing_schedule_stalls_until_it_exists() {
     // No annotation: the field manager that created it.
     assert_eq!(status(&bf)["createdBy"], FIELD_MANAGER, "{}", status(&bf));
     assert_one_job_per_session(&tracker, "early", &hours(JAN_FROM, to));
+}
+
+/// A Backfill waiting hours for its window hears at once that its
+/// Schedule was deleted: it stalls instead of looking healthy until the
+/// window opens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_backfill_stalls_when_its_schedule_is_deleted() {
+    let env = setup("bf-schedule-gone").await;
+    let _op = Operator::start(&env.ns.name, &[]).await;
+    let (_, day, window) = window_in_twelve_hours();
+    apply_hourly(&env, None).await;
+    apply_hourly_backfill(
+        &env,
+        "patient",
+        json!({
+            "from": JAN_FROM,
+            "count": 3,
+            "executionWindows": {"timeZone": "UTC", day: window},
+        }),
+    )
+    .await;
+    wait_phase(&env, "patient", "Waiting").await;
+    env.schedules
+        .delete("hourly", &Default::default())
+        .await
+        .expect("deleting the Schedule");
+    let bf = wait_stalled(&env, "patient", "ScheduleNotFound").await;
+    assert_eq!(status(&bf)["run"]["launched"].as_i64().unwrap_or(0), 0);
 }
 
 /// A Backfill applied just before its Schedule (as `kubectl apply -f

@@ -1115,6 +1115,28 @@ async fn operator_watches_only_the_listed_namespaces() {
         .filter(|l| l.to_lowercase().contains("forbidden"))
         .collect();
     assert!(denied.is_empty(), "refused:\n{}", denied.join("\n"));
+
+    // A namespace the account may not read: the operator says so and
+    // exits, instead of waiting for it with the others.
+    let out = tokio::task::spawn_blocking({
+        let path = path.to_string();
+        let namespaces = format!("--namespace={na},{}", other.ns.name);
+        move || {
+            Command::new(env!("CARGO_BIN_EXE_backfill-operator"))
+                .args(["run", &namespaces])
+                .env("KUBECONFIG", path)
+                .output()
+        }
+    })
+    .await
+    .expect("a blocking task")
+    .expect("running backfill-operator");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("in namespace {}", other.ns.name)) && stderr.contains("(403)"),
+        "{stderr}"
+    );
 }
 
 /// Installed cluster-wide, upgraded, uninstalled: the ClusterRole and

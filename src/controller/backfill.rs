@@ -293,14 +293,16 @@ fn created_by(backfill: &Backfill) -> Option<String> {
 }
 
 /// The sessions of the Schedule that a Job not owned by `uid` (a
-/// scheduled run, another Backfill) runs now.
+/// scheduled run, another Backfill) has under way: it runs, or it ended
+/// and its outcome is not in the ledger yet (the Job keeps its outcome
+/// finalizer until it is).
 fn running_sessions(jobs: &[Arc<Job>], ns: &str, schedule: &str, uid: &str) -> Vec<i64> {
     jobs.iter()
         .filter(|j| j.namespace().as_deref() == Some(ns))
         .filter(|j| j.labels().get(LABEL_SCHEDULE).map(String::as_str) == Some(schedule))
         .filter(|j| !j.owner_references().iter().any(|o| o.uid == uid))
         .map(|j| observe(j))
-        .filter(|o| o.state == JobState::Active && !o.deleting)
+        .filter(|o| o.has_finalizer || (o.state == JobState::Active && !o.deleting))
         .filter_map(|o| o.session)
         .collect()
 }

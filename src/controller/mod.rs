@@ -29,6 +29,10 @@ use crate::api::{Backfill, JOB_FINALIZER, LABEL_SCHEDULE, Schedule, SessionLedge
 use crate::core::observed::{JobState, Note, ObservedJob};
 use crate::{Error, Result};
 
+/// How long reconciles under way may take to finish after SIGTERM: less
+/// than a pod's default grace period of 30 s.
+const SHUTDOWN_DRAIN: Duration = Duration::from_secs(20);
+
 /// The field manager of every write the operator makes.
 pub const FIELD_MANAGER: &str = "backfill-operator";
 
@@ -207,6 +211,7 @@ pub async fn run(client: Client, settings: Settings) -> Result<()> {
     // that comes between winning the Lease and starting the controllers
     // is kept for them, not lost.
     let stop = futures::FutureExt::shared(futures::FutureExt::boxed(shutdown_signal()));
+    scope::preflight(&client, &settings.namespaces).await?;
     let mut elector = None;
     if let Some(config) = settings.leader_election.clone() {
         // A standby is ready: it is doing what it should.
@@ -297,12 +302,21 @@ async fn run_controllers(
         .inspect(mark_synced(ledgers_tx));
 
     // One watch of the Schedules: the Schedule controller's own, and a
-    // change to one reconciles the Backfills of it.
+    // change to one reconciles the Backfills of it. A shared cache tells
+    // its subscribers of changes but not of deletions, which the
+    // Backfills must hear of too (they stall): those are passed on apart.
     let (schedules, schedule_writer) = reflector::store_shared::<Schedule>(256);
     let (schedule_changes, schedules_for_backfills) =
         (subscribe(&schedule_writer)?, subscribe(&schedule_writer)?);
+    let (deleted_tx, deleted_schedules) = futures::channel::mpsc::unbounded::<Arc<Schedule>>();
     let schedule_events = scope::watch(&client, ns, watcher::Config::default(), schedules.clone())
-        .reflect_shared(schedule_writer);
+        .reflect_shared(schedule_writer)
+        .inspect(move |event| {
+            if let Ok(watcher::Event::Delete(s)) = event {
+                // The receiver goes only when the operator stops.
+                let _ = deleted_tx.unbounded_send(Arc::new(s.clone()));
+            }
+        });
     let (backfills, backfill_writer) = reflector::store_shared::<Backfill>(256);
     let backfill_changes = subscribe(&backfill_writer)?;
     let backfill_events = scope::watch(&client, ns, watcher::Config::default(), backfills.clone())
@@ -351,9 +365,10 @@ async fn run_controllers(
     let mapper_store = backfills.clone();
     let backfill_loop = Controller::for_shared_stream(backfill_changes, backfills.clone())
         .owns_shared_stream(backfill_jobs)
-        .watches_shared_stream(schedules_for_backfills, move |s| {
-            backfill::backfills_of(&mapper_store, &s)
-        })
+        .watches_shared_stream(
+            futures::stream::select(schedules_for_backfills, deleted_schedules),
+            move |s| backfill::backfills_of(&mapper_store, &s),
+        )
         .graceful_shutdown_on(stop.clone())
         .run(
             |obj, ctx: Arc<Context>| {
@@ -369,8 +384,16 @@ async fn run_controllers(
     let ledger_loop = ledger_events.for_each(|_| future::ready(()));
     let schedule_watch = schedule_events.for_each(|_| future::ready(()));
     let backfill_watch = backfill_events.for_each(|_| future::ready(()));
+    // Reconciles under way finish after the signal, within a bound: one
+    // blocked on a cache that never fills must not keep the Lease until
+    // the kubelet's SIGKILL.
+    let drain = async {
+        stop.clone().await;
+        tokio::time::sleep(SHUTDOWN_DRAIN).await;
+    };
     tokio::select! {
         _ = future::join(schedule_loop, backfill_loop) => {}
+        _ = drain => warn!(seconds = SHUTDOWN_DRAIN.as_secs(), "reconciles still running after the stop signal; stopping anyway"),
         _ = job_loop => warn!("the Job watch ended"),
         _ = ledger_loop => warn!("the SessionLedger watch ended"),
         _ = schedule_watch => warn!("the Schedule watch ended"),

@@ -26,6 +26,65 @@ use serde::de::DeserializeOwned;
 
 type Item<K> = Result<watcher::Event<K>, watcher::Error>;
 
+/// Checks, before anything is watched, that the operator may list each
+/// kind it watches in each namespace (or in all), and that the CRDs are
+/// installed. A watch refused there would retry forever, and with several
+/// namespaces the others would wait for it: a clear error at start is
+/// better. Other failures (the API server not answering yet) are left to
+/// the watches' retries.
+pub async fn preflight(client: &Client, namespaces: &[String]) -> crate::Result<()> {
+    let scopes: Vec<Option<&str>> = if namespaces.is_empty() {
+        vec![None]
+    } else {
+        namespaces.iter().map(|n| Some(n.as_str())).collect()
+    };
+    for ns in scopes {
+        can_list::<crate::api::Schedule>(client, ns).await?;
+        can_list::<crate::api::Backfill>(client, ns).await?;
+        can_list::<crate::api::SessionLedger>(client, ns).await?;
+        can_list::<k8s_openapi::api::batch::v1::Job>(client, ns).await?;
+    }
+    Ok(())
+}
+
+async fn can_list<K>(client: &Client, ns: Option<&str>) -> crate::Result<()>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + Debug,
+{
+    let api: Api<K> = match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let place = ns.map_or("in any namespace (cluster-wide)".to_string(), |ns| {
+        format!("in namespace {ns}")
+    });
+    let what = format!("{}.{}", K::plural(&()), K::group(&()));
+    match api
+        .list_metadata(&kube::api::ListParams::default().limit(1))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if matches!(e.code, 401 | 403 | 404) => {
+            let hint = if e.code == 404 {
+                "is the CRD installed?"
+            } else {
+                "the operator needs get, list and watch there (the Helm chart's RBAC grants them)"
+            };
+            Err(crate::Error::Invalid(format!(
+                "cannot list {what} {place}: {} ({}); {hint}",
+                e.message, e.code
+            )))
+        }
+        Err(e) => {
+            tracing::warn!(what, place, error = %e, "could not check access; the watch will retry");
+            Ok(())
+        }
+    }
+}
+
 /// A watch of `K` in `namespaces` (every namespace when empty) with
 /// backoff on errors. `cache` is the store the stream is reflected into:
 /// with several namespaces, the merge reads it back.
