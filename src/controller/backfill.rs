@@ -20,7 +20,7 @@ use crate::api::{
 use crate::core::backfill::{BackfillView, decide};
 use crate::core::job::{Attempt, OwnerKind};
 use crate::core::ledger::LedgerIndex;
-use crate::core::observed::{JobState, Kstatus, Note, ObservedJob, Outcome};
+use crate::core::observed::{Kstatus, Note, ObservedJob, Outcome};
 use crate::core::rerun::{RerunChild, is_child_of, record_child};
 use crate::core::{Clock, plan::seconds};
 use crate::{Error, Result};
@@ -74,7 +74,7 @@ pub async fn reconcile(backfill: Arc<Backfill>, ctx: Arc<Context>) -> Result<Act
     // `reprocess` is judged once, at the start.
     let ledger = if status.run.is_none() {
         let mut index = ctx.ledger_index(&ctx.ledgers_of(&ns, schedule_name), None);
-        index.add_running(running_sessions(&all_jobs, &ns, schedule_name, &uid));
+        add_jobs_of_others(&mut index, &all_jobs, &ns, schedule_name, &uid);
         index
     } else {
         LedgerIndex::default()
@@ -292,19 +292,31 @@ fn created_by(backfill: &Backfill) -> Option<String> {
         })
 }
 
-/// The sessions of the Schedule that a Job not owned by `uid` (a
-/// scheduled run, another Backfill) has under way: it runs, or it ended
-/// and its outcome is not in the ledger yet (the Job keeps its outcome
-/// finalizer until it is).
-fn running_sessions(jobs: &[Arc<Job>], ns: &str, schedule: &str, uid: &str) -> Vec<i64> {
-    jobs.iter()
+/// Adds to `index` what Jobs of the Schedule not owned by `uid` (a
+/// scheduled run, another Backfill) know and the ledger does not yet: the
+/// sessions they run now, and the outcomes of those that ended but still
+/// hold their outcome finalizer (not recorded yet).
+fn add_jobs_of_others(
+    index: &mut LedgerIndex,
+    jobs: &[Arc<Job>],
+    ns: &str,
+    schedule: &str,
+    uid: &str,
+) {
+    let others = jobs
+        .iter()
         .filter(|j| j.namespace().as_deref() == Some(ns))
         .filter(|j| j.labels().get(LABEL_SCHEDULE).map(String::as_str) == Some(schedule))
         .filter(|j| !j.owner_references().iter().any(|o| o.uid == uid))
-        .map(|j| observe(j))
-        .filter(|o| o.has_finalizer || (o.state == JobState::Active && !o.deleting))
-        .filter_map(|o| o.session)
-        .collect()
+        .map(|j| observe(j));
+    for job in others {
+        let Some(at) = job.session else { continue };
+        if job.running() {
+            index.add_running([at]);
+        } else if let (true, Some(outcome)) = (job.has_finalizer, job.outcome()) {
+            index.add_unrecorded(at, outcome);
+        }
+    }
 }
 
 /// How long the Schedule's recent finished Jobs took, in seconds.

@@ -1641,6 +1641,35 @@ mod tests {
     }
 
     #[test]
+    fn outcomes_of_ended_jobs_not_recorded_yet_count_as_recorded() {
+        let start = at("2026-01-01T00:00:00Z");
+        for (reprocess, total) in [
+            (Reprocess::Failed, 25),
+            (Reprocess::Missing, 18),
+            (Reprocess::All, 30),
+        ] {
+            let mut s = Sim::new(BackfillSpec {
+                reprocess: Some(reprocess),
+                ..spec()
+            });
+            s.ledger = ledger(5, 5);
+            // Newer than the ledger: session 2 failed since; 12 failed and
+            // 13 succeeded, none recorded yet.
+            s.ledger.add_unrecorded(start + 2 * 3_600, Outcome::Failed);
+            s.ledger.add_unrecorded(start + 12 * 3_600, Outcome::Failed);
+            s.ledger
+                .add_unrecorded(start + 13 * 3_600, Outcome::Succeeded);
+            let d = s.step();
+            assert_eq!(d.status.total_estimated, total, "{reprocess:?}");
+            s.run_to_end(&[]);
+            let ran = |i: i64| s.created.contains(&(start + i * 3_600));
+            assert_eq!(ran(2), reprocess != Reprocess::Missing, "{reprocess:?}");
+            assert_eq!(ran(12), reprocess != Reprocess::Missing, "{reprocess:?}");
+            assert_eq!(ran(13), reprocess == Reprocess::All, "{reprocess:?}");
+        }
+    }
+
+    #[test]
     fn reprocess_in_a_dry_run_and_newest_first_says_why_it_skips() {
         let mut s = Sim::new(BackfillSpec {
             dry_run: Some(true),

@@ -356,12 +356,13 @@ impl Ledger {
     }
 }
 
-/// A Schedule's ledgers, by month, and the sessions a Job of it runs now
-/// (an attempt under way, not recorded yet).
+/// A Schedule's ledgers, by month, the sessions a Job of it runs now (an
+/// attempt under way), and outcomes of ended Jobs not recorded yet.
 #[derive(Clone, Debug, Default)]
 pub struct LedgerIndex {
     months: BTreeMap<i64, Ledger>,
     running: std::collections::BTreeSet<i64>,
+    unrecorded: BTreeMap<i64, Outcome>,
 }
 
 impl LedgerIndex {
@@ -379,11 +380,20 @@ impl LedgerIndex {
         self.running.contains(&at)
     }
 
+    /// An outcome of a Job that ended and is about to be recorded (it
+    /// still holds its outcome finalizer): newer than the ledger's.
+    pub fn add_unrecorded(&mut self, at: i64, outcome: Outcome) {
+        self.unrecorded.insert(at, outcome);
+    }
+
     pub fn is_empty(&self) -> bool {
         self.months.is_empty()
     }
 
     pub fn outcome(&self, at: i64) -> Option<Outcome> {
+        if let Some(&o) = self.unrecorded.get(&at) {
+            return Some(o);
+        }
         self.months
             .range(..=at)
             .next_back()
