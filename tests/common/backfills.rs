@@ -23,7 +23,9 @@ use serde_json::{Value, json};
 
 use super::jobs::{JobLog, watch_jobs};
 use super::objects::{condition, condition_is, counter, eventually, status};
-use super::{DEADLINE, FIELD_MANAGER, TestNamespace, client, install_crds, merge, repo_root};
+use super::{
+    DEADLINE, FIELD_MANAGER, TestNamespace, client, install_crds, merge, repo_root, run_detached,
+};
 
 pub const LABEL_BACKFILL: &str = "backfill.dev/backfill";
 pub const LABEL_SCHEDULE: &str = "backfill.dev/schedule";
@@ -487,25 +489,14 @@ impl FailStage {
 }
 
 impl Drop for FailStage {
-    /// As `TestNamespace`: a thread with a runtime and a client of its own.
     fn drop(&mut self) {
         let name = self.name.clone();
-        let deleter = std::thread::spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(runtime) => runtime,
-                Err(e) => return eprintln!("cannot delete Stage {name}: {e}"),
-            };
-            runtime.block_on(async {
-                let api = stages_api(&client().await);
-                if let Err(e) = api.delete(&name, &DeleteParams::background()).await {
-                    eprintln!("cannot delete Stage {name}: {e}");
-                }
-            });
+        run_detached(&format!("delete Stage {name}"), async move {
+            let api = stages_api(&client().await);
+            if let Err(e) = api.delete(&name, &DeleteParams::background()).await {
+                eprintln!("cannot delete Stage {name}: {e}");
+            }
         });
-        let _ = deleter.join();
     }
 }
 

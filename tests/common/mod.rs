@@ -178,38 +178,44 @@ impl TestNamespace {
 }
 
 impl Drop for TestNamespace {
-    /// Drop cannot await, and the test's runtime may be the one running
-    /// this (its client would deadlock), so the delete runs on a thread of
-    /// its own with a runtime and a client of its own.
     fn drop(&mut self) {
         if std::env::var_os("KEEP_TEST_NAMESPACES").is_some() {
             eprintln!("keeping namespace {}", self.name);
             return;
         }
         let name = self.name.clone();
-        let deleter = std::thread::spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(runtime) => runtime,
+        run_detached(&format!("delete namespace {name}"), async move {
+            let client = match Client::try_from(config().await) {
+                Ok(client) => client,
                 Err(e) => return eprintln!("cannot delete namespace {name}: {e}"),
             };
-            runtime.block_on(async {
-                let client = match Client::try_from(config().await) {
-                    Ok(client) => client,
-                    Err(e) => return eprintln!("cannot delete namespace {name}: {e}"),
-                };
-                let api: Api<Namespace> = Api::all(client);
-                match api.delete(&name, &DeleteParams::background()).await {
-                    Ok(_) | Err(kube::Error::Api(_)) => {}
-                    Err(e) => eprintln!("cannot delete namespace {name}: {e}"),
-                }
-            });
+            let api: Api<Namespace> = Api::all(client);
+            match api.delete(&name, &DeleteParams::background()).await {
+                Ok(_) | Err(kube::Error::Api(_)) => {}
+                Err(e) => eprintln!("cannot delete namespace {name}: {e}"),
+            }
         });
-        // A panic on the deleter thread must not become a second panic here.
-        let _ = deleter.join();
     }
+}
+
+/// Runs `work` to completion from a `Drop`, which cannot await, and whose
+/// caller may be the test's runtime itself (its client would deadlock):
+/// on a thread of its own, with a runtime of its own, so `work` must make
+/// its own client. `what` names the work in the message when no runtime
+/// can be built.
+pub fn run_detached(what: &str, work: impl std::future::Future<Output = ()> + Send + 'static) {
+    let what = what.to_string();
+    let worker = std::thread::spawn(move || {
+        match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime.block_on(work),
+            Err(e) => eprintln!("cannot {what}: {e}"),
+        }
+    });
+    // A panic on the worker thread must not become a second panic here.
+    let _ = worker.join();
 }
 
 /// A suffix no other test, in this process or another, picks at the same

@@ -19,7 +19,7 @@ use k8s_openapi::api::batch::v1::Job;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client};
 
-use super::{FIELD_MANAGER, config, repo_root};
+use super::{FIELD_MANAGER, config, repo_root, run_detached};
 
 /// The line the operator logs once its caches are synced.
 const READY_LINE: &str = "controllers started";
@@ -420,22 +420,12 @@ fn sweep_job_finalizers(namespace: &str) {
         return;
     }
     let namespace = namespace.to_string();
-    let cleaner = std::thread::spawn(move || {
-        let runtime = match tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
-            Ok(runtime) => runtime,
-            Err(e) => return eprintln!("cannot clean up Jobs in {namespace}: {e}"),
-        };
-        runtime.block_on(async {
-            match Client::try_from(config().await) {
-                Ok(client) => remove_job_finalizers(client, &namespace).await,
-                Err(e) => eprintln!("cannot clean up Jobs in {namespace}: {e}"),
-            }
-        });
+    run_detached(&format!("clean up Jobs in {namespace}"), async move {
+        match Client::try_from(config().await) {
+            Ok(client) => remove_job_finalizers(client, &namespace).await,
+            Err(e) => eprintln!("cannot clean up Jobs in {namespace}: {e}"),
+        }
     });
-    let _ = cleaner.join();
 }
 
 /// Sends SIGTERM to a process, as a kubelet does to stop a container.
