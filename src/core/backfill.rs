@@ -935,8 +935,15 @@ mod tests {
             }
         }
 
-        fn step(&mut self) -> BackfillDecision {
-            let d = decide(&BackfillView {
+        /// `decide` on this Backfill as it stands, with or without its
+        /// Schedule, created at `created`, at `now`; nothing is kept.
+        fn decide_with(
+            &self,
+            schedule: Option<&ScheduleSpec>,
+            created: Option<i64>,
+            now: i64,
+        ) -> BackfillDecision {
+            decide(&BackfillView {
                 name: "bf",
                 namespace: Some("ns"),
                 uid: "uid-1",
@@ -944,14 +951,18 @@ mod tests {
                 spec: &self.spec,
                 status: &self.status,
                 created_by: Some("kubectl".into()),
-                schedule: Some(&self.schedule),
+                schedule,
                 jobs: &self.jobs,
                 recent_durations: &[120, 60, 90],
                 rerun_request: self.rerun.as_deref(),
                 ledger: &self.ledger,
-                created: None,
-                now: self.now,
-            });
+                created,
+                now,
+            })
+        }
+
+        fn step(&mut self) -> BackfillDecision {
+            let d = self.decide_with(Some(&self.schedule), None, self.now);
             self.status = d.status.clone();
             for (index, s) in &d.create {
                 self.created.push(s.at);
@@ -1215,22 +1226,7 @@ mod tests {
     #[test]
     fn missing_schedule_and_bad_zone_stall_and_recover() {
         let mut s = Sim::new(spec());
-        let d = decide(&BackfillView {
-            name: "bf",
-            namespace: Some("ns"),
-            uid: "uid-1",
-            generation: Some(1),
-            spec: &s.spec,
-            status: &s.status,
-            created_by: None,
-            schedule: None,
-            jobs: &[],
-            recent_durations: &[],
-            rerun_request: None,
-            ledger: &LedgerIndex::default(),
-            created: None,
-            now: s.now,
-        });
+        let d = s.decide_with(None, None, s.now);
         let stalled = find_condition(&d.status.conditions, "Stalled").unwrap();
         assert_eq!(
             (stalled.status.as_str(), stalled.reason.as_str()),
@@ -1252,24 +1248,8 @@ mod tests {
     fn a_new_backfill_waits_for_its_schedule_before_it_stalls() {
         let s = Sim::new(spec());
         let created = s.now;
-        let view = |now: i64, schedule: Option<&'_ ScheduleSpec>| {
-            decide(&BackfillView {
-                name: "bf",
-                namespace: Some("ns"),
-                uid: "uid-1",
-                generation: Some(1),
-                spec: &s.spec,
-                status: &s.status,
-                created_by: None,
-                schedule,
-                jobs: &[],
-                recent_durations: &[],
-                rerun_request: None,
-                ledger: &LedgerIndex::default(),
-                created: Some(created),
-                now,
-            })
-        };
+        let view =
+            |now: i64, schedule: Option<&ScheduleSpec>| s.decide_with(schedule, Some(created), now);
         let cond = |d: &BackfillDecision, t: &str| {
             let c = find_condition(&d.status.conditions, t).unwrap();
             (c.status.clone(), c.reason.clone())
