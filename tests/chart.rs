@@ -767,6 +767,22 @@ async fn deployment_is_admitted_under_restricted_pod_security() {
     );
 }
 
+/// The hourly Schedule and the Backfill `january` of its first 3 sessions,
+/// which the operator runs with the chart's RBAC.
+async fn apply_january(env: &Env) {
+    apply_hourly(env, None).await;
+    apply_hourly_backfill(
+        env,
+        "january",
+        json!({
+            "from": "2026-01-01T00:00:00Z",
+            "to": "2026-01-01T03:00:00Z",
+            "maxInFlight": 3,
+        }),
+    )
+    .await;
+}
+
 fn ledgers(env: &Env) -> Api<DynamicObject> {
     let resource = ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk("backfill.dev", "v1alpha1", "SessionLedger"),
@@ -922,17 +938,7 @@ async fn operator_runs_with_only_the_charts_rbac() {
         &schedule_manifest("minutely", "* * * * *", &[], json!({"suspend": false})),
     )
     .await;
-    apply_hourly(&env, None).await;
-    apply_hourly_backfill(
-        &env,
-        "january",
-        json!({
-            "from": "2026-01-01T00:00:00Z",
-            "to": "2026-01-01T03:00:00Z",
-            "maxInFlight": 3,
-        }),
-    )
-    .await;
+    apply_january(&env).await;
 
     eventually(
         "the minutely Schedule to count 2 succeeded sessions",
@@ -1076,17 +1082,7 @@ async fn operator_watches_only_the_listed_namespaces() {
     // The harness passes `--namespace <a>`; the chart's flag names both.
     let mut op = Operator::start_with_env(&na, &[&flag], &[("KUBECONFIG", path)]).await;
     for env in [&a, &b, &other] {
-        apply_hourly(env, None).await;
-        apply_hourly_backfill(
-            env,
-            "january",
-            json!({
-                "from": "2026-01-01T00:00:00Z",
-                "to": "2026-01-01T03:00:00Z",
-                "maxInFlight": 3,
-            }),
-        )
-        .await;
+        apply_january(env).await;
     }
     for env in [&a, &b] {
         let bf = wait_finished(env, "january", RUN_DEADLINE, |_| {}).await;
