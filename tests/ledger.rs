@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use common::backfills::{
     Env, FailStage, JobTracker, MINUTE, RUN_DEADLINE, RUN_FOR, apply, apply_hourly,
     apply_hourly_backfill, backfill_manifest, get, hours, patch_spec, phase, schedule_manifest,
-    setup, summary, wait_event, wait_finished,
+    setup, summary, wait_event, wait_finished, wait_phase,
 };
 use common::objects::{counter, eventually, rfc3339_utc, status};
 use common::operator::Operator;
@@ -192,12 +192,22 @@ async fn backfills_run_only_what_the_ledger_lacks() {
         ("by-missing", json!("Missing"), never_run.clone()),
         ("by-all", json!("All"), planned.clone()),
     ];
+    // Applied suspended: each starts (judges `reprocess` and freezes its
+    // plan) and pauses, so none judges while another's Jobs run, which
+    // would leave their sessions out as under way.
     for (name, reprocess, _) in &cases {
         let mut spec = range.clone();
+        spec["suspend"] = json!(true);
         if !reprocess.is_null() {
             spec["reprocess"] = reprocess.clone();
         }
         apply(&env.backfills, &backfill_manifest(name, "minutely", spec)).await;
+    }
+    for (name, _, _) in &cases {
+        wait_phase(&env, name, "Paused").await;
+    }
+    for (name, _, _) in &cases {
+        patch_spec(&env.backfills, name, json!({"suspend": null})).await;
     }
     for (name, _, want) in &cases {
         let bf = wait_finished(&env, name, RUN_DEADLINE, |_| {}).await;
