@@ -131,7 +131,8 @@ async fn raw_client(client: &Client, ns: &str) -> Duration {
     let jobs: Vec<Job> = clock
         .sessions_from(1_767_225_600)
         .take(SESSIONS)
-        .map(|session| {
+        .enumerate()
+        .map(|(index, session)| {
             let mut job = Attempt {
                 kind: OwnerKind::Backfill,
                 owner: owner.clone(),
@@ -142,6 +143,7 @@ async fn raw_client(client: &Client, ns: &str) -> Duration {
                 attempt_name: "raw",
                 clock: &clock,
                 session,
+                plan_index: Some(index as u64),
             }
             .build_job(&template);
             job.metadata.finalizers = None;

@@ -20,3 +20,12 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+// TEMPORARY until the axum branch lands.
+pub mod metrics {
+    pub use crate::controller::telemetry::*;
+}
+// TEMPORARY until the axum branch lands.
+pub mod http {
+    pub use crate::controller::telemetry::{bind, serve};
+}

@@ -80,4 +80,8 @@ pub mod condition {
     pub const READY: &str = "Ready";
     pub const RECONCILING: &str = "Reconciling";
     pub const STALLED: &str = "Stalled";
+    /// A Backfill's rerun request waits, was refused, or was carried out.
+    pub const RERUN_REQUESTED: &str = "RerunRequested";
+    /// The Schedule's cron or zone changed under a started Backfill.
+    pub const SCHEDULE_CHANGED: &str = "ScheduleChanged";
 }

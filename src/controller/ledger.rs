@@ -14,6 +14,7 @@ use tracing::debug;
 
 use super::{Context, FIELD_MANAGER};
 use crate::api::{LABEL_SCHEDULE, Schedule, SessionLedger};
+use crate::core::decision::LedgerRecord;
 use crate::core::ledger::{Ledger, LedgerIndex, Period, ledger_name};
 use crate::core::observed::Outcome;
 use crate::core::plan::seconds;
@@ -97,29 +98,30 @@ impl Context {
         index
     }
 
-    /// Records outcomes of `schedule`'s sessions, decided by `attempt` (run
-    /// by `owner`, `Schedule/<name>` or `Backfill/<name>`): one write per
-    /// month touched, none when the ledger holds them already.
-    pub async fn record_outcomes(
-        &self,
-        schedule: &Schedule,
-        attempt: &str,
-        owner: &str,
-        outcomes: &[(i64, Outcome)],
-    ) -> Result<()> {
+    /// Records outcomes of `schedule`'s sessions, decided by
+    /// `record.attempt` (run by `record.owner`): one write per month
+    /// touched, none when the ledger holds them already.
+    pub async fn record_outcomes(&self, schedule: &Schedule, record: &LedgerRecord) -> Result<()> {
         let ns = schedule
             .namespace()
             .ok_or_else(|| Error::Invalid("a Schedule without a namespace".into()))?;
         let mut months: BTreeMap<Period, Vec<(i64, Outcome)>> = BTreeMap::new();
-        for &(at, outcome) in outcomes {
+        for &(at, outcome) in &record.outcomes {
             months
                 .entry(Period::of(at))
                 .or_default()
                 .push((at, outcome));
         }
         for (period, outcomes) in months {
-            self.record_month(schedule, &ns, period, attempt, owner, &outcomes)
-                .await?;
+            self.record_month(
+                schedule,
+                &ns,
+                period,
+                &record.attempt,
+                &record.owner,
+                &outcomes,
+            )
+            .await?;
         }
         Ok(())
     }

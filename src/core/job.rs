@@ -6,13 +6,14 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::batch::v1::{Job, JobTemplateSpec};
 use k8s_openapi::api::core::v1::{Container, EnvVar};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::Resource;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::clock::{Clock, Session, rfc3339_utc};
 use crate::api::{
-    ANNOTATION_ATTEMPT_NAME, ANNOTATION_SESSION_TIME, ANNOTATION_SESSION_UUID, JOB_FINALIZER,
-    LABEL_BACKFILL, LABEL_SCHEDULE, LABEL_SESSION,
+    ANNOTATION_ATTEMPT_NAME, ANNOTATION_PLAN_INDEX, ANNOTATION_SESSION_TIME,
+    ANNOTATION_SESSION_UUID, JOB_FINALIZER, LABEL_BACKFILL, LABEL_SCHEDULE, LABEL_SESSION,
 };
 
 /// Kubernetes object names that become label values (the job controller
@@ -67,6 +68,23 @@ pub fn session_uuid(schedule_uid: &str, session_at: i64) -> Uuid {
     Uuid::new_v5(&namespace, rfc3339_utc(session_at).as_bytes())
 }
 
+/// The reference that makes an object of kind `K` the controller of what
+/// it creates (its Jobs, a Backfill's rerun children), as kube's
+/// `Resource::controller_owner_ref` builds it.
+pub fn controller_reference<K: Resource<DynamicType = ()>>(
+    name: &str,
+    uid: &str,
+) -> OwnerReference {
+    OwnerReference {
+        api_version: K::api_version(&()).to_string(),
+        kind: K::kind(&()).to_string(),
+        name: name.to_string(),
+        uid: uid.to_string(),
+        controller: Some(true),
+        block_owner_deletion: None,
+    }
+}
+
 /// Everything that makes one attempt's Job.
 #[derive(Clone, Debug)]
 pub struct Attempt<'a> {
@@ -80,6 +98,9 @@ pub struct Attempt<'a> {
     pub attempt_name: &'a str,
     pub clock: &'a Clock,
     pub session: Session,
+    /// A Backfill's Job: the session's index in the frozen plan, which
+    /// counts its outcome exactly once.
+    pub plan_index: Option<u64>,
 }
 
 impl Attempt<'_> {
@@ -100,7 +121,7 @@ impl Attempt<'_> {
     }
 
     pub fn annotations(&self) -> BTreeMap<String, String> {
-        BTreeMap::from([
+        let mut annotations = BTreeMap::from([
             (
                 ANNOTATION_SESSION_TIME.to_string(),
                 self.clock.zone().rfc3339(self.session.at),
@@ -113,7 +134,11 @@ impl Attempt<'_> {
                 ANNOTATION_ATTEMPT_NAME.to_string(),
                 self.attempt_name.to_string(),
             ),
-        ])
+        ]);
+        if let Some(index) = self.plan_index {
+            annotations.insert(ANNOTATION_PLAN_INDEX.to_string(), index.to_string());
+        }
+        annotations
     }
 
     /// The `SESSION_*` variables every container gets, in the schedule's
@@ -318,6 +343,7 @@ mod tests {
             attempt_name: "march-fix",
             clock: &clock,
             session,
+            plan_index: Some(7),
         };
         let job = attempt.build_job(&template());
         let meta = &job.metadata;
@@ -357,6 +383,7 @@ mod tests {
         assert_eq!(main["SCHEDULE_NAME"], "nightly");
         assert_eq!(main["BACKFILL_NAME"], "march-fix");
         assert_eq!(main["SESSION_UUID"], annotations[ANNOTATION_SESSION_UUID]);
+        assert_eq!(annotations[ANNOTATION_PLAN_INDEX], "7");
         let init = env(&pod.init_containers.unwrap()[0]);
         assert_eq!(init["ATTEMPT_NAME"], "march-fix");
         assert_eq!(init.len(), 10);

@@ -8,11 +8,12 @@ pub mod bitmap;
 pub mod calendar;
 pub mod clock;
 pub mod cron;
+pub mod decision;
 pub mod job;
 pub mod ledger;
 pub mod observed;
 pub mod plan;
-pub mod rerun;
+pub mod reason;
 pub mod schedule;
 pub mod windows;
 

@@ -1,9 +1,12 @@
 //! What the controllers observe of their Jobs, and what they tell users:
 //! shared by the Schedule's and the Backfill's decide steps.
 
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use super::clock::timestamp;
+use super::reason::Reason;
+use crate::api::{ANNOTATION_PLAN_INDEX, JOB_FINALIZER, LABEL_SESSION};
 
 /// A Job of a Schedule or a Backfill, as the watch cache shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,6 +41,39 @@ pub enum Outcome {
 }
 
 impl ObservedJob {
+    /// What the decide steps need to know of a Job.
+    pub fn of(job: &Job) -> Self {
+        let meta = &job.metadata;
+        let conditions = job
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_deref())
+            .unwrap_or_default();
+        let is = |t: &str| {
+            conditions
+                .iter()
+                .any(|c| c.type_ == t && c.status == "True")
+        };
+        let state = if is("Complete") {
+            JobState::Succeeded
+        } else if is("Failed") {
+            JobState::Failed
+        } else {
+            JobState::Active
+        };
+        let label = |key: &str| meta.labels.as_ref().and_then(|l| l.get(key));
+        let annotation = |key: &str| meta.annotations.as_ref().and_then(|a| a.get(key));
+        ObservedJob {
+            name: meta.name.clone().unwrap_or_default(),
+            uid: meta.uid.clone().unwrap_or_default(),
+            session: label(LABEL_SESSION).and_then(|s| s.parse().ok()),
+            state,
+            deleting: meta.deletion_timestamp.is_some(),
+            has_finalizer: meta.finalizers.iter().flatten().any(|f| f == JOB_FINALIZER),
+            plan_index: annotation(ANNOTATION_PLAN_INDEX).and_then(|s| s.parse().ok()),
+        }
+    }
+
     pub fn outcome(&self) -> Option<Outcome> {
         match (self.state, self.deleting) {
             (JobState::Succeeded, _) => Some(Outcome::Succeeded),
@@ -56,7 +92,7 @@ impl ObservedJob {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Note {
     pub warning: bool,
-    pub reason: &'static str,
+    pub reason: Reason,
     pub message: String,
 }
 
@@ -79,23 +115,32 @@ impl Kstatus<'_> {
         conditions: &mut Vec<Condition>,
         type_: &str,
         value: bool,
-        reason: &str,
+        reason: Reason,
         message: &str,
     ) {
+        Self::put(conditions, self.condition(type_, value, reason, message));
+    }
+
+    /// The condition `set` would put.
+    pub fn condition(&self, type_: &str, value: bool, reason: Reason, message: &str) -> Condition {
         let value = if value { "True" } else { "False" };
         let since = find_condition(self.before, type_)
             .filter(|c| c.status == value)
             .map(|c| c.last_transition_time.clone())
             .unwrap_or_else(|| Time(timestamp(self.now)));
-        let cond = Condition {
+        Condition {
             type_: type_.to_string(),
             status: value.to_string(),
-            reason: reason.to_string(),
+            reason: reason.as_str().to_string(),
             message: message.to_string(),
             observed_generation: self.generation,
             last_transition_time: since,
-        };
-        match conditions.iter_mut().find(|c| c.type_ == type_) {
+        }
+    }
+
+    /// Puts `cond` in place of the condition of its type.
+    pub fn put(conditions: &mut Vec<Condition>, cond: Condition) {
+        match conditions.iter_mut().find(|c| c.type_ == cond.type_) {
             Some(c) => *c = cond,
             None => conditions.push(cond),
         }

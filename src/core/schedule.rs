@@ -8,12 +8,15 @@ use std::collections::BTreeSet;
 use k8s_openapi::api::core::v1::ObjectReference;
 
 use super::clock::{Clock, Session, rfc3339_utc, time};
-use super::job::{OwnerKind, job_name};
+use super::decision::{Decision, LedgerRecord, NewJob, Status, released_outcomes};
+use super::job::{Attempt, OwnerKind, controller_reference, job_name};
 use super::ledger::{LedgerIndex, backfill_hint, report};
 use super::observed::{JobState, Kstatus, Note, ObservedJob, Outcome, find_condition};
 use super::plan::seconds;
+use super::reason::Reason;
 use crate::api::{
-    ConcurrencyPolicy, MissedSessionPolicy, RecentSessions, ScheduleSpec, ScheduleStatus, condition,
+    ConcurrencyPolicy, MissedSessionPolicy, RecentSessions, Schedule, ScheduleSpec, ScheduleStatus,
+    condition,
 };
 
 /// Default `successfulJobsHistoryLimit` and `failedJobsHistoryLimit`, as
@@ -35,6 +38,7 @@ pub const MAX_STARTS_PER_PASS: usize = 100;
 pub struct ScheduleView<'a> {
     pub name: &'a str,
     pub namespace: &'a str,
+    pub uid: &'a str,
     pub generation: Option<i64>,
     /// When the Schedule was created: its first session is the first after.
     pub created_at: i64,
@@ -50,9 +54,10 @@ pub struct ScheduleView<'a> {
     pub now: i64,
 }
 
-/// What to do.
+/// What one pass decides, before its Jobs are built (`decide` completes
+/// it into a `Decision`).
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct ScheduleDecision {
+struct Pass {
     /// Sessions to create a Job for (none of them has one).
     pub create: Vec<Session>,
     /// Running Jobs to delete before the new one starts (`Replace`).
@@ -70,10 +75,14 @@ pub struct ScheduleDecision {
 }
 
 /// The decide step of the Schedule controller.
-pub fn decide(view: &ScheduleView<'_>) -> ScheduleDecision {
-    let mut d = ScheduleDecision {
+pub fn decide(view: &ScheduleView<'_>) -> Decision<ScheduleStatus> {
+    complete(view, pass(view))
+}
+
+fn pass(view: &ScheduleView<'_>) -> Pass {
+    let mut d = Pass {
         status: view.status.clone(),
-        ..ScheduleDecision::default()
+        ..Pass::default()
     };
     d.status.observed_generation = view.generation;
     record_outcomes(view, &mut d);
@@ -88,10 +97,13 @@ pub fn decide(view: &ScheduleView<'_>) -> ScheduleDecision {
             schedule_sessions(view, &clock, &mut d);
             recent_sessions(view, &clock, &mut d);
             let (reason, message) = if view.spec.suspend == Some(true) {
-                ("Suspended", "suspended: no new Jobs start".to_string())
+                (
+                    Reason::Suspended,
+                    "suspended: no new Jobs start".to_string(),
+                )
             } else {
                 (
-                    "Scheduled",
+                    Reason::Scheduled,
                     format!("{} session(s) running", d.status.active_count),
                 )
             };
@@ -117,7 +129,7 @@ pub fn decide(view: &ScheduleView<'_>) -> ScheduleDecision {
             if !was {
                 d.notes.push(Note {
                     warning: true,
-                    reason: "InvalidSchedule",
+                    reason: Reason::InvalidSchedule,
                     message: message.clone(),
                 });
             }
@@ -126,14 +138,14 @@ pub fn decide(view: &ScheduleView<'_>) -> ScheduleDecision {
                 &mut d.status.conditions,
                 condition::STALLED,
                 true,
-                "InvalidSchedule",
+                Reason::InvalidSchedule,
                 &message,
             );
             ks.set(
                 &mut d.status.conditions,
                 condition::READY,
                 false,
-                "InvalidSchedule",
+                Reason::InvalidSchedule,
                 &message,
             );
         }
@@ -142,7 +154,7 @@ pub fn decide(view: &ScheduleView<'_>) -> ScheduleDecision {
         &mut d.status.conditions,
         condition::RECONCILING,
         false,
-        "Idle",
+        Reason::Idle,
         "",
     );
     prune_history(view, &mut d);
@@ -163,9 +175,65 @@ pub fn decide(view: &ScheduleView<'_>) -> ScheduleDecision {
     d
 }
 
+/// The pass as a decision: its Jobs built from the template, each with
+/// the Event that says it was created, and its outcomes as the ledger's
+/// record.
+fn complete(view: &ScheduleView<'_>, pass: Pass) -> Decision<ScheduleStatus> {
+    let mut create = Vec::with_capacity(pass.create.len());
+    // Sessions come only from a valid cron and zone.
+    if let Ok(clock) = Clock::new(&view.spec.schedule, view.spec.time_zone.as_deref()) {
+        let owner = controller_reference::<Schedule>(view.name, view.uid);
+        for &session in &pass.create {
+            let attempt = Attempt {
+                kind: OwnerKind::Schedule,
+                owner: owner.clone(),
+                namespace: view.namespace,
+                schedule_name: view.name,
+                schedule_uid: view.uid,
+                backfill_name: None,
+                attempt_name: view.name,
+                clock: &clock,
+                session,
+                plan_index: None,
+            };
+            create.push(NewJob {
+                session,
+                plan_index: None,
+                job: attempt.build_job(&view.spec.job_template),
+                created: Some(Note {
+                    warning: false,
+                    reason: Reason::JobCreated,
+                    message: format!(
+                        "created Job {} for the session at {}",
+                        attempt.job_name(),
+                        clock.zone().rfc3339(session.at)
+                    ),
+                }),
+            });
+        }
+    }
+    Decision {
+        delete: pass.replace,
+        create,
+        rerun: None,
+        ledger: LedgerRecord {
+            attempt: view.name.to_string(),
+            owner: format!("Schedule/{}", view.name),
+            outcomes: released_outcomes(view.jobs, &pass.release),
+        },
+        status: pass.status,
+        release: pass.release,
+        prune: pass.prune,
+        notes: pass.notes,
+        wake_at: pass.wake_at,
+    }
+}
+
+impl Status for ScheduleStatus {}
+
 /// `status.recentSessions` from the ledger, and an Event suggesting a
 /// Backfill when more sessions went missing.
-fn recent_sessions(view: &ScheduleView<'_>, clock: &Clock, d: &mut ScheduleDecision) {
+fn recent_sessions(view: &ScheduleView<'_>, clock: &Clock, d: &mut Pass) {
     let hour_ago = (view.now - RECENT_HORIZON).div_euclid(3_600) * 3_600;
     let since = [
         Some(hour_ago),
@@ -199,7 +267,7 @@ fn recent_sessions(view: &ScheduleView<'_>, clock: &Clock, d: &mut ScheduleDecis
     {
         d.notes.push(Note {
             warning: true,
-            reason: "SessionsMissing",
+            reason: Reason::SessionsMissing,
             message: hint,
         });
     }
@@ -218,7 +286,7 @@ fn recent_sessions(view: &ScheduleView<'_>, clock: &Clock, d: &mut ScheduleDecis
 /// Counts each finished (or killed) Job once, however often it is seen:
 /// a Job is counted when it still carries the finalizer and is not in
 /// `countedJobs`, and stays in `countedJobs` until its finalizer is gone.
-fn record_outcomes(view: &ScheduleView<'_>, d: &mut ScheduleDecision) {
+fn record_outcomes(view: &ScheduleView<'_>, d: &mut Pass) {
     let already: BTreeSet<&str> = view
         .status
         .counted_jobs
@@ -263,13 +331,13 @@ fn record_outcomes(view: &ScheduleView<'_>, d: &mut ScheduleDecision) {
     if !failed.is_empty() {
         d.notes.push(Note {
             warning: true,
-            reason: "SessionFailed",
+            reason: Reason::SessionFailed,
             message: format!("Job {} failed", failed.join(", ")),
         });
     }
 }
 
-fn schedule_sessions(view: &ScheduleView<'_>, clock: &Clock, d: &mut ScheduleDecision) {
+fn schedule_sessions(view: &ScheduleView<'_>, clock: &Clock, d: &mut Pass) {
     let spec = view.spec;
     let now = view.now;
     let start = spec.start_time.as_ref().map(seconds);
@@ -363,7 +431,7 @@ fn schedule_sessions(view: &ScheduleView<'_>, clock: &Clock, d: &mut ScheduleDec
                     d.replace = running.iter().map(|j| j.name.clone()).collect();
                     d.notes.push(Note {
                         warning: false,
-                        reason: "JobReplaced",
+                        reason: Reason::JobReplaced,
                         message: format!(
                             "deleting {} for the session at {}",
                             d.replace.join(", "),
@@ -422,7 +490,7 @@ fn schedule_sessions(view: &ScheduleView<'_>, clock: &Clock, d: &mut ScheduleDec
 /// The running Jobs, less those being replaced, plus those about to be
 /// created: what runs once this pass is acted on. Named without UIDs, so
 /// the status does not change again when the cache shows the new Jobs.
-fn set_active(view: &ScheduleView<'_>, d: &mut ScheduleDecision, running: &[&ObservedJob]) {
+fn set_active(view: &ScheduleView<'_>, d: &mut Pass, running: &[&ObservedJob]) {
     let mut names: Vec<String> = running
         .iter()
         .map(|j| j.name.clone())
@@ -451,7 +519,7 @@ fn set_active(view: &ScheduleView<'_>, d: &mut ScheduleDecision, running: &[&Obs
 fn record_missed(
     view: &ScheduleView<'_>,
     clock: &Clock,
-    d: &mut ScheduleDecision,
+    d: &mut Pass,
     from: i64,
     last_missed: i64,
     missed: u64,
@@ -475,7 +543,7 @@ fn record_missed(
     let zone = clock.zone();
     d.notes.push(Note {
         warning: true,
-        reason: "SessionMissed",
+        reason: Reason::SessionMissed,
         message: format!(
             "{missed} session(s) missed between {} and {} ({why}); to run them, apply a Backfill with scheduleRef.name: {}, from: {}, to: {}",
             zone.rfc3339(first),
@@ -489,7 +557,7 @@ fn record_missed(
 
 /// Keeps the newest finished Jobs within the history limits; older ones go,
 /// oldest first, once their outcome is counted.
-fn prune_history(view: &ScheduleView<'_>, d: &mut ScheduleDecision) {
+fn prune_history(view: &ScheduleView<'_>, d: &mut Pass) {
     let counted: BTreeSet<&str> = d.status.counted_jobs.iter().map(String::as_str).collect();
     let limit = |l: Option<i32>, default: i32| l.unwrap_or(default).max(0) as usize;
     for (state, keep) in [
@@ -562,10 +630,11 @@ mod tests {
             }
         }
 
-        fn decide(&self, now: &str) -> ScheduleDecision {
+        fn decide(&self, now: &str) -> Decision<ScheduleStatus> {
             decide(&ScheduleView {
                 name: "nightly",
                 namespace: "ns",
+                uid: "uid-1",
                 generation: Some(1),
                 created_at: self.created,
                 created_from: self.created,
@@ -579,9 +648,11 @@ mod tests {
 
         /// Applies a decision as the controller would: status written,
         /// Jobs created (still running), finalizers released.
-        fn apply(&mut self, d: &ScheduleDecision) {
+        fn apply(&mut self, d: &Decision<ScheduleStatus>) {
             self.status = d.status.clone();
-            for s in &d.create {
+            for new in &d.create {
+                let s = new.session;
+                assert_eq!(ObservedJob::of(&new.job).name, format!("nightly-{}", s.at));
                 self.jobs
                     .push(job(&format!("nightly-{}", s.at), s.at, JobState::Active));
             }
@@ -589,7 +660,7 @@ mod tests {
                 if d.release.contains(&j.name) {
                     j.has_finalizer = false;
                 }
-                if d.replace.contains(&j.name) {
+                if d.delete.contains(&j.name) {
                     j.deleting = true;
                 }
             }
@@ -597,8 +668,8 @@ mod tests {
         }
     }
 
-    fn created(d: &ScheduleDecision) -> Vec<String> {
-        d.create.iter().map(|s| rfc3339_utc(s.at)).collect()
+    fn created(d: &Decision<ScheduleStatus>) -> Vec<String> {
+        d.create.iter().map(|n| rfc3339_utc(n.session.at)).collect()
     }
 
     #[test]
@@ -730,7 +801,7 @@ mod tests {
         let d = c.decide("2026-01-01T00:01:00Z");
         c.apply(&d);
         let d = c.decide("2026-01-01T00:02:00Z");
-        assert_eq!(d.replace, ["nightly-1767225660"]);
+        assert_eq!(d.delete, ["nightly-1767225660"]);
         assert_eq!(created(&d), ["2026-01-01T00:02:00Z"]);
         c.apply(&d);
         let d = c.decide("2026-01-01T00:02:05Z");
@@ -855,6 +926,7 @@ mod tests {
             let d = decide(&ScheduleView {
                 name: "nightly",
                 namespace: "ns",
+                uid: "uid-1",
                 generation: Some(1),
                 created_at: c.created,
                 created_from: c.created,

@@ -6,35 +6,57 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use kube::Resource;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use super::backfill::{BackfillDecision, BackfillView, frozen_plan, run_id};
-use super::bitmap::Bitmap;
-use super::clock::{Clock, time};
-use super::job::{fit_name, short_hash};
-use super::observed::{Kstatus, Note, find_condition};
-use super::plan::{PlanError, session_set};
+use super::run::failed_sessions;
+use super::view::{BackfillView, Pass};
+use crate::core::clock::{Clock, time};
+use crate::core::job::{controller_reference, fit_name, short_hash};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+
+use super::run::run_id;
 use crate::api::{
-    ANNOTATION_CREATED_BY, Backfill, BackfillPhase, BackfillSpec, LABEL_PARENT, Reprocess,
-    RerunRecord, RunState,
+    ANNOTATION_CREATED_BY, Backfill, BackfillPhase, BackfillSpec, BackfillStatus, LABEL_PARENT,
+    Reprocess, RerunRecord,
 };
+use crate::core::observed::{Kstatus, Note, find_condition};
+use crate::core::plan::session_set;
+use crate::core::reason::Reason;
 
 /// A condition: a rerun request waits, was refused, or was carried out.
-pub const RERUN_REQUESTED: &str = "RerunRequested";
+pub use crate::api::condition::RERUN_REQUESTED;
 /// A child lists its sessions one by one up to this many; beyond, it
 /// carries them as a compact session set.
 pub const LISTED_SESSIONS: usize = 100;
 /// Names (and attempt names, which become label values) fit in this.
 const MAX_NAME: usize = 63;
 
-/// The child to create for a request, before it exists.
+/// The child to create for a request, before it exists, and what the
+/// parent records once it does.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RerunChild {
     pub request: String,
     pub child: Backfill,
     /// How many sessions it reruns.
     pub sessions: i64,
+    /// The parent's record of it, less the child's run id (from its UID).
+    pub record: RerunRecord,
+    /// The parent's `RerunRequested` condition once it exists.
+    pub condition: Condition,
+    /// The Event that says it was created.
+    pub note: Note,
+}
+
+impl RerunChild {
+    /// Records the child, created (or found) with `child_uid`, in the
+    /// parent's status: only a child that exists is ever recorded.
+    pub fn record_in(&self, status: &mut BackfillStatus, child_uid: &str) {
+        status.reruns.push(RerunRecord {
+            run_id: Some(run_id(child_uid)),
+            ..self.record.clone()
+        });
+        Kstatus::put(&mut status.conditions, self.condition.clone());
+    }
 }
 
 /// The request a Backfill carries that it has not carried out yet.
@@ -78,34 +100,21 @@ pub fn retry_attempt_name(parent_attempt: &str, request: &str) -> String {
     )
 }
 
-/// The sessions of a started run whose Job failed or was killed,
-/// ascending.
-pub fn failed_sessions(spec: &BackfillSpec, run: &RunState) -> Result<Vec<i64>, PlanError> {
-    let mut bad = Bitmap::decode(&run.failed)?;
-    bad.union_with(&Bitmap::decode(&run.killed)?);
-    if bad.is_empty() {
-        return Ok(Vec::new());
-    }
-    let plan = frozen_plan(spec, run)?;
-    let mut sessions: Vec<i64> = plan
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| bad.contains(*i as u64))
-        .map(|(_, s)| s.at)
-        .collect();
-    sessions.sort_unstable();
-    Ok(sessions)
-}
-
 /// Checks the request against the parent's state and, once it has
 /// finished, plans the child (or records that there is nothing to rerun).
-pub(super) fn step(view: &BackfillView<'_>, d: &mut BackfillDecision, ks: &Kstatus<'_>) {
+pub(super) fn step(view: &BackfillView<'_>, d: &mut Pass, ks: &Kstatus<'_>) {
     let Some(request) = pending_request(view.rerun_request, &d.status.reruns) else {
         if let Some(c) = find_condition(&view.status.conditions, RERUN_REQUESTED)
             && c.status == "True"
         {
             // The request was withdrawn or carried out.
-            ks.set(&mut d.status.conditions, RERUN_REQUESTED, false, "Done", "");
+            ks.set(
+                &mut d.status.conditions,
+                RERUN_REQUESTED,
+                false,
+                Reason::Done,
+                "",
+            );
         }
         return;
     };
@@ -114,19 +123,19 @@ pub(super) fn step(view: &BackfillView<'_>, d: &mut BackfillDecision, ks: &Kstat
         && d.status.completed_at.is_some();
     let refusal = match phase {
         BackfillPhase::Planned => Some((
-            "DryRun",
+            Reason::DryRun,
             format!(
                 "rerun request {request:?} waits: this is a dry run, which runs nothing; it is carried out if dryRun is turned off and the backfill finishes with failures"
             ),
         )),
         BackfillPhase::Cancelled => Some((
-            "Cancelled",
+            Reason::Cancelled,
             format!(
                 "rerun request {request:?} is not carried out: the backfill was cancelled, so sessions it never launched were not tried; create a new Backfill over them"
             ),
         )),
         _ if !finished => Some((
-            "Waiting",
+            Reason::Waiting,
             format!(
                 "rerun request {request:?} waits until the backfill finishes ({} of {} sessions processed)",
                 d.status.processed_count, d.status.total_estimated
@@ -136,11 +145,11 @@ pub(super) fn step(view: &BackfillView<'_>, d: &mut BackfillDecision, ks: &Kstat
     };
     if let Some((reason, message)) = refusal {
         let same = find_condition(&view.status.conditions, RERUN_REQUESTED)
-            .is_some_and(|c| c.status == "True" && c.reason == reason);
+            .is_some_and(|c| c.status == "True" && c.reason == reason.as_str());
         if !same {
             d.notes.push(Note {
                 warning: phase == BackfillPhase::Cancelled,
-                reason: "RerunWaiting",
+                reason: Reason::RerunWaiting,
                 message: message.clone(),
             });
         }
@@ -165,7 +174,7 @@ pub(super) fn step(view: &BackfillView<'_>, d: &mut BackfillDecision, ks: &Kstat
                 &mut d.status.conditions,
                 RERUN_REQUESTED,
                 true,
-                "InvalidPlan",
+                Reason::InvalidPlan,
                 &message,
             );
             return;
@@ -175,7 +184,7 @@ pub(super) fn step(view: &BackfillView<'_>, d: &mut BackfillDecision, ks: &Kstat
         let message = "no session failed: nothing to rerun".to_string();
         d.notes.push(Note {
             warning: false,
-            reason: "NothingToRerun",
+            reason: Reason::NothingToRerun,
             message: format!("rerun request {request:?}: {message}"),
         });
         d.status.reruns.push(RerunRecord {
@@ -190,7 +199,7 @@ pub(super) fn step(view: &BackfillView<'_>, d: &mut BackfillDecision, ks: &Kstat
             &mut d.status.conditions,
             RERUN_REQUESTED,
             false,
-            "NothingToRerun",
+            Reason::NothingToRerun,
             "",
         );
         return;
@@ -210,11 +219,13 @@ pub(super) fn step(view: &BackfillView<'_>, d: &mut BackfillDecision, ks: &Kstat
     let listed = sessions.len() <= LISTED_SESSIONS
         && current.as_ref() == Some(&(run.schedule.clone(), run.time_zone.clone()));
     let child = child(view, request, run_id, &clock, &sessions, listed);
-    d.rerun = Some(RerunChild {
-        request: request.to_string(),
+    d.rerun = Some(rerun_child(
+        ks,
+        request,
         child,
-        sessions: sessions.len() as i64,
-    });
+        sessions.len() as i64,
+        view.now,
+    ));
 }
 
 /// The child Backfill of a request.
@@ -273,14 +284,7 @@ fn child(
             namespace: view.namespace.map(str::to_string),
             labels: Some(labels),
             annotations: Some(annotations),
-            owner_references: Some(vec![OwnerReference {
-                api_version: Backfill::api_version(&()).to_string(),
-                kind: Backfill::kind(&()).to_string(),
-                name: view.name.to_string(),
-                uid: view.uid.to_string(),
-                controller: Some(true),
-                block_owner_deletion: None,
-            }]),
+            owner_references: Some(vec![controller_reference::<Backfill>(view.name, view.uid)]),
             ..ObjectMeta::default()
         },
         spec,
@@ -288,41 +292,42 @@ fn child(
     }
 }
 
-/// Records a child made (or found) for a request in the parent's status.
-pub fn record_child(
-    d: &mut BackfillDecision,
+/// The child for a request, with what the parent records once the
+/// applier has created (or found) it.
+fn rerun_child(
     ks: &Kstatus<'_>,
-    rerun: &RerunChild,
-    child_uid: &str,
+    request: &str,
+    child: Backfill,
+    sessions: i64,
     now: i64,
-) {
-    let name = rerun.child.metadata.name.clone().unwrap_or_default();
-    d.status.reruns.push(RerunRecord {
-        request: rerun.request.clone(),
-        name: Some(name.clone()),
-        run_id: Some(run_id(child_uid)),
-        sessions: rerun.sessions,
-        created_at: time(now),
-        message: None,
-    });
-    ks.set(
-        &mut d.status.conditions,
-        RERUN_REQUESTED,
-        false,
-        "ChildCreated",
-        &format!(
-            "rerun request {:?}: Backfill {name} reruns {} session(s)",
-            rerun.request, rerun.sessions
+) -> RerunChild {
+    let name = child.metadata.name.clone().unwrap_or_default();
+    RerunChild {
+        request: request.to_string(),
+        record: RerunRecord {
+            request: request.to_string(),
+            name: Some(name.clone()),
+            run_id: None,
+            sessions,
+            created_at: time(now),
+            message: None,
+        },
+        condition: ks.condition(
+            RERUN_REQUESTED,
+            false,
+            Reason::ChildCreated,
+            &format!("rerun request {request:?}: Backfill {name} reruns {sessions} session(s)"),
         ),
-    );
-    d.notes.push(Note {
-        warning: false,
-        reason: "RerunCreated",
-        message: format!(
-            "rerun request {:?}: created Backfill {name} for {} failed session(s)",
-            rerun.request, rerun.sessions
-        ),
-    });
+        note: Note {
+            warning: false,
+            reason: Reason::RerunCreated,
+            message: format!(
+                "rerun request {request:?}: created Backfill {name} for {sessions} failed session(s)"
+            ),
+        },
+        child,
+        sessions,
+    }
 }
 
 /// Whether an existing Backfill is the child this parent made (and not an

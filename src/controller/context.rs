@@ -1,0 +1,106 @@
+//! What every reconcile shares: the client, the Event recorder, the
+//! caches and the clock, and the memory of requests made lately.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::batch::v1::Job;
+use kube::Client;
+use kube::runtime::events::Recorder;
+use kube::runtime::reflector::Store;
+
+use super::jobs::{delete_job, release_finalizer};
+use super::{OperatorClock, owners};
+use crate::Result;
+use crate::api::{Schedule, SessionLedger};
+use crate::metrics::Metrics;
+
+/// Shared by every reconcile: one client, one recorder, the Job cache and
+/// the clock.
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub jobs: Store<Job>,
+    /// The Jobs of each owner in `jobs`.
+    pub job_owners: owners::OwnerIndex,
+    /// True once the Job cache holds the initial list. A reconcile waits
+    /// for it: deciding from an empty cache would forget which outcomes
+    /// were counted. (A watch channel, because kube's store readiness
+    /// wakes only one waiter.)
+    pub jobs_ready: tokio::sync::watch::Receiver<bool>,
+    pub schedules: Store<Schedule>,
+    /// The session ledgers, and whether their cache holds the initial list
+    /// (a Backfill's `reprocess` is judged against it).
+    pub ledgers: Store<SessionLedger>,
+    pub ledgers_ready: tokio::sync::watch::Receiver<bool>,
+    /// The ledger objects this process wrote last, newer than the cache
+    /// for a moment after each write.
+    pub ledgers_written: std::sync::Mutex<std::collections::HashMap<String, Arc<SessionLedger>>>,
+    /// Ledger months that ended longer ago than this (seconds) are deleted.
+    pub ledger_retention: i64,
+    pub clock: OperatorClock,
+    pub recent: Recent,
+    pub metrics: Arc<Metrics>,
+}
+
+/// What this process did lately, so that a pass working from a cache that
+/// has not caught up yet does not send the same request again (a second
+/// finalizer removal, a second delete, the same status).
+#[derive(Default)]
+pub struct Recent {
+    done: std::sync::Mutex<std::collections::HashMap<String, (Instant, u64)>>,
+}
+
+/// How long a request is remembered: far longer than a watch lags.
+const RECENT_TTL: Duration = Duration::from_secs(60);
+
+impl Recent {
+    /// Whether `key` was done with this `value` within the TTL.
+    pub fn seen(&self, key: &str, value: u64) -> bool {
+        let done = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        done.get(key)
+            .is_some_and(|(at, v)| *v == value && at.elapsed() < RECENT_TTL)
+    }
+
+    pub fn record(&self, key: String, value: u64) {
+        let mut done = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        if done.len() > 10_000 {
+            done.retain(|_, (at, _)| at.elapsed() < RECENT_TTL);
+        }
+        done.insert(key, (Instant::now(), value));
+    }
+}
+
+impl Context {
+    /// Removes a Job's outcome finalizer, once.
+    pub async fn release(&self, ns: &str, name: &str) -> Result<()> {
+        let key = format!("release/{ns}/{name}");
+        if !self.recent.seen(&key, 0) {
+            release_finalizer(&self.client, ns, name).await?;
+            self.recent.record(key, 0);
+        }
+        Ok(())
+    }
+
+    /// Deletes a Job, once.
+    pub async fn delete(&self, ns: &str, name: &str) -> Result<()> {
+        let key = format!("delete/{ns}/{name}");
+        if !self.recent.seen(&key, 0) {
+            delete_job(&self.client, ns, name).await?;
+            self.recent.record(key, 0);
+        }
+        Ok(())
+    }
+
+    /// The cached Jobs a Schedule or Backfill (by UID) owns.
+    pub fn jobs_of(&self, uid: &str) -> Vec<Arc<Job>> {
+        self.job_owners.jobs_of(uid, &self.jobs)
+    }
+
+    /// Waits until the Job and ledger caches hold their initial lists.
+    pub async fn synced(&self) {
+        // An error means the sender is gone: the operator is stopping.
+        let _ = self.jobs_ready.clone().wait_for(|r| *r).await;
+        let _ = self.ledgers_ready.clone().wait_for(|r| *r).await;
+    }
+}

@@ -1,0 +1,140 @@
+//! The Jobs' side of the API: create, delete, release the outcome
+//! finalizer, and release the finalizers of Jobs whose owner is gone.
+
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, PropagationPolicy};
+use kube::runtime::reflector::Store;
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use serde_json::json;
+use tracing::warn;
+
+use super::FIELD_MANAGER;
+use crate::api::{Backfill, JOB_FINALIZER, Schedule};
+use crate::{Error, Result};
+
+/// Passes Job events on, and releases the finalizer of a Job being deleted
+/// whose owner (Schedule or Backfill) no longer exists — the garbage
+/// collector deleting a deleted owner's Jobs: nobody is left to record
+/// its outcome. An owner missing from the cache is looked up before its
+/// Job is taken for an orphan (the cache may not have synced yet).
+pub fn release_orphans<S>(
+    events: S,
+    schedules: Store<Schedule>,
+    backfills: Store<Backfill>,
+    client: Client,
+) -> impl futures::Stream<Item = std::result::Result<Job, watcher::Error>> + Send + 'static
+where
+    S: futures::Stream<Item = std::result::Result<Job, watcher::Error>> + Send + 'static,
+{
+    events.then(move |event| {
+        let (schedules, backfills, client) = (schedules.clone(), backfills.clone(), client.clone());
+        async move {
+            if let Ok(job) = &event
+                && job.meta().deletion_timestamp.is_some()
+                && has_finalizer(job)
+                && let Some(ns) = job.namespace()
+            {
+                let mut orphan = true;
+                for owner in job.owner_references() {
+                    let cached = match owner.kind.as_str() {
+                        "Schedule" => schedules
+                            .state()
+                            .iter()
+                            .any(|s| alive(s.meta(), &owner.uid)),
+                        "Backfill" => backfills
+                            .state()
+                            .iter()
+                            .any(|b| alive(b.meta(), &owner.uid)),
+                        _ => true,
+                    };
+                    if cached || owner_alive(&client, &ns, owner).await {
+                        orphan = false;
+                    }
+                }
+                if orphan && let Err(e) = release_finalizer(&client, &ns, &job.name_any()).await {
+                    warn!(job = %job.name_any(), error = %e, "releasing an orphaned Job failed");
+                }
+            }
+            event
+        }
+    })
+}
+
+/// Whether the owner a reference names still exists (same UID, not being
+/// deleted). An error other than "not found" counts as alive: a Job is
+/// never released on a guess.
+async fn owner_alive(
+    client: &Client,
+    ns: &str,
+    owner: &k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
+) -> bool {
+    let meta = match owner.kind.as_str() {
+        "Schedule" => Api::<Schedule>::namespaced(client.clone(), ns)
+            .get_metadata_opt(&owner.name)
+            .await
+            .map(|o| o.map(|o| o.metadata)),
+        "Backfill" => Api::<Backfill>::namespaced(client.clone(), ns)
+            .get_metadata_opt(&owner.name)
+            .await
+            .map(|o| o.map(|o| o.metadata)),
+        _ => return true,
+    };
+    match meta {
+        Ok(Some(meta)) => alive(&meta, &owner.uid),
+        Ok(None) => false,
+        Err(_) => true,
+    }
+}
+
+fn alive(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, uid: &str) -> bool {
+    meta.uid.as_deref() == Some(uid) && meta.deletion_timestamp.is_none()
+}
+
+pub fn has_finalizer(job: &Job) -> bool {
+    job.finalizers().iter().any(|f| f == JOB_FINALIZER)
+}
+
+/// Creates a Job; one that exists already (a retry after a crash, or a
+/// stale cache) is fine: its name is the session's.
+pub async fn create_job(client: &Client, ns: &str, job: &Job) -> Result<bool> {
+    let api: Api<Job> = Api::namespaced(client.clone(), ns);
+    let pp = PostParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..PostParams::default()
+    };
+    match api.create(&pp, job).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+        Err(e) => Err(Error::Kube(e)),
+    }
+}
+
+/// Deletes a Job and its pods; one already gone is fine.
+pub async fn delete_job(client: &Client, ns: &str, name: &str) -> Result<()> {
+    let api: Api<Job> = Api::namespaced(client.clone(), ns);
+    let dp = DeleteParams {
+        propagation_policy: Some(PropagationPolicy::Background),
+        ..DeleteParams::default()
+    };
+    match api.delete(name, &dp).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(Error::Kube(e)),
+    }
+}
+
+/// Removes the outcome finalizer from a Job, leaving any other.
+pub async fn release_finalizer(client: &Client, ns: &str, name: &str) -> Result<()> {
+    let api: Api<Job> = Api::namespaced(client.clone(), ns);
+    let patch = json!({"metadata": {"$deleteFromPrimitiveList/finalizers": [JOB_FINALIZER]}});
+    match api
+        .patch(name, &PatchParams::default(), &Patch::Strategic(patch))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(Error::Kube(e)),
+    }
+}

@@ -1,0 +1,230 @@
+//! A started run: outcomes counted once per plan index, then launches,
+//! pauses, waits for a window or cancels.
+
+use super::FAILURE_PREVIEW;
+use super::run::{failed_sessions, frozen_plan};
+use super::status::Stall;
+use super::view::{BackfillView, Pass};
+use crate::api::{BackfillPhase, RunState, SessionSummary};
+use crate::core::bitmap::Bitmap;
+use crate::core::clock::{Clock, rfc3339_utc, time};
+use crate::core::observed::{Note, ObservedJob, Outcome};
+use crate::core::plan::{Order, seconds, session_set};
+use crate::core::reason::Reason;
+use crate::core::windows::Windows;
+
+/// Records outcomes, then launches, pauses, waits or cancels.
+pub(super) fn advance(view: &BackfillView<'_>, d: &mut Pass) -> Result<(), Stall> {
+    let mut run = d.status.run.clone().unwrap_or_default();
+    let mut done = Bitmap::decode(&run.done).unwrap_or_default();
+    let mut failed = Bitmap::decode(&run.failed).unwrap_or_default();
+    let mut killed = Bitmap::decode(&run.killed).unwrap_or_default();
+
+    // Outcomes: each plan index once.
+    let mut newly_failed = Vec::new();
+    for job in view.jobs {
+        let (Some(outcome), Some(index)) = (job.outcome(), job.plan_index) else {
+            continue;
+        };
+        if !job.has_finalizer {
+            continue;
+        }
+        d.release.push(job.name.clone());
+        if done.contains(index) {
+            continue;
+        }
+        done.insert(index);
+        let s = &mut d.status;
+        match outcome {
+            Outcome::Succeeded => s.succeeded_count += 1,
+            Outcome::Failed => {
+                s.failed_count += 1;
+                failed.insert(index);
+                newly_failed.push(job);
+            }
+            Outcome::Killed => {
+                s.killed_count += 1;
+                killed.insert(index);
+                newly_failed.push(job);
+            }
+        }
+    }
+    if !newly_failed.is_empty() {
+        let summary = d
+            .status
+            .failed_sessions
+            .get_or_insert_with(SessionSummary::default);
+        summary.count = failed.len() as i64 + killed.len() as i64;
+        for job in &newly_failed {
+            if summary.preview.len() < FAILURE_PREVIEW
+                && let Some(at) = job.session
+            {
+                summary.preview.push(time(at));
+            }
+        }
+        summary.preview.sort_by_key(seconds);
+        let names: Vec<&str> = newly_failed.iter().map(|j| j.name.as_str()).collect();
+        d.notes.push(Note {
+            warning: true,
+            reason: Reason::SessionFailed,
+            message: format!("Job {} did not succeed", names.join(", ")),
+        });
+    }
+
+    let running: Vec<&ObservedJob> = view.jobs.iter().filter(|j| j.running()).collect();
+    // In flight: launched and not yet counted. That includes Jobs the
+    // cache does not show yet, so a pass right after a launch never
+    // launches past `maxInFlight`.
+    let in_flight = (run.launched.max(0) as u64)
+        .saturating_sub(done.len())
+        .max(running.len() as u64);
+    d.status.running_count = in_flight as i64;
+    let total = d.status.total_estimated.max(0) as u64;
+    let phase = d.status.phase.unwrap_or_default();
+    let ended = matches!(phase, BackfillPhase::Succeeded | BackfillPhase::Failed);
+
+    // A launch that cannot happen must not lose the outcomes counted
+    // above: its error is returned after the run state is saved.
+    let mut launched = Ok(());
+    if view.spec.cancel == Some(true) && !ended {
+        // Every pass deletes what runs, also Jobs the cache showed late.
+        d.delete = running.iter().map(|j| j.name.clone()).collect();
+        d.status.phase = Some(BackfillPhase::Cancelled);
+        d.status.error =
+            Some("cancelled: running Jobs were deleted, nothing more is launched".into());
+    } else if ended || phase == BackfillPhase::Cancelled {
+        // Nothing more to launch; stragglers are counted above.
+    } else if view.spec.suspend == Some(true) {
+        d.status.phase = Some(BackfillPhase::Paused);
+        d.status.next_window_start = None;
+    } else {
+        d.status.phase = Some(BackfillPhase::Running);
+        launched = launch(view, d, &mut run, in_flight, total);
+    }
+
+    let processed = done.len();
+    d.status.processed_count = processed as i64;
+    d.status.progress = Some(format!("{processed}/{total}"));
+    let all_done = run.launched as u64 >= total && processed >= run.launched as u64;
+    if let Some(BackfillPhase::Running | BackfillPhase::Waiting) = d.status.phase
+        && all_done
+    {
+        let bad = failed.len() + killed.len();
+        d.status.phase = Some(if bad == 0 {
+            BackfillPhase::Succeeded
+        } else {
+            d.status.error = Some(format!("{bad} of {total} sessions did not succeed"));
+            BackfillPhase::Failed
+        });
+        d.status.next_window_start = None;
+    }
+    let terminal = matches!(
+        d.status.phase,
+        Some(BackfillPhase::Succeeded | BackfillPhase::Failed | BackfillPhase::Cancelled)
+    );
+    let settled =
+        (run.launched.max(0) as u64).saturating_sub(done.len()) == 0 && running.is_empty();
+    if terminal && d.status.completed_at.is_none() && settled {
+        d.status.completed_at = Some(time(view.now));
+        if !failed.is_empty() || !killed.is_empty() {
+            // The whole set once, at the end: rerun children copy it.
+            run.failed = failed.encode();
+            run.killed = killed.encode();
+            let clock = Clock::new(&run.schedule, Some(&run.time_zone));
+            let set = match (failed_sessions(view.spec, &run), clock) {
+                (Ok(sessions), Ok(clock)) => session_set(&clock, &sessions),
+                _ => None,
+            };
+            if let Some(summary) = d.status.failed_sessions.as_mut() {
+                summary.set = set;
+            }
+        }
+    }
+
+    run.done = done.encode();
+    run.failed = failed.encode();
+    run.killed = killed.encode();
+    d.status.run = Some(run);
+    launched
+}
+
+/// Launches up to `maxInFlight` Jobs in plan order, inside the windows.
+fn launch(
+    view: &BackfillView<'_>,
+    d: &mut Pass,
+    run: &mut RunState,
+    running: u64,
+    total: u64,
+) -> Result<(), Stall> {
+    let launched = run.launched.max(0) as u64;
+    if launched >= total {
+        d.status.next_window_start = None;
+        return Ok(());
+    }
+    if view.schedule.is_none() {
+        return Err(Stall {
+            reason: Reason::ScheduleNotFound,
+            message: format!(
+                "Schedule {:?} not found: its Job template is needed to launch the remaining sessions",
+                view.spec.schedule_ref.name
+            ),
+        });
+    }
+    let windows = Windows::from_spec(
+        view.spec.execution_windows.as_ref(),
+        Some(run.time_zone.as_str()),
+    )
+    .map_err(|e| Stall {
+        reason: Reason::InvalidWindows,
+        message: e.to_string(),
+    })?;
+    if let Some(w) = &windows
+        && !w.is_open(view.now)
+    {
+        let next = w.next_open(view.now);
+        if view.status.phase != Some(BackfillPhase::Waiting) {
+            d.notes.push(Note {
+                warning: false,
+                reason: Reason::Waiting,
+                message: match next {
+                    Some(t) => format!(
+                        "outside the execution windows; the next opens at {}",
+                        rfc3339_utc(t)
+                    ),
+                    None => "outside the execution windows, and none opens".into(),
+                },
+            });
+        }
+        d.status.phase = Some(BackfillPhase::Waiting);
+        d.status.next_window_start = next.map(time);
+        d.wake_at = next;
+        return Ok(());
+    }
+    d.status.next_window_start = None;
+    let max = view.spec.max_in_flight.unwrap_or(1).max(1) as u64;
+    let slots = max.saturating_sub(running).min(total - launched);
+    if slots == 0 {
+        return Ok(());
+    }
+    let plan = frozen_plan(view.spec, run)?;
+    let resume = run.next_session.as_ref().map(seconds);
+    let mut sessions = match (resume, plan.order()) {
+        (Some(at), Order::Ascending) => plan.not_before(Some(at)),
+        (Some(at), Order::Descending) => plan.before(Some(at + 1)),
+        (None, _) => return Ok(()),
+    }
+    .iter()
+    .take(slots as usize + 1)
+    .collect::<Vec<_>>();
+    let next = if sessions.len() > slots as usize {
+        sessions.pop()
+    } else {
+        None
+    };
+    for (k, s) in sessions.into_iter().enumerate() {
+        d.create.push((launched + k as u64, s));
+    }
+    run.launched = (launched + d.create.len() as u64) as i64;
+    run.next_session = next.map(|s| time(s.at));
+    Ok(())
+}

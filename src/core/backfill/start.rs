@@ -1,0 +1,282 @@
+//! Before the start: the plan survey (which sessions `reprocess` runs,
+//! counted in one pass), the cost and the preview; a dry run stops there,
+//! otherwise the plan is frozen and the run starts.
+
+use super::run::run_id;
+use super::status::Stall;
+use super::view::{BackfillView, Pass};
+use super::{ESTIMATE_STEPS, PREVIEW};
+use crate::api::{BackfillPhase, CostEstimate, PlanPreview, Reprocess, RunState};
+use crate::core::clock::{rfc3339_utc, time};
+use crate::core::observed::{Note, Outcome};
+use crate::core::plan::{Plan, session_set};
+use crate::core::reason::Reason;
+use crate::core::windows::Windows;
+
+/// Before the start: plan (a dry run stops here) or freeze the plan and
+/// start.
+pub(super) fn plan_or_start(view: &BackfillView<'_>, d: &mut Pass) -> Result<(), Stall> {
+    let schedule = view.schedule.ok_or_else(|| Stall {
+        reason: Reason::ScheduleNotFound,
+        message: format!(
+            "Schedule {:?} not found in this namespace",
+            view.spec.schedule_ref.name
+        ),
+    })?;
+    let dry_run = view.spec.dry_run == Some(true);
+    let cutoff = view.now;
+    let plan = Plan::for_backfill(schedule, view.spec, Some(cutoff))?;
+
+    // One pass for the count and both ends, in run order, leaving out
+    // what the ledger says `reprocess` does not run. A session a Job of
+    // the Schedule (a scheduled run, another Backfill) runs now has an
+    // attempt under way: only `All` runs it again.
+    let reprocess = view.spec.reprocess.unwrap_or_default();
+    let skip = |at: i64| -> Option<Skip> {
+        if reprocess == Reprocess::All {
+            return None;
+        }
+        if view.ledger.running(at) {
+            return Some(Skip::Running);
+        }
+        match (reprocess, view.ledger.outcome(at)) {
+            (Reprocess::All, _) | (_, None) => None,
+            (_, Some(Outcome::Succeeded)) => Some(Skip::Succeeded),
+            (Reprocess::Missing, Some(_)) => Some(Skip::Failed),
+            (Reprocess::Failed, Some(_)) => None,
+        }
+    };
+    let mut skipped = Skipped::default();
+    let mut total = 0u64;
+    let mut first: Vec<i64> = Vec::new();
+    let mut last: std::collections::VecDeque<i64> = std::collections::VecDeque::new();
+    let (mut lo, mut hi) = (i64::MAX, i64::MIN);
+    for s in plan.iter() {
+        match skip(s.at) {
+            Some(Skip::Succeeded) => {
+                skipped.succeeded += 1;
+                continue;
+            }
+            Some(Skip::Failed) => {
+                skipped.failed += 1;
+                continue;
+            }
+            Some(Skip::Running) => {
+                skipped.running += 1;
+                continue;
+            }
+            None => total += 1,
+        }
+        if first.len() < PREVIEW {
+            first.push(s.at);
+        }
+        if last.len() == PREVIEW {
+            last.pop_front();
+        }
+        last.push_back(s.at);
+        lo = lo.min(s.at);
+        hi = hi.max(s.at);
+    }
+    let credits = view
+        .spec
+        .credits_per_session
+        .or(schedule.credits_per_session)
+        .unwrap_or(0.0);
+    d.status.total_estimated = total as i64;
+    d.status.cost_estimate = Some(CostEstimate {
+        credits_per_entity: credits,
+        total_credits_estimated: credits * total as f64,
+        total_entities: total as i64,
+    });
+    let windows = Windows::from_spec(
+        view.spec.execution_windows.as_ref(),
+        schedule.time_zone.as_deref(),
+    )
+    .map_err(|e| Stall {
+        reason: Reason::InvalidWindows,
+        message: e.to_string(),
+    })?;
+    let mut preview = PlanPreview {
+        boundaries: Some(plan.describe_boundaries()),
+        first: first.iter().map(|&t| time(t)).collect(),
+        last: last.iter().map(|&t| time(t)).collect(),
+        skipped_by_reprocess: skipped.total() as i64,
+        skipped_reason: skipped_reason(reprocess, total + skipped.total(), &skipped),
+        estimated_completion: None,
+    };
+    if let Some((asked, got)) = plan.count_cut_short() {
+        let message = format!(
+            "count asks for {asked} sessions but only {got} have passed by {}: the plan is shorter",
+            rfc3339_utc(cutoff)
+        );
+        if !view.status.conditions.iter().any(|c| c.message == message) {
+            d.notes.push(Note {
+                warning: true,
+                reason: Reason::PlanCutShort,
+                message: message.clone(),
+            });
+        }
+        preview.boundaries = Some(format!("{}; {message}", plan.describe_boundaries()));
+    }
+    preview.estimated_completion = estimate_completion(
+        total,
+        view.spec.max_in_flight.unwrap_or(1).max(1) as u64,
+        windows.as_ref(),
+        view.recent_durations,
+        view.now,
+    )
+    .map(time);
+    d.status.preview = Some(preview);
+    d.status.progress = Some(format!("0/{total}"));
+    // Who asked is decided once.
+    d.status.created_by = view
+        .status
+        .created_by
+        .clone()
+        .or_else(|| view.created_by.clone());
+
+    // Why `reprocess` left sessions out, for the Events.
+    let skipped_note = d
+        .status
+        .preview
+        .as_ref()
+        .and_then(|p| p.skipped_reason.as_ref())
+        .map(|r| format!("; {r}"))
+        .unwrap_or_default();
+    if dry_run {
+        if view.status.phase != Some(BackfillPhase::Planned) {
+            d.notes.push(Note {
+                warning: false,
+                reason: Reason::Planned,
+                message: format!(
+                    "dry run: {total} sessions would run ({}){skipped_note}; no Job is created",
+                    plan.describe_boundaries()
+                ),
+            });
+        }
+        d.status.phase = Some(BackfillPhase::Planned);
+        return Ok(());
+    }
+
+    let clock = plan.clock();
+    // The sessions that run, when the ledger left some out: frozen as a
+    // set, so later outcomes do not move the plan.
+    let selected = if skipped.total() > 0 && total > 0 {
+        let mut kept: Vec<i64> = plan
+            .iter()
+            .map(|s| s.at)
+            .filter(|&at| skip(at).is_none())
+            .collect();
+        kept.sort_unstable();
+        session_set(clock, &kept).map(|set| set.bitmap)
+    } else {
+        None
+    };
+    d.status.run_id = Some(run_id(view.uid));
+    d.status.started_at = Some(time(view.now));
+    d.status.planned_until = Some(time(cutoff));
+    d.status.run = Some(RunState {
+        schedule: clock.expr().to_string(),
+        time_zone: clock.zone().name().to_string(),
+        from: (total > 0).then(|| time(lo)),
+        to: (total > 0).then(|| time(hi + 1)),
+        launched: 0,
+        next_session: first.first().map(|&t| time(t)),
+        selected: selected.unwrap_or_default(),
+        ..RunState::default()
+    });
+    d.notes.push(Note {
+        warning: false,
+        reason: Reason::Started,
+        message: format!(
+            "run {}: {total} sessions ({}){skipped_note}",
+            d.status.run_id.as_deref().unwrap_or_default(),
+            plan.describe_boundaries()
+        ),
+    });
+    Ok(())
+}
+
+/// Why `reprocess` leaves a planned session out.
+enum Skip {
+    Succeeded,
+    /// Failed or killed.
+    Failed,
+    /// A Job of the Schedule runs it now.
+    Running,
+}
+
+/// How many planned sessions `reprocess` left out, by why.
+#[derive(Default)]
+struct Skipped {
+    succeeded: u64,
+    failed: u64,
+    running: u64,
+}
+
+impl Skipped {
+    fn total(&self) -> u64 {
+        self.succeeded + self.failed + self.running
+    }
+}
+
+/// Why `reprocess` left planned sessions out, in words.
+fn skipped_reason(reprocess: Reprocess, planned: u64, skipped: &Skipped) -> Option<String> {
+    if skipped.total() == 0 {
+        return None;
+    }
+    let mut why = Vec::new();
+    if skipped.succeeded > 0 {
+        why.push(format!("{} already succeeded", skipped.succeeded));
+    }
+    if skipped.failed > 0 {
+        why.push(format!("{} failed or were killed before", skipped.failed));
+    }
+    if skipped.running > 0 {
+        why.push(format!(
+            "{} run now by another Job of the Schedule",
+            skipped.running
+        ));
+    }
+    let rule = match reprocess {
+        Reprocess::Missing => {
+            "runs only sessions the ledger has no outcome for and no Job runs now"
+        }
+        Reprocess::Failed => "skips sessions whose last attempt succeeded or runs now",
+        Reprocess::All => "runs every session",
+    };
+    Some(format!(
+        "reprocess {reprocess:?} {rule}: {} of {planned} planned sessions skipped ({})",
+        skipped.total(),
+        why.join(", ")
+    ))
+}
+
+/// When the backfill would finish: batches of `maxInFlight` Jobs taking
+/// the median recent duration each, started only inside the windows.
+pub fn estimate_completion(
+    total: u64,
+    max_in_flight: u64,
+    windows: Option<&Windows>,
+    durations: &[i64],
+    now: i64,
+) -> Option<i64> {
+    if total == 0 {
+        return Some(now);
+    }
+    let mut sorted: Vec<i64> = durations.iter().copied().filter(|d| *d >= 0).collect();
+    if sorted.is_empty() {
+        return None;
+    }
+    sorted.sort_unstable();
+    let median = sorted[sorted.len() / 2].max(1);
+    let batches = total.div_ceil(max_in_flight);
+    let Some(w) = windows else {
+        return Some(now + median * batches as i64);
+    };
+    let mut t = now;
+    for _ in 0..batches.min(ESTIMATE_STEPS) {
+        t = w.next_open(t)? + median;
+    }
+    Some(t)
+}

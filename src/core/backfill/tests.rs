@@ -1,0 +1,819 @@
+//! The Backfill decide step, driven through whole runs.
+
+use super::*;
+use crate::api::Reprocess;
+use crate::api::{BackfillPhase, BackfillSpec, BackfillStatus, ScheduleSpec};
+use crate::api::{ExecutionWindows, ScheduleRef, Window};
+use crate::core::Plan;
+use crate::core::clock::at;
+use crate::core::clock::{rfc3339_utc, time};
+use crate::core::decision::{Decision, Status};
+use crate::core::ledger::LedgerIndex;
+use crate::core::observed::JobState;
+use crate::core::observed::{ObservedJob, Outcome};
+use crate::core::plan::seconds;
+
+fn schedule(cron: &str) -> ScheduleSpec {
+    ScheduleSpec {
+        schedule: cron.into(),
+        credits_per_session: Some(2.5),
+        ..ScheduleSpec::default()
+    }
+}
+
+fn spec() -> BackfillSpec {
+    BackfillSpec {
+        schedule_ref: ScheduleRef {
+            name: "hourly".into(),
+        },
+        from: Some(time(at("2026-01-01T00:00:00Z"))),
+        to: Some(time(at("2026-01-02T06:00:00Z"))),
+        count: None,
+        sessions: None,
+        session_set: None,
+        filter: None,
+        attempt_name: None,
+        dry_run: None,
+        max_in_flight: Some(4),
+        order: None,
+        suspend: None,
+        cancel: None,
+        credits_per_session: None,
+        execution_windows: None,
+        reprocess: None,
+        parent_backfill_run_id: None,
+    }
+}
+
+/// A Backfill driven through its life as the controller would drive
+/// it, with Jobs that finish as `outcome` says.
+struct Sim {
+    spec: BackfillSpec,
+    schedule: ScheduleSpec,
+    status: BackfillStatus,
+    jobs: Vec<ObservedJob>,
+    created: Vec<i64>,
+    now: i64,
+    /// The `backfill.dev/rerun-failed` annotation.
+    rerun: Option<String>,
+    ledger: LedgerIndex,
+}
+
+impl Sim {
+    fn new(spec: BackfillSpec) -> Self {
+        Self {
+            spec,
+            schedule: schedule("0 * * * *"),
+            status: BackfillStatus::default(),
+            jobs: vec![],
+            created: vec![],
+            now: at("2026-06-01T00:00:00Z"),
+            rerun: None,
+            ledger: LedgerIndex::default(),
+        }
+    }
+
+    /// `decide` on this Backfill as it stands, with or without its
+    /// Schedule, created at `created`, at `now`; nothing is kept.
+    fn decide_with(
+        &self,
+        schedule: Option<&ScheduleSpec>,
+        created: Option<i64>,
+        now: i64,
+    ) -> Decision<BackfillStatus> {
+        decide(&BackfillView {
+            name: "bf",
+            namespace: Some("ns"),
+            uid: "uid-1",
+            schedule_uid: "schedule-uid",
+            generation: Some(1),
+            spec: &self.spec,
+            status: &self.status,
+            created_by: Some("kubectl".into()),
+            schedule,
+            jobs: &self.jobs,
+            recent_durations: &[120, 60, 90],
+            rerun_request: self.rerun.as_deref(),
+            ledger: &self.ledger,
+            created,
+            now,
+        })
+    }
+
+    fn step(&mut self) -> Decision<BackfillStatus> {
+        let d = self.decide_with(Some(&self.schedule), None, self.now);
+        self.status = d.status.clone();
+        for new in &d.create {
+            self.created.push(new.session.at);
+            // The Job as the controller reads it back.
+            let mut job = ObservedJob::of(&new.job);
+            assert_eq!(
+                (job.session, job.plan_index, job.has_finalizer),
+                (Some(new.session.at), new.plan_index, true)
+            );
+            job.uid = format!("u{}", new.plan_index.unwrap());
+            self.jobs.push(job);
+        }
+        for j in &mut self.jobs {
+            if d.release.contains(&j.name) {
+                j.has_finalizer = false;
+            }
+            if d.delete.contains(&j.name) {
+                j.deleting = true;
+            }
+        }
+        d
+    }
+
+    /// Finishes every running Job; sessions in `fail` fail.
+    fn finish_all(&mut self, fail: &[i64]) {
+        for j in self.jobs.iter_mut().filter(|j| j.running()) {
+            j.state = if fail.contains(&j.session.unwrap()) {
+                JobState::Failed
+            } else {
+                JobState::Succeeded
+            };
+        }
+    }
+
+    fn run_to_end(&mut self, fail: &[i64]) {
+        for _ in 0..1_000 {
+            let d = self.step();
+            if matches!(
+                d.status.phase,
+                Some(BackfillPhase::Succeeded | BackfillPhase::Failed | BackfillPhase::Cancelled)
+            ) && d.status.running_count == 0
+            {
+                return;
+            }
+            self.finish_all(fail);
+            self.now += 60;
+        }
+        panic!("did not finish");
+    }
+}
+
+#[test]
+fn a_dry_run_plans_estimates_and_creates_nothing() {
+    let mut s = Sim::new(BackfillSpec {
+        dry_run: Some(true),
+        ..spec()
+    });
+    let d = s.step();
+    assert!(d.create.is_empty());
+    assert_eq!(d.status.phase, Some(BackfillPhase::Planned));
+    assert_eq!(d.status.total_estimated, 30);
+    let cost = d.status.cost_estimate.clone().unwrap();
+    assert_eq!(
+        (cost.total_entities, cost.total_credits_estimated),
+        (30, 75.0)
+    );
+    let preview = d.status.preview.clone().unwrap();
+    assert_eq!(preview.first.len(), PREVIEW);
+    assert_eq!(preview.last.last(), Some(&time(at("2026-01-02T05:00:00Z"))));
+    assert!(preview.boundaries.unwrap().contains("(exclusive)"));
+    // 30 sessions, 4 at a time, 90 s each (the median): 8 batches.
+    assert_eq!(preview.estimated_completion, Some(time(s.now + 8 * 90)));
+    assert!(d.status.run_id.is_none());
+    assert!(d.notes.iter().any(|n| n.reason == "Planned"));
+    let ready = find_condition(&d.status.conditions, "Ready").unwrap();
+    assert_eq!(ready.status, "True");
+    // Turning dryRun off starts it.
+    s.spec.dry_run = None;
+    let d = s.step();
+    assert_eq!(d.status.phase, Some(BackfillPhase::Running));
+    assert_eq!(d.create.len(), 4);
+    assert_eq!(d.status.run_id.as_deref(), Some(run_id("uid-1").as_str()));
+}
+
+#[test]
+fn never_more_than_max_in_flight_and_counters_add_up() {
+    let mut s = Sim::new(spec());
+    let fail: Vec<i64> = [1, 7, 8, 20, 29]
+        .iter()
+        .map(|h| at("2026-01-01T00:00:00Z") + h * 3_600)
+        .collect();
+    for _ in 0..100 {
+        let d = s.step();
+        assert!(s.jobs.iter().filter(|j| j.running()).count() <= 4);
+        if d.status.completed_at.is_some() {
+            break;
+        }
+        s.finish_all(&fail);
+        s.now += 60;
+    }
+    let st = &s.status;
+    assert_eq!(st.phase, Some(BackfillPhase::Failed));
+    assert_eq!(
+        (
+            st.succeeded_count,
+            st.failed_count,
+            st.processed_count,
+            st.total_estimated
+        ),
+        (25, 5, 30, 30)
+    );
+    assert_eq!(st.progress.as_deref(), Some("30/30"));
+    assert_eq!(s.created.len(), 30);
+    let failures = st.failed_sessions.clone().unwrap();
+    assert_eq!(failures.count, 5);
+    assert_eq!(
+        failures.preview.iter().map(seconds).collect::<Vec<_>>(),
+        fail
+    );
+    assert!(st.completed_at.is_some());
+    // In plan order, oldest first.
+    let mut sorted = s.created.clone();
+    sorted.sort();
+    assert_eq!(s.created, sorted);
+}
+
+#[test]
+fn jobs_the_cache_does_not_show_yet_are_in_flight() {
+    let mut s = Sim::new(spec());
+    assert_eq!(s.step().create.len(), 4);
+    // The next pass comes before the watch shows the four Jobs.
+    let seen = std::mem::take(&mut s.jobs);
+    let d = s.step();
+    assert!(d.create.is_empty(), "launched past maxInFlight");
+    assert_eq!(d.status.running_count, 4);
+    s.jobs = seen;
+    s.finish_all(&[]);
+    assert_eq!(s.step().create.len(), 4);
+}
+
+#[test]
+fn outcomes_count_once_when_finalizer_removal_is_lost() {
+    let mut s = Sim::new(spec());
+    s.step();
+    s.finish_all(&[]);
+    let d = s.step();
+    assert_eq!(d.status.succeeded_count, 4);
+    // The finalizers did not come off (a crash): seen again, not
+    // counted again.
+    for j in &mut s.jobs {
+        j.has_finalizer = true;
+    }
+    let d = s.step();
+    assert_eq!(d.status.succeeded_count, 4);
+    assert_eq!(d.release.len(), 4);
+}
+
+#[test]
+fn a_lost_status_write_launches_the_same_sessions_again_by_name() {
+    let mut s = Sim::new(spec());
+    let before = s.status.clone();
+    let first = s.step();
+    // The status write was lost and the Job cache has not caught up:
+    // the same decision again, the same sessions (so the same Job
+    // names, and the creates find the Jobs made before).
+    s.status = before;
+    s.jobs.clear();
+    let again = s.step();
+    assert_eq!(first.create, again.create);
+    assert_eq!(first.status.run_id, again.status.run_id);
+}
+
+#[test]
+fn newest_first_and_a_deleted_job_is_counted_once() {
+    let mut s = Sim::new(BackfillSpec {
+        order: Some(crate::api::SessionOrder::Newest),
+        max_in_flight: Some(2),
+        ..spec()
+    });
+    let d = s.step();
+    assert_eq!(
+        d.create
+            .iter()
+            .map(|new| rfc3339_utc(new.session.at))
+            .collect::<Vec<_>>(),
+        ["2026-01-02T05:00:00Z", "2026-01-02T04:00:00Z"]
+    );
+    // A person deletes the first Job while it runs.
+    s.jobs[0].deleting = true;
+    let d = s.step();
+    assert_eq!(d.status.killed_count, 1);
+    let d = s.step();
+    assert_eq!(d.status.killed_count, 1);
+    s.run_to_end(&[]);
+    assert_eq!(s.status.processed_count, 30);
+    assert_eq!(s.status.phase, Some(BackfillPhase::Failed));
+}
+
+#[test]
+fn windows_make_it_wait_until_they_open() {
+    let mut s = Sim::new(BackfillSpec {
+        execution_windows: Some(ExecutionWindows {
+            time_zone: Some("UTC".into()),
+            // 2026-06-01 is a Monday.
+            monday: vec![Window {
+                start: "22:00".into(),
+                end: "02:00".into(),
+            }],
+            ..ExecutionWindows::default()
+        }),
+        ..spec()
+    });
+    s.now = at("2026-06-01T12:00:00Z");
+    let d = s.step();
+    assert!(d.create.is_empty());
+    assert_eq!(d.status.phase, Some(BackfillPhase::Waiting));
+    assert_eq!(
+        d.status.next_window_start,
+        Some(time(at("2026-06-01T22:00:00Z")))
+    );
+    assert_eq!(d.wake_at, Some(at("2026-06-01T22:00:00Z")));
+    assert!(d.notes.iter().any(|n| n.reason == "Waiting"));
+    s.now = at("2026-06-01T22:00:00Z");
+    let d = s.step();
+    assert_eq!(d.create.len(), 4);
+    assert_eq!(d.status.phase, Some(BackfillPhase::Running));
+    assert_eq!(d.status.next_window_start, None);
+}
+
+#[test]
+fn suspend_pauses_and_cancel_kills() {
+    let mut s = Sim::new(spec());
+    s.step();
+    s.spec.suspend = Some(true);
+    let d = s.step();
+    assert!(d.create.is_empty());
+    assert_eq!(d.status.phase, Some(BackfillPhase::Paused));
+    s.spec.suspend = None;
+    s.finish_all(&[]);
+    let d = s.step();
+    assert_eq!(d.create.len(), 4);
+    s.spec.cancel = Some(true);
+    let d = s.step();
+    assert_eq!(d.delete.len(), 4);
+    assert!(d.create.is_empty());
+    assert_eq!(d.status.phase, Some(BackfillPhase::Cancelled));
+    assert!(
+        d.status.completed_at.is_none(),
+        "Jobs are still being killed"
+    );
+    let d = s.step();
+    assert_eq!(d.status.killed_count, 4);
+    assert_eq!(d.status.running_count, 0);
+    assert!(d.status.completed_at.is_some());
+    assert_eq!(d.status.succeeded_count, 4);
+}
+
+#[test]
+fn missing_schedule_and_bad_zone_stall_and_recover() {
+    let mut s = Sim::new(spec());
+    let d = s.decide_with(None, None, s.now);
+    let stalled = find_condition(&d.status.conditions, "Stalled").unwrap();
+    assert_eq!(
+        (stalled.status.as_str(), stalled.reason.as_str()),
+        ("True", "ScheduleNotFound")
+    );
+    s.schedule.time_zone = Some("Nowhere/Land".into());
+    let d = s.step();
+    let stalled = find_condition(&d.status.conditions, "Stalled").unwrap();
+    assert_eq!(stalled.reason, "InvalidSchedule");
+    assert!(d.create.is_empty());
+    s.schedule.time_zone = None;
+    let d = s.step();
+    let stalled = find_condition(&d.status.conditions, "Stalled").unwrap();
+    assert_eq!(stalled.status, "False");
+    assert_eq!(d.create.len(), 4);
+}
+
+#[test]
+fn a_new_backfill_waits_for_its_schedule_before_it_stalls() {
+    let s = Sim::new(spec());
+    let created = s.now;
+    let view =
+        |now: i64, schedule: Option<&ScheduleSpec>| s.decide_with(schedule, Some(created), now);
+    let cond = |d: &Decision<BackfillStatus>, t: &str| {
+        let c = find_condition(&d.status.conditions, t).unwrap();
+        (c.status.clone(), c.reason.clone())
+    };
+    // Applied together with its Schedule, which is not there yet.
+    let d = view(created + 5, None);
+    assert_eq!(cond(&d, "Stalled").0, "False");
+    assert_eq!(
+        cond(&d, "Reconciling"),
+        ("True".into(), "WaitingForSchedule".into())
+    );
+    assert_eq!(cond(&d, "Ready").0, "False");
+    assert_eq!(d.status.phase, Some(BackfillPhase::Pending));
+    assert_eq!(d.wake_at, Some(created + SCHEDULE_GRACE));
+    assert!(d.notes.is_empty(), "no Warning while it waits");
+    assert!(d.create.is_empty());
+    // The Schedule appears: the Backfill starts at once.
+    let d = view(created + 6, Some(&s.schedule));
+    assert_eq!(cond(&d, "Stalled").0, "False");
+    assert_eq!(d.create.len(), 4);
+    // It never does: Stalled once the wait is over, with an Event.
+    let d = view(created + SCHEDULE_GRACE, None);
+    assert_eq!(
+        cond(&d, "Stalled"),
+        ("True".into(), "ScheduleNotFound".into())
+    );
+    assert!(
+        d.notes
+            .iter()
+            .any(|n| n.warning && n.reason == "ScheduleNotFound")
+    );
+}
+#[test]
+fn a_schedule_changed_under_a_run_is_reported_once_and_ignored() {
+    let mut s = Sim::new(spec());
+    s.step();
+    s.schedule.schedule = "30 * * * *".into();
+    let d = s.step();
+    let changed = find_condition(&d.status.conditions, SCHEDULE_CHANGED).unwrap();
+    assert_eq!(changed.status, "True");
+    assert_eq!(
+        d.notes
+            .iter()
+            .filter(|n| n.reason == SCHEDULE_CHANGED)
+            .count(),
+        1
+    );
+    assert!(s.step().notes.iter().all(|n| n.reason != SCHEDULE_CHANGED));
+    s.run_to_end(&[]);
+    // The plan it started with: every session on the hour.
+    assert_eq!(s.created.len(), 30);
+    assert!(s.created.iter().all(|t| t % 3_600 == 0));
+}
+
+#[test]
+fn an_empty_plan_succeeds_at_once_and_says_so() {
+    let mut s = Sim::new(BackfillSpec {
+        from: Some(time(at("2026-01-01T00:10:00Z"))),
+        to: Some(time(at("2026-01-01T00:20:00Z"))),
+        ..spec()
+    });
+    let d = s.step();
+    assert_eq!(d.status.phase, Some(BackfillPhase::Succeeded));
+    assert_eq!(d.status.total_estimated, 0);
+    assert!(d.notes.iter().any(|n| n.reason == "NothingToRun"));
+}
+
+#[test]
+fn count_is_frozen_and_a_changed_schedule_does_not_move_the_plan() {
+    let mut s = Sim::new(BackfillSpec {
+        to: None,
+        count: Some(10),
+        max_in_flight: Some(3),
+        ..spec()
+    });
+    s.step();
+    s.schedule.schedule = "*/5 * * * *".into();
+    s.run_to_end(&[]);
+    assert_eq!(s.created.len(), 10);
+    assert_eq!(s.created[9], at("2026-01-01T09:00:00Z"));
+    assert_eq!(s.status.phase, Some(BackfillPhase::Succeeded));
+}
+
+#[test]
+fn a_hundred_thousand_sessions_half_failed_stay_small() {
+    let mut s = Sim::new(BackfillSpec {
+        to: None,
+        count: Some(100_000),
+        max_in_flight: Some(10_000),
+        ..spec()
+    });
+    s.schedule = schedule("* * * * *");
+    let fail: std::collections::HashSet<i64> = (0..100_000)
+        .step_by(2)
+        .map(|i| at("2026-01-01T00:00:00Z") + i * 60)
+        .collect();
+    for _ in 0..50 {
+        let d = s.step();
+        if d.status.completed_at.is_some() {
+            break;
+        }
+        for j in s.jobs.iter_mut().filter(|j| j.running()) {
+            j.state = if fail.contains(&j.session.unwrap()) {
+                JobState::Failed
+            } else {
+                JobState::Succeeded
+            };
+        }
+        // Released Jobs go away, as history or TTL would take them.
+        s.jobs.retain(|j| j.has_finalizer || j.running());
+    }
+    assert_eq!(s.status.processed_count, 100_000);
+    assert_eq!(s.status.failed_count, 50_000);
+    let bytes = serde_json::to_vec(&s.status).unwrap().len();
+    println!("status of a 100,000-session backfill, half failed: {bytes} bytes");
+    assert!(bytes < 256 * 1024, "{bytes} bytes");
+    let set = s.status.failed_sessions.clone().unwrap().set.unwrap();
+    assert_eq!(set.count, 50_000);
+
+    // Its rerun child carries exactly those sessions, compactly.
+    s.rerun = Some("1".into());
+    let d = s.step();
+    let child = d.rerun.expect("a child").child;
+    assert_eq!(child.spec.sessions, None);
+    assert_eq!(child.spec.session_set.as_ref(), Some(&set));
+    let child_bytes = serde_json::to_vec(&child).unwrap().len();
+    println!("its rerun child: {child_bytes} bytes");
+    assert!(bytes + child_bytes < 256 * 1024);
+    let plan = Plan::for_backfill(&s.schedule, &child.spec, None).unwrap();
+    let mut want: Vec<i64> = fail.into_iter().collect();
+    want.sort_unstable();
+    assert_eq!(plan.iter().map(|s| s.at).collect::<Vec<_>>(), want);
+}
+
+fn failed_run(fail: &[i64], rerun: Option<&str>) -> Sim {
+    let mut s = Sim::new(spec());
+    s.rerun = rerun.map(str::to_string);
+    s.run_to_end(fail);
+    s
+}
+
+#[test]
+fn a_rerun_request_waits_for_the_end_then_makes_one_child_of_the_failures() {
+    let fail = [
+        at("2026-01-01T03:00:00Z"),
+        at("2026-01-01T07:00:00Z"),
+        at("2026-01-02T05:00:00Z"),
+    ];
+    let mut s = Sim::new(spec());
+    s.rerun = Some("1".into());
+    let d = s.step();
+    assert!(d.rerun.is_none(), "the parent still runs");
+    let waiting = find_condition(&d.status.conditions, super::rerun::RERUN_REQUESTED).unwrap();
+    assert_eq!(
+        (waiting.status.as_str(), waiting.reason.as_str()),
+        ("True", "Waiting")
+    );
+    assert!(d.notes.iter().any(|n| n.reason == "RerunWaiting"));
+    // Said once, not on every pass.
+    s.finish_all(&fail);
+    assert!(!s.step().notes.iter().any(|n| n.reason == "RerunWaiting"));
+
+    s.run_to_end(&fail);
+    let d = s.step();
+    let rerun = d.rerun.clone().expect("a child once the parent finished");
+    let child = &rerun.child;
+    assert_eq!(child.metadata.name.as_deref(), Some("bf-rerun-1"));
+    assert_eq!(child.metadata.namespace.as_deref(), Some("ns"));
+    let owner = &child.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.uid.as_str()),
+        ("Backfill", "uid-1")
+    );
+    assert_eq!(
+        child.metadata.labels.as_ref().unwrap()[crate::api::LABEL_PARENT],
+        "bf"
+    );
+    assert_eq!(
+        child.spec.sessions.clone().unwrap(),
+        fail.iter().map(|&t| time(t)).collect::<Vec<_>>()
+    );
+    assert_eq!(child.spec.parent_backfill_run_id, Some(run_id("uid-1")));
+    assert_eq!(child.spec.attempt_name.as_deref(), Some("bf-retry-1"));
+    assert_eq!(child.spec.max_in_flight, Some(4));
+    assert_eq!(rerun.sessions, 3);
+    // The parent's own counters do not move.
+    assert_eq!(d.status.failed_count, 3);
+    assert_eq!(d.status.succeeded_count, 27);
+
+    // Recorded: the same value again makes nothing.
+    let mut d = d;
+    d.status.child_created(&rerun, "child-uid");
+    assert_eq!(d.status.reruns.len(), 1);
+    assert_eq!(d.status.reruns[0].run_id, Some(run_id("child-uid")));
+    s.status = d.status;
+    assert!(s.step().rerun.is_none());
+    // A new value makes a second child, under another name.
+    s.rerun = Some("2".into());
+    let again = s.step().rerun.unwrap();
+    assert_eq!(again.child.metadata.name.as_deref(), Some("bf-rerun-2"));
+}
+
+#[test]
+fn nothing_to_rerun_is_recorded_once_without_a_child() {
+    let mut s = failed_run(&[], Some("x"));
+    let d = s.step();
+    assert!(d.rerun.is_none());
+    assert_eq!(s.status.reruns.len(), 1);
+    let record = &s.status.reruns[0];
+    assert_eq!((record.request.as_str(), record.name.as_ref()), ("x", None));
+    assert!(
+        record
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("nothing to rerun")
+    );
+    assert!(!d.notes.iter().any(|n| n.reason == "NothingToRerun"));
+}
+
+#[test]
+fn a_dry_run_or_cancelled_backfill_says_why_it_makes_no_child() {
+    let mut s = Sim::new(BackfillSpec {
+        dry_run: Some(true),
+        ..spec()
+    });
+    s.rerun = Some("1".into());
+    let d = s.step();
+    assert!(d.rerun.is_none());
+    let c = find_condition(&d.status.conditions, super::rerun::RERUN_REQUESTED).unwrap();
+    assert_eq!(c.reason, "DryRun");
+    assert!(d.notes.iter().any(|n| n.message.contains("dry run")));
+
+    let mut s = Sim::new(spec());
+    s.rerun = Some("1".into());
+    s.step();
+    s.spec.cancel = Some(true);
+    let d = s.step();
+    assert!(d.rerun.is_none());
+    let c = find_condition(&d.status.conditions, super::rerun::RERUN_REQUESTED).unwrap();
+    assert_eq!(c.reason, "Cancelled");
+    assert!(
+        d.notes
+            .iter()
+            .any(|n| n.warning && n.message.contains("cancelled"))
+    );
+}
+
+#[test]
+fn a_child_fails_partly_and_its_own_rerun_names_its_run() {
+    let fail = [at("2026-01-01T03:00:00Z"), at("2026-01-01T07:00:00Z")];
+    let mut parent = failed_run(&fail, Some("1"));
+    let child = parent.step().rerun.unwrap().child;
+    let mut c = Sim::new(child.spec.clone());
+    c.rerun = Some("again".into());
+    c.run_to_end(&fail[..1]);
+    assert_eq!(
+        (
+            c.status.succeeded_count,
+            c.status.failed_count,
+            c.status.total_estimated
+        ),
+        (1, 1, 2)
+    );
+    let grandchild = c.step().rerun.unwrap().child;
+    assert_eq!(grandchild.spec.parent_backfill_run_id, c.status.run_id);
+    assert_eq!(grandchild.spec.sessions.unwrap(), vec![time(fail[0])]);
+    assert_eq!(
+        grandchild.spec.attempt_name.as_deref(),
+        Some("bf-retry-1-retry-again")
+    );
+}
+/// A ledger of the hourly test schedule: the first `ok` sessions of
+/// spec() succeeded, the next `bad` failed.
+fn ledger(ok: i64, bad: i64) -> LedgerIndex {
+    use crate::core::ledger::{Ledger, Period};
+    let start = at("2026-01-01T00:00:00Z");
+    let mut l = Ledger::new(Period::of(start));
+    for i in 0..ok + bad {
+        let outcome = if i < ok {
+            Outcome::Succeeded
+        } else {
+            Outcome::Failed
+        };
+        l.record(start + i * 3_600, outcome, "hourly", "Schedule/hourly", 0);
+    }
+    let mut index = LedgerIndex::default();
+    index.insert(l);
+    index
+}
+
+#[test]
+fn reprocess_skips_what_the_ledger_says_is_done() {
+    let start = at("2026-01-01T00:00:00Z");
+    for (reprocess, first, total) in [
+        (None, 5, 25),
+        (Some(Reprocess::Failed), 5, 25),
+        (Some(Reprocess::Missing), 10, 20),
+        (Some(Reprocess::All), 0, 30),
+    ] {
+        let mut s = Sim::new(BackfillSpec {
+            reprocess,
+            ..spec()
+        });
+        s.ledger = ledger(5, 5);
+        let d = s.step();
+        assert_eq!(d.status.total_estimated, total, "{reprocess:?}");
+        let preview = d.status.preview.clone().unwrap();
+        assert_eq!(preview.skipped_by_reprocess, 30 - total);
+        assert_eq!(preview.first[0], time(start + first * 3_600));
+        // Frozen: a ledger that changes after the start moves nothing.
+        s.ledger = LedgerIndex::default();
+        s.run_to_end(&[]);
+        let want: Vec<i64> = (first..30).map(|i| start + i * 3_600).collect();
+        let got: Vec<i64> = s.created.clone();
+        let mut sorted = got.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, want, "{reprocess:?}");
+        assert_eq!(got, sorted, "oldest first");
+        assert_eq!(s.status.processed_count, total);
+        assert_eq!(s.status.phase, Some(BackfillPhase::Succeeded));
+    }
+}
+
+#[test]
+fn sessions_a_job_runs_now_are_left_out_except_by_all() {
+    let start = at("2026-01-01T00:00:00Z");
+    // Sessions 0-4 succeeded, 5-9 failed; 7 and 20 run now (a retry
+    // by the Schedule, another Backfill's Job).
+    let running = [start + 7 * 3_600, start + 20 * 3_600];
+    for (reprocess, total, reason) in [
+        (
+            Some(Reprocess::Missing),
+            19,
+            "11 of 30 planned sessions skipped (5 already succeeded, 4 failed or were killed before, 2 run now by another Job of the Schedule)",
+        ),
+        (
+            Some(Reprocess::Failed),
+            23,
+            "7 of 30 planned sessions skipped (5 already succeeded, 2 run now by another Job of the Schedule)",
+        ),
+        (Some(Reprocess::All), 30, ""),
+    ] {
+        let mut s = Sim::new(BackfillSpec {
+            reprocess,
+            ..spec()
+        });
+        s.ledger = ledger(5, 5);
+        s.ledger.add_running(running);
+        let d = s.step();
+        assert_eq!(d.status.total_estimated, total, "{reprocess:?}");
+        let why = d.status.preview.clone().unwrap().skipped_reason;
+        assert_eq!(why.is_some(), !reason.is_empty(), "{why:?}");
+        assert!(why.unwrap_or_default().contains(reason), "{reprocess:?}");
+        s.run_to_end(&[]);
+        assert_eq!(
+            running.iter().any(|r| s.created.contains(r)),
+            reprocess == Some(Reprocess::All),
+            "{reprocess:?}"
+        );
+        assert_eq!(s.status.succeeded_count, total);
+    }
+}
+
+#[test]
+fn outcomes_of_ended_jobs_not_recorded_yet_count_as_recorded() {
+    let start = at("2026-01-01T00:00:00Z");
+    for (reprocess, total) in [
+        (Reprocess::Failed, 25),
+        (Reprocess::Missing, 18),
+        (Reprocess::All, 30),
+    ] {
+        let mut s = Sim::new(BackfillSpec {
+            reprocess: Some(reprocess),
+            ..spec()
+        });
+        s.ledger = ledger(5, 5);
+        // Newer than the ledger: session 2 failed since; 12 failed and
+        // 13 succeeded, none recorded yet.
+        s.ledger.add_unrecorded(start + 2 * 3_600, Outcome::Failed);
+        s.ledger.add_unrecorded(start + 12 * 3_600, Outcome::Failed);
+        s.ledger
+            .add_unrecorded(start + 13 * 3_600, Outcome::Succeeded);
+        let d = s.step();
+        assert_eq!(d.status.total_estimated, total, "{reprocess:?}");
+        s.run_to_end(&[]);
+        let ran = |i: i64| s.created.contains(&(start + i * 3_600));
+        assert_eq!(ran(2), reprocess != Reprocess::Missing, "{reprocess:?}");
+        assert_eq!(ran(12), reprocess != Reprocess::Missing, "{reprocess:?}");
+        assert_eq!(ran(13), reprocess == Reprocess::All, "{reprocess:?}");
+    }
+}
+
+#[test]
+fn reprocess_in_a_dry_run_and_newest_first_says_why_it_skips() {
+    let mut s = Sim::new(BackfillSpec {
+        dry_run: Some(true),
+        order: Some(crate::api::SessionOrder::Newest),
+        reprocess: Some(Reprocess::Missing),
+        ..spec()
+    });
+    s.ledger = ledger(3, 2);
+    let d = s.step();
+    let reason = d.status.preview.unwrap().skipped_reason.unwrap();
+    assert!(
+        reason.contains("5 of 30 planned sessions skipped (3 already succeeded, 2 failed"),
+        "{reason}"
+    );
+    assert!(d.notes.iter().any(|n| n.message.contains(&reason)));
+    s.spec.dry_run = None;
+    s.run_to_end(&[]);
+    let start = at("2026-01-01T00:00:00Z");
+    let want: Vec<i64> = (5..30).rev().map(|i| start + i * 3_600).collect();
+    assert_eq!(s.created, want, "newest first, skipped ones left out");
+}
+
+#[test]
+fn a_backfill_of_sessions_that_all_succeeded_runs_nothing_and_says_so() {
+    let mut s = Sim::new(spec());
+    s.ledger = ledger(30, 0);
+    let d = s.step();
+    assert!(d.create.is_empty());
+    assert_eq!(d.status.total_estimated, 0);
+    assert_eq!(d.status.phase, Some(BackfillPhase::Succeeded));
+    let note = d.notes.iter().find(|n| n.reason == "NothingToRun").unwrap();
+    assert!(
+        note.message.contains("30 already succeeded"),
+        "{}",
+        note.message
+    );
+}

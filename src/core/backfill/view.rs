@@ -1,0 +1,55 @@
+//! What the Backfill's decide step looks at, and what it decides.
+
+use super::rerun::RerunChild;
+use crate::api::{BackfillSpec, BackfillStatus, ScheduleSpec};
+use crate::core::clock::Session;
+use crate::core::ledger::LedgerIndex;
+use crate::core::observed::Note;
+use crate::core::observed::ObservedJob;
+
+/// Everything `decide` looks at.
+#[derive(Clone, Debug)]
+pub struct BackfillView<'a> {
+    pub name: &'a str,
+    pub namespace: Option<&'a str>,
+    pub uid: &'a str,
+    /// The Schedule's UID (the sessions' UUIDs derive from it).
+    pub schedule_uid: &'a str,
+    pub generation: Option<i64>,
+    pub spec: &'a BackfillSpec,
+    pub status: &'a BackfillStatus,
+    /// `backfill.dev/created-by`, else the field manager that created it.
+    pub created_by: Option<String>,
+    /// The Schedule, when it exists.
+    pub schedule: Option<&'a ScheduleSpec>,
+    pub jobs: &'a [ObservedJob],
+    /// Durations (seconds) of the Schedule's recent finished Jobs.
+    pub recent_durations: &'a [i64],
+    /// The `backfill.dev/rerun-failed` annotation.
+    pub rerun_request: Option<&'a str>,
+    /// The Schedule's session ledger, read before the start for
+    /// `reprocess`.
+    pub ledger: &'a LedgerIndex,
+    /// When the Backfill was created, on the operator's clock.
+    pub created: Option<i64>,
+    pub now: i64,
+}
+
+/// What one pass decides, before its Jobs are built
+/// (`super::decide` completes it into a `Decision`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Pass {
+    /// Sessions to launch, with their plan index.
+    pub create: Vec<(u64, Session)>,
+    /// Running Jobs to delete (cancel).
+    pub delete: Vec<String>,
+    /// Jobs whose finalizer comes off once `status` is written.
+    pub release: Vec<String>,
+    pub status: BackfillStatus,
+    pub notes: Vec<Note>,
+    /// When to reconcile again (on the operator's clock) if nothing
+    /// changes before: when a window opens.
+    pub wake_at: Option<i64>,
+    /// A rerun child to create; `status` records it already.
+    pub rerun: Option<RerunChild>,
+}
