@@ -25,7 +25,7 @@ cluster-down: ## Stop the local control plane
 	bash hack/cluster.sh down
 
 crds: ## Regenerate the CRDs from src/api
-	$(CARGO) run --quiet --bin crdgen -- $(CRD_DIRS)
+	$(CARGO) run --quiet -- crdgen $(CRD_DIRS)
 
 # Unit tests, doc tests and the end-to-end tests of tests/ against the
 # local control plane. It is stopped afterwards, even when a test fails or

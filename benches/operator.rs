@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use backfill_operator::api::{Backfill, Schedule};
-use backfill_operator::core::Clock;
+use backfill_operator::core::ZonedCron;
 use backfill_operator::core::job::{Attempt, OwnerKind};
 use common::operator::Operator;
 use futures::StreamExt;
@@ -127,7 +127,7 @@ async fn raw_client(client: &Client, ns: &str) -> Duration {
         block_owner_deletion: Some(true),
     };
     let template: JobTemplateSpec = serde_json::from_value(job_template()).unwrap();
-    let clock = Clock::new("* * * * *", None).unwrap();
+    let clock = ZonedCron::new("* * * * *", None).unwrap();
     let jobs: Vec<Job> = clock
         .sessions_from(1_767_225_600)
         .take(SESSIONS)

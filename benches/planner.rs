@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use backfill_operator::core::calendar::Civil;
 use backfill_operator::core::cron::Cron;
 use backfill_operator::core::plan::{Filter, Selection};
-use backfill_operator::core::{Clock, Plan};
+use backfill_operator::core::{Plan, ZonedCron};
 use criterion::Criterion;
 
 struct Counting;
@@ -51,7 +51,7 @@ fn sessions() -> u64 {
 const FROM: i64 = 1_767_225_600; // 2026-01-01T00:00:00Z
 
 fn plan(count: u64) -> Plan {
-    let clock = Clock::new("* * * * *", Some("America/New_York")).unwrap();
+    let clock = ZonedCron::new("* * * * *", Some("America/New_York")).unwrap();
     Plan::new(clock, Selection::Count { from: FROM, count }).with_filter(Filter {
         days_of_week: 0b0111_1110,
         hours: 0,

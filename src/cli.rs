@@ -8,9 +8,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use jiff::Timestamp;
 
 use crate::api::{Backfill, BackfillSpec, Schedule, ScheduleRef, ScheduleSpec, SessionOrder};
-use crate::core::clock::rfc3339_utc;
 use crate::core::windows::Windows;
-use crate::core::{Clock, Plan, PlanError, Selection};
+use crate::core::zoned_cron::rfc3339_utc;
+use crate::core::{Plan, PlanError, Selection, ZonedCron};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -34,8 +34,10 @@ pub enum Command {
     /// Print the sessions a cron expression or a Backfill manifest selects,
     /// without a cluster.
     Plan(PlanArgs),
-    /// Print the CustomResourceDefinitions as YAML.
-    Crdgen,
+    /// Print the CustomResourceDefinitions as YAML, or write one file per
+    /// CRD into each directory given (`make crds` does, for `crds/` and
+    /// the chart).
+    Crdgen { dirs: Vec<std::path::PathBuf> },
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -111,7 +113,7 @@ impl RunArgs {
             .map(|n| n.trim())
             .filter(|n| !n.is_empty())
         {
-            let label = ns.len() <= 63
+            let label = ns.len() <= crate::api::LABEL_VALUE_MAX
                 && ns
                     .bytes()
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
@@ -254,7 +256,7 @@ pub fn plan(args: &PlanArgs) -> Result<PlanReport, CliError> {
     let now = args.now.as_deref().map(|n| instant("now", n)).transpose()?;
     let (plan, windows) = match (&args.cron, &args.file) {
         (Some(cron), _) => {
-            let clock = Clock::new(cron, args.time_zone.as_deref()).map_err(PlanError::from)?;
+            let clock = ZonedCron::new(cron, args.time_zone.as_deref()).map_err(PlanError::from)?;
             let from = instant("from", args.from.as_deref().unwrap_or_default())?;
             let selection = match (&args.to, args.count) {
                 (Some(to), None) => Selection::Range {

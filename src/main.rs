@@ -23,14 +23,17 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Some(Command::Crdgen) => {
-            let docs: Vec<String> = crds::all()
-                .iter()
-                .map(|(_, crd)| crds::to_yaml(crd))
-                .collect();
-            print!("{}", docs.join("---\n"));
+        Some(Command::Crdgen { dirs }) if dirs.is_empty() => {
+            print!("{}", crds::stream());
             ExitCode::SUCCESS
         }
+        Some(Command::Crdgen { dirs }) => match crds::write_to(&dirs) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 

@@ -16,8 +16,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::KubeSchema;
 use serde::{Deserialize, Serialize};
 
-/// The API group of every kind in this crate.
-pub const GROUP: &str = "backfill.dev";
+/// The longest label value Kubernetes takes, and so the longest name of
+/// a Schedule, Backfill, attempt or Job (each is a label value on Jobs or
+/// their pods). The CEL rule and the schema bound below spell it out, as
+/// CEL and schemars take literals; a unit test holds them to it.
+pub const LABEL_VALUE_MAX: usize = 63;
 
 /// A Schedule's or Backfill's name is a label value on each of its Jobs
 /// (`backfill.dev/schedule`, `backfill.dev/backfill`), which Kubernetes
@@ -25,6 +28,22 @@ pub const GROUP: &str = "backfill.dev";
 /// when its first Job fails to be created.
 pub const NAME_FITS_A_LABEL: &str = "self.metadata.name.size() <= 63";
 pub const NAME_FITS_A_LABEL_MESSAGE: &str = "metadata.name must be at most 63 characters: it is a label value on every Job this object creates";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_name_rules_say_the_label_limit() {
+        let limit = LABEL_VALUE_MAX.to_string();
+        assert!(NAME_FITS_A_LABEL.ends_with(&format!("<= {limit}")));
+        assert!(NAME_FITS_A_LABEL_MESSAGE.contains(&format!("at most {limit} characters")));
+        let attempt = &crate::crds::all()[1].1.spec.versions[0];
+        let schema = serde_json::to_value(attempt.schema.as_ref().unwrap()).unwrap();
+        let max = &schema["openAPIV3Schema"]["properties"]["spec"]["properties"]["attemptName"]["maxLength"];
+        assert_eq!(max.as_u64(), Some(LABEL_VALUE_MAX as u64));
+    }
+}
 
 /// Label on a Job (and its pod template) naming the Schedule it runs.
 pub const LABEL_SCHEDULE: &str = "backfill.dev/schedule";
@@ -71,9 +90,6 @@ pub struct TimeRange {
     /// End of the range, exclusive (RFC 3339).
     pub to: Time,
 }
-
-/// Cost settings shared by Schedules and Backfills.
-pub type Credits = f64;
 
 /// Condition types, after the kstatus convention Flux and Argo CD read.
 pub mod condition {

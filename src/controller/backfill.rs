@@ -19,7 +19,7 @@ use crate::core::backfill::{BackfillView, decide};
 use crate::core::decision::Decision;
 use crate::core::ledger::LedgerIndex;
 use crate::core::observed::ObservedJob;
-use crate::core::plan::seconds;
+use crate::core::zoned_cron::seconds;
 use crate::{Error, Result};
 
 /// Recent Jobs whose durations estimate a dry run.

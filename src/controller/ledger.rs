@@ -17,7 +17,7 @@ use crate::api::{LABEL_SCHEDULE, Schedule, SessionLedger};
 use crate::core::decision::LedgerRecord;
 use crate::core::ledger::{Ledger, LedgerIndex, Period, ledger_name};
 use crate::core::observed::Outcome;
-use crate::core::plan::seconds;
+use crate::core::zoned_cron::seconds;
 use crate::{Error, Result};
 
 /// Conflicting writes retried before the reconcile gives up (and is
@@ -176,7 +176,7 @@ impl Context {
                             labels: Some(
                                 [(LABEL_SCHEDULE.to_string(), schedule_name.clone())]
                                     .into_iter()
-                                    .filter(|(_, v)| v.len() <= 63)
+                                    .filter(|(_, v)| v.len() <= crate::api::LABEL_VALUE_MAX)
                                     .collect(),
                             ),
                             owner_references: Some(vec![owner_ref]),

@@ -12,8 +12,8 @@ use super::apply::apply;
 use crate::api::Schedule;
 use crate::core::decision::Decision;
 use crate::core::observed::ObservedJob;
-use crate::core::plan::seconds;
 use crate::core::schedule::{RECENT_HORIZON, ScheduleView, decide};
+use crate::core::zoned_cron::seconds;
 use crate::{Error, Result};
 
 #[instrument(skip_all, fields(schedule = %schedule.name_any(), namespace = schedule.namespace().unwrap_or_default()))]

@@ -6,8 +6,8 @@
 use k8s_openapi::api::batch::v1::Job;
 
 use super::backfill::rerun::RerunChild;
-use super::clock::Session;
 use super::observed::{Note, ObservedJob, Outcome};
+use super::zoned_cron::Session;
 
 /// A Job to create.
 #[derive(Clone, Debug, PartialEq)]

@@ -10,15 +10,15 @@ use kube::Resource;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::clock::{Clock, Session, rfc3339_utc};
+use super::zoned_cron::{Session, ZonedCron, rfc3339_utc};
 use crate::api::{
     ANNOTATION_ATTEMPT_NAME, ANNOTATION_PLAN_INDEX, ANNOTATION_SESSION_TIME,
     ANNOTATION_SESSION_UUID, JOB_FINALIZER, LABEL_BACKFILL, LABEL_SCHEDULE, LABEL_SESSION,
 };
 
-/// Kubernetes object names that become label values (the job controller
-/// labels pods with their Job's name) must fit in 63 characters.
-const MAX_NAME: usize = 63;
+/// Job names become label values (the job controller labels pods with
+/// their Job's name).
+const MAX_NAME: usize = crate::api::LABEL_VALUE_MAX;
 
 /// Who runs the attempt: a Schedule (scheduled runs) or a Backfill.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,7 +96,7 @@ pub struct Attempt<'a> {
     /// Absent for scheduled runs.
     pub backfill_name: Option<&'a str>,
     pub attempt_name: &'a str,
-    pub clock: &'a Clock,
+    pub clock: &'a ZonedCron,
     pub session: Session,
     /// A Backfill's Job: the session's index in the frozen plan, which
     /// counts its outcome exactly once.
@@ -243,7 +243,7 @@ fn add_missing_env(container: &mut Container, vars: &[EnvVar]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::clock::at;
+    use crate::core::zoned_cron::at;
     use k8s_openapi::api::batch::v1::JobSpec;
     use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec};
     use std::collections::HashSet;
@@ -321,7 +321,7 @@ mod tests {
 
     #[test]
     fn a_job_carries_the_session_everywhere() {
-        let clock = Clock::new("30 2 * * *", Some("America/New_York")).unwrap();
+        let clock = ZonedCron::new("30 2 * * *", Some("America/New_York")).unwrap();
         let session = clock
             .sessions_from(at("2026-03-08T00:00:00Z"))
             .next()

@@ -15,10 +15,10 @@ use base64::engine::general_purpose::STANDARD;
 
 use super::bitmap::{Bitmap, BitmapError};
 use super::calendar::{civil_from_days, days_from_civil};
-use super::clock::{Clock, rfc3339_utc, time};
 use super::job::fit_name;
 use super::observed::Outcome;
-use super::plan::seconds;
+use super::zoned_cron::seconds;
+use super::zoned_cron::{ZonedCron, rfc3339_utc, time};
 use crate::api::{LedgerAttempt, ScheduleRef, SessionLedgerSpec};
 
 /// Seconds per slot: cron's resolution.
@@ -62,18 +62,6 @@ impl Period {
     pub fn label(&self) -> String {
         let (y, m, _) = civil_from_days(self.from.div_euclid(86_400));
         format!("{y:04}-{m:02}")
-    }
-
-    /// Every month touching `[from, to)`, in order.
-    pub fn covering(from: i64, to: i64) -> Vec<Period> {
-        let mut out = Vec::new();
-        let mut p = Period::of(from);
-        while p.from < to {
-            let next = p.to;
-            out.push(p);
-            p = Period::of(next);
-        }
-        out
     }
 
     fn slot(&self, at: i64) -> u64 {
@@ -423,7 +411,7 @@ const REPORT_LIMIT: usize = 100_000;
 /// `None` while running): a finished Job's outcome may not have reached
 /// the ledger yet, and a session with a running Job is not missing.
 pub fn report(
-    clock: &Clock,
+    clock: &ZonedCron,
     since: i64,
     until: i64,
     ledger: &LedgerIndex,
@@ -470,7 +458,19 @@ pub fn backfill_hint(schedule: &str, r: &Report) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::clock::at;
+
+    /// Every month touching `[from, to)`, in order.
+    fn covering(from: i64, to: i64) -> Vec<Period> {
+        let mut out = Vec::new();
+        let mut p = Period::of(from);
+        while p.from < to {
+            let next = p.to;
+            out.push(p);
+            p = Period::of(next);
+        }
+        out
+    }
+    use crate::core::zoned_cron::at;
     use proptest::prelude::*;
 
     proptest! {
@@ -515,7 +515,7 @@ mod tests {
         assert_eq!(p.label(), "2026-02");
         let dec = Period::of(at("2025-12-31T23:59:00Z"));
         assert_eq!(dec.to, at("2026-01-01T00:00:00Z"));
-        let months = Period::covering(at("2025-12-31T00:00:00Z"), at("2026-02-01T00:00:00Z"));
+        let months = covering(at("2025-12-31T00:00:00Z"), at("2026-02-01T00:00:00Z"));
         assert_eq!(
             months.iter().map(Period::label).collect::<Vec<_>>(),
             ["2025-12", "2026-01"]
@@ -597,7 +597,7 @@ mod tests {
 
     #[test]
     fn a_report_tells_missing_from_failed_and_from_running() {
-        let clock = Clock::new("0 * * * *", None).unwrap();
+        let clock = ZonedCron::new("0 * * * *", None).unwrap();
         let p = Period::of(at("2026-03-01T00:00:00Z"));
         let mut ledger = Ledger::new(p);
         ledger.record(at("2026-03-02T00:00:00Z"), Outcome::Succeeded, "s", "", 0);

@@ -6,7 +6,6 @@
 pub mod backfill;
 pub mod bitmap;
 pub mod calendar;
-pub mod clock;
 pub mod cron;
 pub mod decision;
 pub mod job;
@@ -16,6 +15,7 @@ pub mod plan;
 pub mod reason;
 pub mod schedule;
 pub mod windows;
+pub mod zoned_cron;
 
-pub use clock::{Clock, ClockError, Session, Zone};
 pub use plan::{Order, Plan, PlanError, Selection};
+pub use zoned_cron::{Session, Zone, ZonedCron, ZonedCronError};

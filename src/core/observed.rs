@@ -4,8 +4,8 @@
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use super::clock::timestamp;
 use super::reason::Reason;
+use super::zoned_cron::timestamp;
 use crate::api::{ANNOTATION_PLAN_INDEX, JOB_FINALIZER, LABEL_SESSION};
 
 /// A Job of a Schedule or a Backfill, as the watch cache shows it.

@@ -4,18 +4,16 @@
 
 use std::fmt;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-
 use super::bitmap::{Bitmap, BitmapError};
 use super::calendar::weekday_from_days;
-use super::clock::{Clock, ClockError, Session, rfc3339_utc, time};
+use super::zoned_cron::{Session, ZonedCron, ZonedCronError, rfc3339_utc, seconds, time};
 use crate::api::{BackfillSpec, ScheduleSpec, SessionFilter, SessionOrder, SessionSet, Weekday};
 
 /// Why a Backfill's sessions cannot be planned.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
     #[error(transparent)]
-    Clock(#[from] ClockError),
+    ZonedCron(#[from] ZonedCronError),
     #[error("{time} is not a session of schedule {expr:?} in {zone}")]
     NotASession {
         time: String,
@@ -42,7 +40,7 @@ pub enum Selection {
     /// A compact set: the sessions of its own clock in `[from, to)` whose
     /// index is in `bits`.
     Set {
-        clock: Box<Clock>,
+        clock: Box<ZonedCron>,
         from: i64,
         to: i64,
         bits: Bitmap,
@@ -127,7 +125,7 @@ impl From<SessionOrder> for Order {
 /// and ordered.
 #[derive(Clone, Debug)]
 pub struct Plan {
-    clock: Clock,
+    clock: ZonedCron,
     selection: Selection,
     filter: Filter,
     /// The Schedule's `startTime`: no session before it.
@@ -139,7 +137,7 @@ pub struct Plan {
 }
 
 impl Plan {
-    pub fn new(clock: Clock, selection: Selection) -> Self {
+    pub fn new(clock: ZonedCron, selection: Selection) -> Self {
         Self {
             clock,
             selection,
@@ -182,7 +180,7 @@ impl Plan {
         backfill: &BackfillSpec,
         cutoff: Option<i64>,
     ) -> Result<Self, PlanError> {
-        let clock = Clock::new(&schedule.schedule, schedule.time_zone.as_deref())?;
+        let clock = ZonedCron::new(&schedule.schedule, schedule.time_zone.as_deref())?;
         let selection = match (
             &backfill.from,
             &backfill.to,
@@ -234,7 +232,7 @@ impl Plan {
         Ok(())
     }
 
-    pub fn clock(&self) -> &Clock {
+    pub fn clock(&self) -> &ZonedCron {
         &self.clock
     }
 
@@ -244,11 +242,12 @@ impl Plan {
 
     /// The sessions, in plan order.
     pub fn iter(&self) -> PlanIter<'_> {
-        let inner = match self.order {
-            Order::Ascending => Inner::Forward(self.ascending()),
-            Order::Descending => Inner::Backward(self.descending()),
-        };
-        PlanIter { inner }
+        PlanIter {
+            inner: match self.order {
+                Order::Ascending => self.ascending(),
+                Order::Descending => self.descending(),
+            },
+        }
     }
 
     /// How many sessions the plan holds. One pass, no allocation.
@@ -429,7 +428,7 @@ impl fmt::Display for Plan {
 /// The compact form of a set of sessions of `clock` (ascending and
 /// distinct instants): a bitmap over the clock's sessions from the first
 /// to just after the last. `None` for an empty set.
-pub fn session_set(clock: &Clock, sessions: &[i64]) -> Option<SessionSet> {
+pub fn session_set(clock: &ZonedCron, sessions: &[i64]) -> Option<SessionSet> {
     let (&first, &last) = (sessions.first()?, sessions.last()?);
     let mut wanted = sessions.iter().copied().peekable();
     let mut bits = Bitmap::new();
@@ -455,7 +454,7 @@ pub fn session_set(clock: &Clock, sessions: &[i64]) -> Option<SessionSet> {
 
 fn selection_of_set(set: &SessionSet) -> Result<Selection, PlanError> {
     Ok(Selection::Set {
-        clock: Box::new(Clock::new(&set.schedule, Some(&set.time_zone))?),
+        clock: Box::new(ZonedCron::new(&set.schedule, Some(&set.time_zone))?),
         from: seconds(&set.from),
         to: seconds(&set.to),
         bits: Bitmap::decode(&set.bitmap)?,
@@ -464,21 +463,14 @@ fn selection_of_set(set: &SessionSet) -> Result<Selection, PlanError> {
 
 /// The plan's sessions in order.
 pub struct PlanIter<'a> {
-    inner: Inner<'a>,
-}
-
-enum Inner<'a> {
-    Forward(Box<dyn Iterator<Item = Session> + 'a>),
-    Backward(Box<dyn Iterator<Item = Session> + 'a>),
+    inner: Box<dyn Iterator<Item = Session> + 'a>,
 }
 
 impl Iterator for PlanIter<'_> {
     type Item = Session;
 
     fn next(&mut self) -> Option<Session> {
-        match &mut self.inner {
-            Inner::Forward(it) | Inner::Backward(it) => it.next(),
-        }
+        self.inner.next()
     }
 }
 
@@ -487,7 +479,7 @@ impl Iterator for PlanIter<'_> {
 /// schedule and the walk stays short for a yearly one. Yields each
 /// session's index from `lo` when `total` (the count in the span) is given.
 struct Backward<'a> {
-    clock: &'a Clock,
+    clock: &'a ZonedCron,
     lo: i64,
     hi: i64,
     width: i64,
@@ -499,7 +491,7 @@ struct Backward<'a> {
 const MAX_CHUNK: usize = 4_096;
 
 impl<'a> Backward<'a> {
-    fn new(clock: &'a Clock, lo: i64, hi: i64, total: u64) -> Self {
+    fn new(clock: &'a ZonedCron, lo: i64, hi: i64, total: u64) -> Self {
         Self {
             clock,
             lo,
@@ -544,29 +536,24 @@ fn max_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
     }
 }
 
-/// Unix seconds of an API timestamp.
-pub fn seconds(t: &Time) -> i64 {
-    t.0.as_second()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::clock::at;
+    use crate::core::zoned_cron::at;
     use proptest::prelude::*;
 
     fn times(plan: &Plan) -> Vec<String> {
         plan.iter().map(|s| rfc3339_utc(s.at)).collect()
     }
 
-    fn ny(expr: &str) -> Clock {
-        Clock::new(expr, Some("America/New_York")).unwrap()
+    fn ny(expr: &str) -> ZonedCron {
+        ZonedCron::new(expr, Some("America/New_York")).unwrap()
     }
 
     #[test]
     fn range_is_from_inclusive_to_exclusive() {
         let plan = Plan::new(
-            Clock::new("0 * * * *", None).unwrap(),
+            ZonedCron::new("0 * * * *", None).unwrap(),
             Selection::Range {
                 from: at("2026-01-01T00:00:00Z"),
                 to: at("2026-01-01T03:00:00Z"),
@@ -596,7 +583,7 @@ mod tests {
     fn count_counts_kept_sessions_and_reports_a_short_plan() {
         let from = at("2026-01-05T00:00:00Z"); // a Monday
         let plan = Plan::new(
-            Clock::new("0 12 * * *", None).unwrap(),
+            ZonedCron::new("0 12 * * *", None).unwrap(),
             Selection::Count { from, count: 3 },
         )
         .with_filter(Filter {
@@ -648,7 +635,7 @@ mod tests {
     #[test]
     fn schedule_bounds_and_cutoff_clip_the_plan() {
         let plan = Plan::new(
-            Clock::new("0 0 * * *", None).unwrap(),
+            ZonedCron::new("0 0 * * *", None).unwrap(),
             Selection::Range {
                 from: at("2026-01-01T00:00:00Z"),
                 to: at("2026-01-10T00:00:00Z"),
@@ -690,7 +677,7 @@ mod tests {
 
     #[test]
     fn a_session_set_selects_by_index_in_both_orders() {
-        let clock = Clock::new("*/10 * * * *", None).unwrap();
+        let clock = ZonedCron::new("*/10 * * * *", None).unwrap();
         let set_clock = clock.clone();
         let plan = Plan::new(
             clock,
@@ -748,7 +735,7 @@ mod tests {
                 .take_while(|&t| t < to)
                 .collect();
             for expr in EXPRS {
-                let clock = Clock::new(expr, Some(zone)).unwrap();
+                let clock = ZonedCron::new(expr, Some(zone)).unwrap();
                 for &t in &transitions {
                     for mid in [t - 1, t, t + 1] {
                         let (lo, hi) = (t - 3 * 86_400, t + 3 * 86_400);
@@ -800,9 +787,9 @@ mod tests {
         "Asia/Kolkata",
     ];
 
-    fn arb_clock() -> impl Strategy<Value = Clock> {
+    fn arb_clock() -> impl Strategy<Value = ZonedCron> {
         (0..EXPRS.len(), 0..ZONES.len())
-            .prop_map(|(e, z)| Clock::new(EXPRS[e], Some(ZONES[z])).unwrap())
+            .prop_map(|(e, z)| ZonedCron::new(EXPRS[e], Some(ZONES[z])).unwrap())
     }
 
     /// Spans around the 2026 transitions of the zones above, and plain ones.

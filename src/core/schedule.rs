@@ -7,13 +7,13 @@ use std::collections::BTreeSet;
 
 use k8s_openapi::api::core::v1::ObjectReference;
 
-use super::clock::{Clock, Session, rfc3339_utc, time};
 use super::decision::{Decision, LedgerRecord, NewJob, Status, released_outcomes};
 use super::job::{Attempt, OwnerKind, controller_reference, job_name};
 use super::ledger::{LedgerIndex, backfill_hint, report};
 use super::observed::{JobState, Kstatus, Note, ObservedJob, Outcome, find_condition};
-use super::plan::seconds;
 use super::reason::Reason;
+use super::zoned_cron::seconds;
+use super::zoned_cron::{Session, ZonedCron, rfc3339_utc, time};
 use crate::api::{
     ConcurrencyPolicy, MissedSessionPolicy, RecentSessions, Schedule, ScheduleSpec, ScheduleStatus,
     condition,
@@ -92,7 +92,7 @@ fn pass(view: &ScheduleView<'_>) -> Pass {
         now: view.now,
     };
 
-    match Clock::new(&view.spec.schedule, view.spec.time_zone.as_deref()) {
+    match ZonedCron::new(&view.spec.schedule, view.spec.time_zone.as_deref()) {
         Ok(clock) => {
             schedule_sessions(view, &clock, &mut d);
             recent_sessions(view, &clock, &mut d);
@@ -181,7 +181,7 @@ fn pass(view: &ScheduleView<'_>) -> Pass {
 fn complete(view: &ScheduleView<'_>, pass: Pass) -> Decision<ScheduleStatus> {
     let mut create = Vec::with_capacity(pass.create.len());
     // Sessions come only from a valid cron and zone.
-    if let Ok(clock) = Clock::new(&view.spec.schedule, view.spec.time_zone.as_deref()) {
+    if let Ok(clock) = ZonedCron::new(&view.spec.schedule, view.spec.time_zone.as_deref()) {
         let owner = controller_reference::<Schedule>(view.name, view.uid);
         for &session in &pass.create {
             let attempt = Attempt {
@@ -233,7 +233,7 @@ impl Status for ScheduleStatus {}
 
 /// `status.recentSessions` from the ledger, and an Event suggesting a
 /// Backfill when more sessions went missing.
-fn recent_sessions(view: &ScheduleView<'_>, clock: &Clock, d: &mut Pass) {
+fn recent_sessions(view: &ScheduleView<'_>, clock: &ZonedCron, d: &mut Pass) {
     let hour_ago = (view.now - RECENT_HORIZON).div_euclid(3_600) * 3_600;
     let since = [
         Some(hour_ago),
@@ -337,7 +337,7 @@ fn record_outcomes(view: &ScheduleView<'_>, d: &mut Pass) {
     }
 }
 
-fn schedule_sessions(view: &ScheduleView<'_>, clock: &Clock, d: &mut Pass) {
+fn schedule_sessions(view: &ScheduleView<'_>, clock: &ZonedCron, d: &mut Pass) {
     let spec = view.spec;
     let now = view.now;
     let start = spec.start_time.as_ref().map(seconds);
@@ -518,7 +518,7 @@ fn set_active(view: &ScheduleView<'_>, d: &mut Pass, running: &[&ObservedJob]) {
 
 fn record_missed(
     view: &ScheduleView<'_>,
-    clock: &Clock,
+    clock: &ZonedCron,
     d: &mut Pass,
     from: i64,
     last_missed: i64,
@@ -590,7 +590,7 @@ fn prune_history(view: &ScheduleView<'_>, d: &mut Pass) {
 mod tests {
     use super::*;
     use crate::api::MissedSessions;
-    use crate::core::clock::at;
+    use crate::core::zoned_cron::at;
 
     fn spec(cron: &str) -> ScheduleSpec {
         ScheduleSpec {

@@ -6,7 +6,7 @@
 //! first occurrence.
 
 use super::calendar::{Civil, civil_from_days, weekday_from_days};
-use super::clock::{ClockError, Zone};
+use super::zoned_cron::{Zone, ZonedCronError};
 use crate::api::{ExecutionWindows, Window};
 
 /// Minutes after local midnight: `start` 0..1440, `end` 1..=1440; `end <=
@@ -27,7 +27,7 @@ pub struct Windows {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum WindowError {
     #[error(transparent)]
-    Zone(#[from] ClockError),
+    Zone(#[from] ZonedCronError),
     #[error("executionWindows.{day}: {value:?} is not a time of day as HH:MM")]
     BadTime { day: &'static str, value: String },
 }
@@ -161,7 +161,7 @@ fn parse_hhmm(text: &str) -> Option<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::clock::at;
+    use crate::core::zoned_cron::at;
 
     fn window(start: &str, end: &str) -> Window {
         Window {

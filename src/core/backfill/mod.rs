@@ -20,11 +20,11 @@ pub use start::estimate_completion;
 pub use view::BackfillView;
 
 use crate::api::{Backfill, BackfillStatus};
-use crate::core::clock::Clock;
 use crate::core::decision::{Decision, LedgerRecord, NewJob, Status, released_outcomes};
 use crate::core::job::{Attempt, OwnerKind, controller_reference};
 use crate::core::observed::{Kstatus, Note, find_condition};
 use crate::core::reason::Reason;
+use crate::core::zoned_cron::ZonedCron;
 use progress::advance;
 use rerun::RerunChild;
 use start::plan_or_start;
@@ -132,7 +132,7 @@ fn complete(view: &BackfillView<'_>, pass: Pass) -> Decision<BackfillStatus> {
     // A launch happens only with the Schedule there and a run whose cron
     // and zone were valid at its start.
     if let (Some(schedule), Some(run)) = (view.schedule, &pass.status.run)
-        && let Ok(clock) = Clock::new(&run.schedule, Some(&run.time_zone))
+        && let Ok(clock) = ZonedCron::new(&run.schedule, Some(&run.time_zone))
     {
         let owner = controller_reference::<Backfill>(view.name, view.uid);
         for &(index, session) in &pass.create {

@@ -7,11 +7,11 @@ use super::status::Stall;
 use super::view::{BackfillView, Pass};
 use crate::api::{BackfillPhase, RunState, SessionSummary};
 use crate::core::bitmap::Bitmap;
-use crate::core::clock::{Clock, rfc3339_utc, time};
 use crate::core::observed::{Note, ObservedJob, Outcome};
-use crate::core::plan::{Order, seconds, session_set};
+use crate::core::plan::{Order, session_set};
 use crate::core::reason::Reason;
 use crate::core::windows::Windows;
+use crate::core::zoned_cron::{ZonedCron, rfc3339_utc, seconds, time};
 
 /// Records outcomes, then launches, pauses, waits or cancels.
 pub(super) fn advance(view: &BackfillView<'_>, d: &mut Pass) -> Result<(), Stall> {
@@ -130,7 +130,7 @@ pub(super) fn advance(view: &BackfillView<'_>, d: &mut Pass) -> Result<(), Stall
             // The whole set once, at the end: rerun children copy it.
             run.failed = failed.encode();
             run.killed = killed.encode();
-            let clock = Clock::new(&run.schedule, Some(&run.time_zone));
+            let clock = ZonedCron::new(&run.schedule, Some(&run.time_zone));
             let set = match (failed_sessions(view.spec, &run), clock) {
                 (Ok(sessions), Ok(clock)) => session_set(&clock, &sessions),
                 _ => None,

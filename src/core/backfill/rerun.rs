@@ -10,8 +10,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::run::failed_sessions;
 use super::view::{BackfillView, Pass};
-use crate::core::clock::{Clock, time};
 use crate::core::job::{controller_reference, fit_name, short_hash};
+use crate::core::zoned_cron::{ZonedCron, time};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 use super::run::run_id;
@@ -29,7 +29,7 @@ pub use crate::api::condition::RERUN_REQUESTED;
 /// carries them as a compact session set.
 pub const LISTED_SESSIONS: usize = 100;
 /// Names (and attempt names, which become label values) fit in this.
-const MAX_NAME: usize = 63;
+const MAX_NAME: usize = crate::api::LABEL_VALUE_MAX;
 
 /// The child to create for a request, before it exists, and what the
 /// parent records once it does.
@@ -204,7 +204,7 @@ pub(super) fn step(view: &BackfillView<'_>, d: &mut Pass, ks: &Kstatus<'_>) {
         );
         return;
     }
-    let clock = match Clock::new(&run.schedule, Some(&run.time_zone)) {
+    let clock = match ZonedCron::new(&run.schedule, Some(&run.time_zone)) {
         Ok(c) => c,
         Err(_) => return,
     };
@@ -233,7 +233,7 @@ fn child(
     view: &BackfillView<'_>,
     request: &str,
     parent_run_id: &str,
-    clock: &Clock,
+    clock: &ZonedCron,
     sessions: &[i64],
     listed: bool,
 ) -> Backfill {

@@ -6,8 +6,8 @@ use uuid::Uuid;
 
 use crate::api::{BackfillSpec, RunState, ScheduleSpec};
 use crate::core::bitmap::Bitmap;
-use crate::core::clock::Clock;
-use crate::core::plan::{Plan, PlanError, Selection, seconds};
+use crate::core::plan::{Plan, PlanError, Selection};
+use crate::core::zoned_cron::{ZonedCron, seconds};
 
 /// The run id: a UUID derived from the Backfill's UID, so a start retried
 /// after a crash assigns the same one.
@@ -23,7 +23,7 @@ pub fn run_id(uid: &str) -> String {
 /// they were, its own selection, filter and order, between the frozen
 /// first and last sessions.
 pub fn frozen_plan(spec: &BackfillSpec, run: &RunState) -> Result<Plan, PlanError> {
-    let clock = Clock::new(&run.schedule, Some(&run.time_zone))?;
+    let clock = ZonedCron::new(&run.schedule, Some(&run.time_zone))?;
     let (from, to) = (run.from.as_ref().map(seconds), run.to.as_ref().map(seconds));
     let schedule = ScheduleSpec {
         schedule: run.schedule.clone(),
@@ -35,7 +35,7 @@ pub fn frozen_plan(spec: &BackfillSpec, run: &RunState) -> Result<Plan, PlanErro
         (Some(from), Some(to), _) if !run.selected.is_empty() => Plan::new(
             clock,
             Selection::Set {
-                clock: Box::new(Clock::new(&run.schedule, Some(&run.time_zone))?),
+                clock: Box::new(ZonedCron::new(&run.schedule, Some(&run.time_zone))?),
                 from,
                 to,
                 bits: Bitmap::decode(&run.selected)?,

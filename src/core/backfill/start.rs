@@ -7,11 +7,11 @@ use super::status::Stall;
 use super::view::{BackfillView, Pass};
 use super::{ESTIMATE_STEPS, PREVIEW};
 use crate::api::{BackfillPhase, CostEstimate, PlanPreview, Reprocess, RunState};
-use crate::core::clock::{rfc3339_utc, time};
 use crate::core::observed::{Note, Outcome};
 use crate::core::plan::{Plan, session_set};
 use crate::core::reason::Reason;
 use crate::core::windows::Windows;
+use crate::core::zoned_cron::{rfc3339_utc, time};
 
 /// Before the start: plan (a dry run stops here) or freeze the plan and
 /// start.

@@ -4,10 +4,10 @@
 use super::SCHEDULE_GRACE;
 use super::view::{BackfillView, Pass};
 use crate::api::{BackfillPhase, condition};
-use crate::core::clock::time;
 use crate::core::observed::{Kstatus, Note, find_condition};
 use crate::core::plan::PlanError;
 use crate::core::reason::Reason;
+use crate::core::zoned_cron::time;
 
 /// Why a Backfill cannot go on; it becomes a `Stalled` condition.
 pub(super) struct Stall {
@@ -18,7 +18,7 @@ pub(super) struct Stall {
 impl From<PlanError> for Stall {
     fn from(e: PlanError) -> Self {
         let reason = match e {
-            PlanError::Clock(_) => Reason::InvalidSchedule,
+            PlanError::ZonedCron(_) => Reason::InvalidSchedule,
             _ => Reason::InvalidPlan,
         };
         Stall {

@@ -5,13 +5,13 @@ use crate::api::Reprocess;
 use crate::api::{BackfillPhase, BackfillSpec, BackfillStatus, ScheduleSpec};
 use crate::api::{ExecutionWindows, ScheduleRef, Window};
 use crate::core::Plan;
-use crate::core::clock::at;
-use crate::core::clock::{rfc3339_utc, time};
 use crate::core::decision::{Decision, Status};
 use crate::core::ledger::LedgerIndex;
 use crate::core::observed::JobState;
 use crate::core::observed::{ObservedJob, Outcome};
-use crate::core::plan::seconds;
+use crate::core::zoned_cron::at;
+use crate::core::zoned_cron::seconds;
+use crate::core::zoned_cron::{rfc3339_utc, time};
 
 fn schedule(cron: &str) -> ScheduleSpec {
     ScheduleSpec {

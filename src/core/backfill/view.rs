@@ -2,10 +2,10 @@
 
 use super::rerun::RerunChild;
 use crate::api::{BackfillSpec, BackfillStatus, ScheduleSpec};
-use crate::core::clock::Session;
 use crate::core::ledger::LedgerIndex;
 use crate::core::observed::Note;
 use crate::core::observed::ObservedJob;
+use crate::core::zoned_cron::Session;
 
 /// Everything `decide` looks at.
 #[derive(Clone, Debug)]

@@ -27,7 +27,7 @@ const SEARCH_HORIZON_SECONDS: i64 = 100 * 366 * 86_400;
 /// Why a schedule cannot be evaluated: the messages users see in a
 /// `Stalled` condition and from `backfill-operator plan`.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum ClockError {
+pub enum ZonedCronError {
     #[error(transparent)]
     Cron(#[from] CronError),
     #[error("unknown time zone {0:?}: use an IANA name such as America/New_York or UTC")]
@@ -44,12 +44,12 @@ pub struct Zone {
 
 impl Zone {
     /// The zone named `name`; `None` or an empty name is UTC.
-    pub fn get(name: Option<&str>) -> Result<Self, ClockError> {
+    pub fn get(name: Option<&str>) -> Result<Self, ZonedCronError> {
         let name = name
             .map(str::trim)
             .filter(|n| !n.is_empty())
             .unwrap_or("UTC");
-        let tz = TimeZone::get(name).map_err(|_| ClockError::UnknownZone(name.to_string()))?;
+        let tz = TimeZone::get(name).map_err(|_| ZonedCronError::UnknownZone(name.to_string()))?;
         Ok(Self {
             tz,
             name: name.to_string(),
@@ -140,7 +140,7 @@ struct Segment {
 
 /// A schedule's sessions: a cron expression in a zone.
 #[derive(Clone, Debug)]
-pub struct Clock {
+pub struct ZonedCron {
     cron: Cron,
     zone: Zone,
     expr: String,
@@ -160,8 +160,8 @@ impl Session {
     }
 }
 
-impl Clock {
-    pub fn new(expr: &str, zone: Option<&str>) -> Result<Self, ClockError> {
+impl ZonedCron {
+    pub fn new(expr: &str, zone: Option<&str>) -> Result<Self, ZonedCronError> {
         let cron = Cron::parse(expr)?;
         let zone = Zone::get(zone)?;
         Ok(Self {
@@ -219,12 +219,12 @@ impl Clock {
     }
 }
 
-/// The iterator behind [`Clock::sessions_from`]. Within a span of constant
+/// The iterator behind [`ZonedCron::sessions_from`]. Within a span of constant
 /// offset the walk is pure calendar arithmetic; the zone is consulted once
 /// per transition.
 #[derive(Clone, Debug)]
 pub struct Sessions<'a> {
-    clock: &'a Clock,
+    clock: &'a ZonedCron,
     /// The next session is strictly after this instant.
     after: i64,
     segment: Option<Segment>,
@@ -337,6 +337,11 @@ pub fn timestamp(at: i64) -> Timestamp {
     })
 }
 
+/// Unix seconds of an API timestamp: the inverse of [`time`].
+pub fn seconds(t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> i64 {
+    t.0.as_second()
+}
+
 /// Unix seconds as an API timestamp.
 pub fn time(at: i64) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
     k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(timestamp(at))
@@ -359,7 +364,7 @@ mod tests {
 
     /// Sessions in `[from, to)` as UTC RFC 3339 strings.
     fn plan(expr: &str, zone: &str, from: &str, to: &str) -> Vec<String> {
-        let clock = Clock::new(expr, Some(zone)).unwrap();
+        let clock = ZonedCron::new(expr, Some(zone)).unwrap();
         let to = at(to);
         clock
             .sessions_from(at(from))
@@ -374,12 +379,15 @@ mod tests {
 
     #[test]
     fn unknown_zone_is_named() {
-        let err = Clock::new("* * * * *", Some("Mars/Olympus_Mons")).unwrap_err();
+        let err = ZonedCron::new("* * * * *", Some("Mars/Olympus_Mons")).unwrap_err();
         assert_eq!(
             err.to_string(),
             "unknown time zone \"Mars/Olympus_Mons\": use an IANA name such as America/New_York or UTC"
         );
-        assert_eq!(Clock::new("0 0 * * *", None).unwrap().zone().name(), "UTC");
+        assert_eq!(
+            ZonedCron::new("0 0 * * *", None).unwrap().zone().name(),
+            "UTC"
+        );
     }
 
     // America/New_York: 2026-03-08 02:00 EST -> 03:00 EDT (07:00Z);
@@ -683,7 +691,7 @@ mod tests {
 
     #[test]
     fn previous_next_and_membership() {
-        let clock = Clock::new("30 2 * * *", Some("America/New_York")).unwrap();
+        let clock = ZonedCron::new("30 2 * * *", Some("America/New_York")).unwrap();
         let s = at("2026-03-08T07:00:00Z");
         assert!(clock.is_session(s));
         assert!(!clock.is_session(s + 60));
@@ -692,7 +700,7 @@ mod tests {
             at("2026-03-07T07:30:00Z")
         );
         assert_eq!(clock.next_after(s).unwrap().at, at("2026-03-09T06:30:00Z"));
-        let yearly = Clock::new("0 0 29 2 *", None).unwrap();
+        let yearly = ZonedCron::new("0 0 29 2 *", None).unwrap();
         assert_eq!(
             yearly
                 .previous_before(at("2027-01-01T00:00:00Z"))
