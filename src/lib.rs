@@ -6,6 +6,8 @@ pub mod cli;
 pub mod controller;
 pub mod core;
 pub mod crds;
+pub mod http;
+pub mod metrics;
 
 /// Errors of the controllers; `error_policy` decides the requeue from them.
 #[derive(Debug, thiserror::Error)]

@@ -11,7 +11,6 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use tracing::{debug, instrument};
 
-use super::telemetry::ControllerLabels;
 use super::{Context, FIELD_MANAGER, create_job, failpoint, observe, publish, write_status};
 use crate::api::{
     ANNOTATION_CREATED_BY, ANNOTATION_PLAN_INDEX, ANNOTATION_RERUN_FAILED, Backfill,
@@ -23,6 +22,7 @@ use crate::core::ledger::LedgerIndex;
 use crate::core::observed::{Kstatus, Note, ObservedJob, Outcome};
 use crate::core::rerun::{RerunChild, is_child_of, record_child};
 use crate::core::{Clock, plan::seconds};
+use crate::metrics::ControllerLabels;
 use crate::{Error, Result};
 
 /// Jobs created at once: the API server's pace, not one at a time.

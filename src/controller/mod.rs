@@ -8,7 +8,6 @@ pub mod ledger;
 pub mod owners;
 pub mod schedule;
 pub mod scope;
-pub mod telemetry;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -111,7 +110,7 @@ pub struct Context {
     pub ledger_retention: i64,
     pub clock: OperatorClock,
     pub recent: Recent,
-    pub metrics: Arc<telemetry::Metrics>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// What this process did lately, so that a pass working from a cache that
@@ -195,13 +194,13 @@ pub struct Settings {
 /// Lease is lost: the process then exits with an error, to be restarted
 /// as a standby).
 pub async fn run(client: Client, settings: Settings) -> Result<()> {
-    let metrics = Arc::new(telemetry::Metrics::default());
+    let metrics = Arc::new(crate::metrics::Metrics::default());
     let backfills = Arc::new(std::sync::Mutex::new(None));
     if let Some(address) = &settings.listen_address {
-        let listener = telemetry::bind(address)
+        let listener = crate::http::bind(address)
             .await
             .map_err(|e| Error::Invalid(format!("--listen-address {address}: {e}")))?;
-        tokio::spawn(telemetry::serve(
+        tokio::spawn(crate::http::serve(
             listener,
             metrics.clone(),
             backfills.clone(),
@@ -263,7 +262,7 @@ async fn shutdown_signal() {
 async fn run_controllers(
     client: Client,
     settings: Settings,
-    metrics: Arc<telemetry::Metrics>,
+    metrics: Arc<crate::metrics::Metrics>,
     backfill_slot: Arc<std::sync::Mutex<Option<Store<Backfill>>>>,
     stop: future::Shared<future::BoxFuture<'static, ()>>,
 ) -> Result<()> {

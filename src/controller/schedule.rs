@@ -8,13 +8,13 @@ use kube::{Resource, ResourceExt};
 use tracing::{debug, instrument};
 
 use super::backfill::released_outcomes;
-use super::telemetry::ControllerLabels;
 use super::{Context, create_job, failpoint, observe, publish, write_status};
 use crate::api::Schedule;
 use crate::core::job::{Attempt, OwnerKind};
 use crate::core::observed::Note;
 use crate::core::schedule::{RECENT_HORIZON, ScheduleView, decide};
 use crate::core::{Clock, plan::seconds};
+use crate::metrics::ControllerLabels;
 use crate::{Error, Result};
 
 #[instrument(skip_all, fields(schedule = %schedule.name_any(), namespace = schedule.namespace().unwrap_or_default()))]

@@ -1,9 +1,7 @@
-//! What the operator tells its operators: Prometheus metrics on `/metrics`,
-//! liveness on `/healthz` and readiness on `/readyz`, served by a small
-//! HTTP/1.1 responder (probes and scrapes need nothing more).
+//! What the operator counts: its Prometheus metrics (served on
+//! `/metrics` by [`crate::http`]) and the readiness flag behind `/readyz`.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use kube::ResourceExt;
@@ -14,9 +12,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tracing::{info, warn};
+use tracing::warn;
 
 use crate::api::{Backfill, BackfillPhase};
 
@@ -175,91 +171,6 @@ impl Metrics {
     }
 }
 
-/// Serves `/metrics`, `/healthz` and `/readyz` on `listener` until the
-/// process ends. `backfills` is read on each scrape; it is `None` until
-/// the controllers run (a standby has none).
-pub async fn serve(
-    listener: TcpListener,
-    metrics: Arc<Metrics>,
-    backfills: Arc<std::sync::Mutex<Option<Store<Backfill>>>>,
-) {
-    loop {
-        let (stream, _) = match listener.accept().await {
-            Ok(conn) => conn,
-            Err(e) => {
-                warn!(error = %e, "accepting a connection failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let (metrics, backfills) = (metrics.clone(), backfills.clone());
-        tokio::spawn(async move {
-            if let Err(e) = respond(stream, &metrics, &backfills).await {
-                warn!(error = %e, "answering an HTTP request failed");
-            }
-        });
-    }
-}
-
-/// Binds the HTTP address and logs it (a port 0 gets a free one).
-pub async fn bind(address: &str) -> std::io::Result<TcpListener> {
-    let listener = TcpListener::bind(address).await?;
-    info!(address = %listener.local_addr()?, "serving /metrics, /healthz and /readyz");
-    Ok(listener)
-}
-
-async fn respond(
-    mut stream: TcpStream,
-    metrics: &Metrics,
-    backfills: &std::sync::Mutex<Option<Store<Backfill>>>,
-) -> std::io::Result<()> {
-    let mut request = Vec::new();
-    let mut buf = [0u8; 1024];
-    // The request line and headers; a body is not expected.
-    while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 16 * 1024 {
-        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
-            .await
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "slow request"))??;
-        if n == 0 {
-            break;
-        }
-        request.extend_from_slice(&buf[..n]);
-    }
-    let line = String::from_utf8_lossy(&request);
-    let mut parts = line.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let path = path.split('?').next().unwrap_or("");
-    let (status, content_type, body) = match (method, path) {
-        ("GET" | "HEAD", "/metrics") => {
-            let store = backfills.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            (
-                "200 OK",
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                metrics.render(store.as_ref()),
-            )
-        }
-        ("GET" | "HEAD", "/healthz") => ("200 OK", "text/plain", "ok\n".to_string()),
-        ("GET" | "HEAD", "/readyz") if metrics.ready.load(Ordering::Relaxed) => {
-            ("200 OK", "text/plain", "ok\n".to_string())
-        }
-        ("GET" | "HEAD", "/readyz") => (
-            "503 Service Unavailable",
-            "text/plain",
-            "caches not synced yet\n".to_string(),
-        ),
-        _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
-    };
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await?;
-    if method != "HEAD" {
-        stream.write_all(body.as_bytes()).await?;
-    }
-    stream.shutdown().await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,28 +198,5 @@ mod tests {
             assert!(text.contains(line), "{line} missing from:\n{text}");
         }
         assert!(text.ends_with("# EOF\n"));
-    }
-
-    #[tokio::test]
-    async fn probes_answer_over_http() {
-        let listener = bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let metrics = Arc::new(Metrics::default());
-        tokio::spawn(serve(listener, metrics.clone(), Default::default()));
-        let get = |path: &'static str| async move {
-            let mut s = TcpStream::connect(address).await.unwrap();
-            s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-                .await
-                .unwrap();
-            let mut out = String::new();
-            s.read_to_string(&mut out).await.unwrap();
-            out
-        };
-        assert!(get("/healthz").await.starts_with("HTTP/1.1 200"));
-        assert!(get("/readyz").await.starts_with("HTTP/1.1 503"));
-        metrics.ready.store(true, Ordering::Relaxed);
-        assert!(get("/readyz").await.starts_with("HTTP/1.1 200"));
-        assert!(get("/metrics").await.contains("backfill_operator_leader"));
-        assert!(get("/nope").await.starts_with("HTTP/1.1 404"));
     }
 }
