@@ -6,26 +6,70 @@ pub mod cli;
 pub mod controller;
 pub mod core;
 pub mod crds;
+pub mod http;
+pub mod metrics;
 
-/// Errors of the controllers; `error_policy` decides the requeue from them.
+/// Errors of the operator. `error_policy` decides the requeue from them,
+/// and each one's [`Error::category`] labels the error metric.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
-    #[error("invalid object: {0}")]
-    Invalid(String),
-    /// Worth retrying after a backoff.
+    /// An object lacks what the API server always sets (a namespace, a
+    /// UID): only a hand-made or corrupt object. Retried when it changes.
+    #[error("{kind} {name:?} has no {field}")]
+    MissingField {
+        kind: String,
+        name: String,
+        field: &'static str,
+    },
+    /// A name the operator must create is taken by an object it did not
+    /// make. Retried when the object that wants it changes.
+    #[error(
+        "{kind} {name} exists and is not {owner}; delete or rename it to carry out the request"
+    )]
+    NameTaken {
+        kind: &'static str,
+        name: String,
+        owner: String,
+    },
+    /// A SessionLedger object that cannot be read.
+    #[error("SessionLedger {name} cannot be read: {reason}")]
+    UnreadableLedger { name: String, reason: String },
+    /// Ledger writes that kept conflicting with other writers.
+    #[error("SessionLedger {name}: {attempts} conflicting writes in a row")]
+    LedgerContended { name: String, attempts: usize },
+    /// Another replica holds the leader Lease now, or it could not be
+    /// renewed in time.
+    #[error("leader Lease lost: {0}")]
+    LeaseLost(String),
+    /// What the operator was started with cannot work (a flag, a missing
+    /// permission or CRD).
     #[error("{0}")]
-    Transient(String),
+    Startup(String),
+}
+
+impl Error {
+    /// What kind of failure this is: the `category` label of
+    /// `backfill_operator_reconcile_errors_total`.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::Kube(kube::Error::Api(e)) if e.code == 409 => "conflict",
+            Error::Kube(kube::Error::Api(_)) => "api",
+            Error::Kube(_) => "transport",
+            Error::MissingField { .. }
+            | Error::NameTaken { .. }
+            | Error::UnreadableLedger { .. } => "invalid_object",
+            Error::LedgerContended { .. } => "conflict",
+            Error::LeaseLost(_) => "lease",
+            Error::Startup(_) => "startup",
+        }
+    }
+
+    /// Nothing but a change to the object can help: retrying is useless.
+    pub fn awaits_change(&self) -> bool {
+        self.category() == "invalid_object"
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-// TEMPORARY until the axum branch lands.
-pub mod metrics {
-    pub use crate::controller::telemetry::*;
-}
-// TEMPORARY until the axum branch lands.
-pub mod http {
-    pub use crate::controller::telemetry::{bind, serve};
-}

@@ -10,7 +10,7 @@ use serde_json::json;
 use tracing::{debug, warn};
 
 use super::jobs::create_job;
-use super::{Context, FIELD_MANAGER};
+use super::{Context, FIELD_MANAGER, missing};
 use crate::api::{Backfill, BackfillStatus, Schedule, ScheduleStatus};
 use crate::core::backfill::rerun::{RerunChild, is_child_of};
 use crate::core::decision::{Decision, Status};
@@ -78,7 +78,7 @@ pub async fn apply<K: Owner>(
 ) -> Result<Action> {
     let ns = owner
         .namespace()
-        .ok_or_else(|| Error::Invalid(format!("a {} without a namespace", K::kind(&()))))?;
+        .ok_or_else(|| missing(owner, "namespace"))?;
     for job in &d.delete {
         ctx.delete(&ns, job).await?;
     }
@@ -184,9 +184,11 @@ async fn create_child(
     };
     failpoint("after-rerun-child-created");
     if !is_child_of(&child, parent_uid) {
-        return Err(Error::Invalid(format!(
-            "Backfill {name} exists and is not a rerun child of this backfill; delete or rename it to carry out the request"
-        )));
+        return Err(Error::NameTaken {
+            kind: "Backfill",
+            name,
+            owner: "a rerun child of this backfill".into(),
+        });
     }
     Ok(child.uid().unwrap_or_default())
 }
@@ -195,9 +197,7 @@ async fn create_child(
 /// makes the write fail (409) on a stale read, so a counter is never
 /// computed from an old value; the retry reads the fresh object.
 async fn write_status<K: Owner>(ctx: &Context, obj: &K, status: &K::Status) -> Result<()> {
-    let ns = obj
-        .namespace()
-        .ok_or_else(|| Error::Invalid("an object without a namespace".into()))?;
+    let ns = obj.namespace().ok_or_else(|| missing(obj, "namespace"))?;
     // The same status written lately: the cache has not caught up yet.
     let body = serde_json::to_vec(status).unwrap_or_default();
     let digest = {

@@ -11,7 +11,8 @@ use kube::{Resource, ResourceExt};
 use tracing::instrument;
 
 use super::apply::apply;
-use super::{Context, FIELD_MANAGER};
+use super::{Context, FIELD_MANAGER, missing};
+use crate::Result;
 use crate::api::{
     ANNOTATION_CREATED_BY, ANNOTATION_RERUN_FAILED, Backfill, LABEL_SCHEDULE, Schedule,
 };
@@ -20,7 +21,6 @@ use crate::core::decision::Decision;
 use crate::core::ledger::LedgerIndex;
 use crate::core::observed::ObservedJob;
 use crate::core::zoned_cron::seconds;
-use crate::{Error, Result};
 
 /// Recent Jobs whose durations estimate a dry run.
 const RECENT_JOBS: usize = 50;
@@ -29,7 +29,7 @@ const RECENT_JOBS: usize = 50;
 pub async fn reconcile(backfill: Arc<Backfill>, ctx: Arc<Context>) -> Result<Action> {
     let ns = backfill
         .namespace()
-        .ok_or_else(|| Error::Invalid("a Backfill without a namespace".into()))?;
+        .ok_or_else(|| missing::<Backfill>(&backfill, "namespace"))?;
     let name = backfill.name_any();
     let uid = backfill.uid().unwrap_or_default();
     ctx.synced().await;

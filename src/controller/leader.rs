@@ -94,13 +94,13 @@ impl Elector {
             match self.try_once().await {
                 Ok(true) => last_renewal = Instant::now(),
                 Ok(false) => {
-                    return Error::Transient("another replica took the leader Lease".into());
+                    return Error::LeaseLost("another replica took it".into());
                 }
                 Err(e) => {
                     warn!(error = %e, "renewing the leader Lease failed");
                     if last_renewal.elapsed() >= self.config.duration {
-                        return Error::Transient(format!(
-                            "could not renew the leader Lease for {:?}",
+                        return Error::LeaseLost(format!(
+                            "could not renew it for {:?}",
                             self.config.duration
                         ));
                     }

@@ -12,7 +12,7 @@ use kube::api::{Api, DeleteParams, PostParams};
 use kube::{Resource, ResourceExt};
 use tracing::debug;
 
-use super::{Context, FIELD_MANAGER};
+use super::{Context, FIELD_MANAGER, missing};
 use crate::api::{LABEL_SCHEDULE, Schedule, SessionLedger};
 use crate::core::decision::LedgerRecord;
 use crate::core::ledger::{Ledger, LedgerIndex, Period, ledger_name};
@@ -104,7 +104,7 @@ impl Context {
     pub async fn record_outcomes(&self, schedule: &Schedule, record: &LedgerRecord) -> Result<()> {
         let ns = schedule
             .namespace()
-            .ok_or_else(|| Error::Invalid("a Schedule without a namespace".into()))?;
+            .ok_or_else(|| missing::<Schedule>(schedule, "namespace"))?;
         let mut months: BTreeMap<Period, Vec<(i64, Outcome)>> = BTreeMap::new();
         for &(at, outcome) in &record.outcomes {
             months
@@ -146,8 +146,9 @@ impl Context {
         let mut current = self.freshest_ledger(ns, &name);
         for _ in 0..ATTEMPTS {
             let mut ledger = match &current {
-                Some(obj) => Ledger::from_spec(&obj.spec).map_err(|e| {
-                    Error::Invalid(format!("SessionLedger {name} cannot be read: {e}"))
+                Some(obj) => Ledger::from_spec(&obj.spec).map_err(|e| Error::UnreadableLedger {
+                    name: name.clone(),
+                    reason: e.to_string(),
                 })?,
                 None => Ledger::new(period.clone()),
             };
@@ -168,7 +169,7 @@ impl Context {
                 None => {
                     let owner_ref = schedule
                         .controller_owner_ref(&())
-                        .ok_or_else(|| Error::Invalid("a Schedule without a uid".into()))?;
+                        .ok_or_else(|| missing::<Schedule>(schedule, "uid"))?;
                     let obj = SessionLedger {
                         metadata: ObjectMeta {
                             name: Some(name.clone()),
@@ -203,9 +204,10 @@ impl Context {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(Error::Transient(format!(
-            "SessionLedger {name}: {ATTEMPTS} conflicting writes in a row"
-        )))
+        Err(Error::LedgerContended {
+            name,
+            attempts: ATTEMPTS,
+        })
     }
 
     /// Deletes the months of `ledgers` (one Schedule's) that ended more

@@ -17,11 +17,19 @@ pub mod owners;
 mod run;
 pub mod schedule;
 pub mod scope;
-pub mod telemetry;
 
 pub use clock::OperatorClock;
 pub use context::{Context, Recent};
 pub use run::{error_policy, run};
+
+/// The error for an object that lacks a field the API server always sets.
+pub fn missing<K: kube::Resource<DynamicType = ()>>(obj: &K, field: &'static str) -> crate::Error {
+    crate::Error::MissingField {
+        kind: K::kind(&()).into_owned(),
+        name: obj.meta().name.clone().unwrap_or_default(),
+        field,
+    }
+}
 
 /// The field manager of every write the operator makes.
 pub const FIELD_MANAGER: &str = "backfill-operator";

@@ -34,7 +34,7 @@ pub async fn run(client: Client, settings: Settings) -> Result<()> {
     if let Some(address) = &settings.listen_address {
         let listener = crate::http::bind(address)
             .await
-            .map_err(|e| Error::Invalid(format!("--listen-address {address}: {e}")))?;
+            .map_err(|e| Error::Startup(format!("--listen-address {address}: {e}")))?;
         tokio::spawn(crate::http::serve(
             listener,
             metrics.clone(),
@@ -256,8 +256,11 @@ async fn measured(
 ) -> Result<Action> {
     let started = Instant::now();
     let result = reconcile.await;
-    ctx.metrics
-        .reconciled(controller, started.elapsed(), result.is_ok());
+    ctx.metrics.reconciled(
+        controller,
+        started.elapsed(),
+        result.as_ref().err().map(Error::category),
+    );
     result
 }
 
@@ -294,7 +297,7 @@ where
 {
     writer
         .subscribe()
-        .ok_or_else(|| Error::Invalid("a shared store gives subscribers".into()))
+        .ok_or_else(|| Error::Startup("a shared store gives subscribers".into()))
 }
 
 /// The requeue after a failed reconcile: at once after a stale read,
@@ -309,7 +312,7 @@ pub fn error_policy<K: Resource<DynamicType = ()>>(
         Error::Kube(kube::Error::Api(e)) if e.code == 409 => {
             Action::requeue(Duration::from_millis(200))
         }
-        Error::Invalid(_) => Action::await_change(),
+        e if e.awaits_change() => Action::await_change(),
         _ => {
             warn!(kind = %K::kind(&()), name = %obj.name_any(), error = %error, "will retry");
             Action::requeue(Duration::from_secs(5))

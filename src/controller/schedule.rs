@@ -7,20 +7,20 @@ use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use tracing::instrument;
 
-use super::Context;
 use super::apply::apply;
+use super::{Context, missing};
+use crate::Result;
 use crate::api::Schedule;
 use crate::core::decision::Decision;
 use crate::core::observed::ObservedJob;
 use crate::core::schedule::{RECENT_HORIZON, ScheduleView, decide};
 use crate::core::zoned_cron::seconds;
-use crate::{Error, Result};
 
 #[instrument(skip_all, fields(schedule = %schedule.name_any(), namespace = schedule.namespace().unwrap_or_default()))]
 pub async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Action> {
     let ns = schedule
         .namespace()
-        .ok_or_else(|| Error::Invalid("a Schedule without a namespace".into()))?;
+        .ok_or_else(|| missing::<Schedule>(&schedule, "namespace"))?;
     let uid = schedule.uid().unwrap_or_default();
     ctx.synced().await;
     let jobs = ctx.jobs_of(&uid);

@@ -73,7 +73,7 @@ where
             } else {
                 "the operator needs get, list and watch there (the Helm chart's RBAC grants them)"
             };
-            Err(crate::Error::Invalid(format!(
+            Err(crate::Error::Startup(format!(
                 "cannot list {what} {place}: {} ({}); {hint}",
                 e.message, e.code
             )))

@@ -5,12 +5,17 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// GET `path` from `address` (host:port): (status line, body). An error
 /// when nothing answers (the process is not listening yet, or is gone).
+/// One request per connection, asking the server to close it after the
+/// response (as a kubelet's probe does), so the response ends at EOF.
 pub async fn get(address: &str, path: &str) -> Result<(String, String), String> {
     let mut stream = tokio::net::TcpStream::connect(address)
         .await
         .map_err(|e| format!("connecting to {address}: {e}"))?;
     stream
-        .write_all(format!("GET {path} HTTP/1.1\r\nHost: {address}\r\n\r\n").as_bytes())
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
         .await
         .map_err(|e| format!("sending to {address}: {e}"))?;
     let mut response = String::new();
