@@ -30,10 +30,9 @@ use common::backfills::{
     counters, describe, events_about, get, hours, instant, instants, is_finished, patch_spec,
     phase, schedule_manifest, setup, summary, wait_event, wait_finished, wait_phase, wait_stalled,
 };
-use common::objects::{
-    condition, condition_is, counter, eventually, rfc3339_utc, status, throughout,
-};
+use common::objects::{condition, condition_is, counter, rfc3339_utc, status};
 use common::operator::Operator;
+use common::poll::{eventually, throughout};
 use common::{DEADLINE, FIELD_MANAGER};
 
 /// The largest status object the design allows.

@@ -30,8 +30,9 @@ use common::backfills::{
     schedule_manifest, setup, summary, wait_finished,
 };
 use common::helm::{Release, chart, chart_yaml, run, run_ok};
-use common::objects::{counter, eventually, status};
+use common::objects::{counter, status};
 use common::operator::Operator;
+use common::poll::eventually;
 use common::{DEADLINE, FIELD_MANAGER, TestNamespace, client, install_crds};
 
 const CRDS: [&str; 3] = [

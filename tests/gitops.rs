@@ -25,8 +25,9 @@ use common::backfills::{
     hours, patch_spec, phase, schedule_manifest, setup, summary, wait_finished, wait_phase,
     wait_stalled,
 };
-use common::objects::{condition, counter, eventually, status};
+use common::objects::{condition, counter, status};
 use common::operator::Operator;
+use common::poll::eventually;
 use common::{DEADLINE, repo_root};
 
 const SECTION: &str = "### With Argo CD and Flux";

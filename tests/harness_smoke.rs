@@ -12,7 +12,8 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::Api;
 use kube::api::{ObjectMeta, PostParams};
 
-use common::{DEADLINE, TestNamespace, client, install_crds, wait_for};
+use common::poll::eventually;
+use common::{DEADLINE, TestNamespace, client, install_crds};
 
 /// A Job with one pod and no retries, whose pod carries `annotations`.
 fn job(name: &str, annotations: &[(&str, &str)]) -> Job {
@@ -68,15 +69,19 @@ async fn wait_for_job_condition(jobs: &Api<Job>, name: &str, type_: &str) -> Job
     } else {
         "Complete"
     };
-    wait_for(&format!("Job {name} to be {type_}"), DEADLINE, || async {
-        let job = jobs.get(name).await.ok()?;
+    eventually(&format!("Job {name} to be {type_}"), DEADLINE, || async {
+        let job = jobs.get(name).await.map_err(|e| e.to_string())?;
         assert_ne!(
             condition(&job, opposite).as_deref(),
             Some("True"),
             "Job {name} became {opposite}, expected {type_}: {:?}",
             job.status
         );
-        (condition(&job, type_).as_deref() == Some("True")).then_some(job)
+        if condition(&job, type_).as_deref() == Some("True") {
+            Ok(job)
+        } else {
+            Err(format!("status {:?}", job.status))
+        }
     })
     .await
 }
@@ -137,10 +142,15 @@ async fn job_runs_for_the_annotated_duration() {
     .await
     .expect("create Job");
     let created = std::time::Instant::now();
-    wait_for("Job slow to have one active pod", DEADLINE, || async {
-        let job = jobs.get("slow").await.ok()?;
+    eventually("Job slow to have one active pod", DEADLINE, || async {
+        let job = jobs.get("slow").await.map_err(|e| e.to_string())?;
         assert_eq!(condition(&job, "Complete"), None, "finished before running");
-        (job.status?.active? == 1).then_some(())
+        let status = job.status.unwrap_or_default();
+        if status.active == Some(1) {
+            Ok(())
+        } else {
+            Err(format!("status {status:?}"))
+        }
     })
     .await;
     let job = wait_for_job_condition(&jobs, "slow", "Complete").await;

@@ -13,8 +13,9 @@ use common::backfills::{
     JobTracker, RUN_DEADLINE, apply_hourly, apply_hourly_backfill, assert_one_job_per_session, get,
     hours, phase, setup, summary, wait_finished,
 };
-use common::objects::{counter, eventually};
+use common::objects::counter;
 use common::operator::Operator;
+use common::poll::eventually;
 use common::{DEADLINE, http};
 
 /// The lease duration the replicas use here (15 s by default).

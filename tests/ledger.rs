@@ -16,8 +16,9 @@ use common::backfills::{
     apply_hourly_backfill, backfill_manifest, get, hours, patch_spec, phase, schedule_manifest,
     setup, summary, wait_event, wait_finished, wait_phase,
 };
-use common::objects::{counter, eventually, rfc3339_utc, status};
+use common::objects::{counter, rfc3339_utc, status};
 use common::operator::Operator;
+use common::poll::eventually;
 use common::{DEADLINE, repo_root};
 
 const FAILPOINT: &str = "BACKFILL_OPERATOR_FAILPOINT";

@@ -22,8 +22,9 @@ use common::backfills::{
     assert_one_job_per_session, counters, get, hours, instants, is_finished, phase, setup, summary,
     wait_event, wait_finished,
 };
-use common::objects::{condition, counter, eventually, status, throughout};
+use common::objects::{condition, counter, status};
 use common::operator::Operator;
+use common::poll::{eventually, throughout};
 use common::{DEADLINE, FIELD_MANAGER};
 
 const ANNOTATION_RERUN_FAILED: &str = "backfill.dev/rerun-failed";

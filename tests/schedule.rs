@@ -30,8 +30,9 @@ use common::backfills::{
     apply, events_about, get, label, patch_spec, schedule_manifest, setup, wait_event_about,
 };
 use common::jobs::{JobLog, watch_jobs};
-use common::objects::{condition, condition_is, counter, eventually, rfc3339_utc, status};
+use common::objects::{condition, condition_is, counter, rfc3339_utc, status};
 use common::operator::Operator;
+use common::poll::eventually;
 use common::{DEADLINE, merge};
 
 const LABEL_SCHEDULE: &str = "backfill.dev/schedule";

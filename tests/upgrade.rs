@@ -33,9 +33,10 @@ use common::backfills::{
     counters, get, hours, is_finished, phase, setup, summary, wait_finished,
 };
 use common::helm::{Release, chart, chart_yaml, released_chart, run_ok};
-use common::objects::{counter, eventually};
+use common::objects::counter;
 use common::operator::JobFinalizerSweep;
 use common::pods::{PodRun, PodRunner};
+use common::poll::eventually;
 use common::{DEADLINE, TestNamespace, http};
 
 /// The chart version users upgrade from.

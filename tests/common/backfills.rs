@@ -22,7 +22,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::jobs::{JobLog, watch_jobs};
-use super::objects::{condition, condition_is, counter, eventually, status};
+use super::objects::{condition, condition_is, counter, status};
+use super::poll::eventually;
 use super::{
     DEADLINE, FIELD_MANAGER, TestNamespace, client, install_crds, merge, repo_root, run_detached,
 };

@@ -10,7 +10,7 @@ use kube::Api;
 use kube::runtime::{WatchStreamExt, watcher};
 
 use super::DEADLINE;
-use super::objects::eventually;
+use super::poll::eventually;
 
 /// What a test keeps of the Jobs it watches.
 pub trait JobLog: Default + Send + 'static {
