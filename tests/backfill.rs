@@ -24,15 +24,21 @@ use jiff::Timestamp;
 use kube::api::{DeleteParams, DynamicObject};
 use serde_json::{Value, json};
 
-use common::backfills::{
-    ANNOTATION_CREATED_BY, Env, FailStage, HOUR, JobTracker, MINUTE, Outcome, RUN_DEADLINE, apply,
-    apply_hourly, apply_hourly_backfill, assert_one_job_per_session, at, backfill_manifest,
-    counters, describe, events_about, get, hours, instant, instants, is_finished, patch_spec,
-    phase, schedule_manifest, setup, summary, wait_event, wait_finished, wait_phase, wait_stalled,
+use common::api::{
+    ANNOTATION_CREATED_BY, Env, apply, apply_hourly, apply_hourly_backfill, backfill_manifest, get,
+    patch_spec, schedule_manifest, setup,
 };
-use common::objects::{condition, condition_is, counter, rfc3339_utc, status};
+use common::events::{events_about, wait_event};
+use common::instants::{HOUR, MINUTE, at, hours, instant, instants, rfc3339_utc};
+use common::jobs::Outcome;
+use common::kwok::FailStage;
 use common::operator::Operator;
 use common::poll::{eventually, throughout};
+use common::status::{
+    RUN_DEADLINE, condition, condition_is, counter, counters, is_finished, phase, status, summary,
+    wait_finished, wait_phase, wait_stalled,
+};
+use common::tracker::{JobTracker, assert_one_job_per_session, describe};
 use common::{DEADLINE, FIELD_MANAGER};
 
 /// The largest status object the design allows.

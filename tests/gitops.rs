@@ -20,14 +20,18 @@ use std::sync::OnceLock;
 use kube::api::DynamicObject;
 use serde_json::{Value, json};
 
-use common::backfills::{
-    FailStage, RUN_DEADLINE, apply, apply_hourly, apply_hourly_backfill, backfill_manifest, get,
-    hours, patch_spec, phase, schedule_manifest, setup, summary, wait_finished, wait_phase,
-    wait_stalled,
+use common::api::{
+    apply, apply_hourly, apply_hourly_backfill, backfill_manifest, get, patch_spec,
+    schedule_manifest, setup,
 };
-use common::objects::{condition, counter, status};
+use common::instants::hours;
+use common::kwok::FailStage;
 use common::operator::Operator;
 use common::poll::eventually;
+use common::status::{
+    RUN_DEADLINE, condition, counter, phase, status, summary, wait_finished, wait_phase,
+    wait_stalled,
+};
 use common::{DEADLINE, repo_root};
 
 const SECTION: &str = "### With Argo CD and Flux";

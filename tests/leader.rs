@@ -9,13 +9,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use common::backfills::{
-    JobTracker, RUN_DEADLINE, apply_hourly, apply_hourly_backfill, assert_one_job_per_session, get,
-    hours, phase, setup, summary, wait_finished,
-};
-use common::objects::counter;
+use common::api::{apply_hourly, apply_hourly_backfill, get, setup};
+use common::instants::hours;
 use common::operator::Operator;
 use common::poll::eventually;
+use common::status::{RUN_DEADLINE, counter, phase, summary, wait_finished};
+use common::tracker::{JobTracker, assert_one_job_per_session};
 use common::{DEADLINE, http};
 
 /// The lease duration the replicas use here (15 s by default).

@@ -17,14 +17,16 @@ use std::time::Duration;
 use kube::api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 
-use common::backfills::{
-    Env, FailStage, JobTracker, RUN_DEADLINE, apply_hourly, apply_hourly_backfill,
-    assert_one_job_per_session, counters, get, hours, instants, is_finished, phase, setup, summary,
-    wait_event, wait_finished,
-};
-use common::objects::{condition, counter, status};
+use common::api::{Env, apply_hourly, apply_hourly_backfill, get, setup};
+use common::events::wait_event;
+use common::instants::{hours, instants};
+use common::kwok::FailStage;
 use common::operator::Operator;
 use common::poll::{eventually, throughout};
+use common::status::{
+    RUN_DEADLINE, condition, counter, counters, is_finished, phase, status, summary, wait_finished,
+};
+use common::tracker::{JobTracker, assert_one_job_per_session};
 use common::{DEADLINE, FIELD_MANAGER};
 
 const ANNOTATION_RERUN_FAILED: &str = "backfill.dev/rerun-failed";

@@ -26,13 +26,13 @@ use kube::api::{DeleteParams, DynamicObject, ListParams};
 use kube::runtime::watcher;
 use serde_json::{Value, json};
 
-use common::backfills::{
-    apply, events_about, get, label, patch_spec, schedule_manifest, setup, wait_event_about,
-};
-use common::jobs::{JobLog, watch_jobs};
-use common::objects::{condition, condition_is, counter, rfc3339_utc, status};
+use common::api::{apply, get, patch_spec, schedule_manifest, setup};
+use common::events::{events_about, wait_event_about};
+use common::instants::rfc3339_utc;
+use common::jobs::{JobLog, label, watch_jobs};
 use common::operator::Operator;
 use common::poll::eventually;
+use common::status::{condition, condition_is, counter, status};
 use common::{DEADLINE, merge};
 
 const LABEL_SCHEDULE: &str = "backfill.dev/schedule";

@@ -28,15 +28,14 @@ use kube::Api;
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::{Value, json};
 
-use common::backfills::{
-    JobTracker, RUN_DEADLINE, apply_hourly, apply_hourly_backfill, assert_one_job_per_session,
-    counters, get, hours, is_finished, phase, setup, summary, wait_finished,
-};
+use common::api::{apply_hourly, apply_hourly_backfill, get, setup};
 use common::helm::{Release, chart, chart_yaml, released_chart, run_ok};
-use common::objects::counter;
+use common::instants::hours;
 use common::operator::JobFinalizerSweep;
 use common::pods::{PodRun, PodRunner};
 use common::poll::eventually;
+use common::status::{RUN_DEADLINE, counter, counters, is_finished, phase, summary, wait_finished};
+use common::tracker::{JobTracker, assert_one_job_per_session};
 use common::{DEADLINE, TestNamespace, http};
 
 /// The chart version users upgrade from.

@@ -1,4 +1,5 @@
-//! A test's own watch of Jobs: what the tests check the operator against.
+//! The operator's Jobs as the tests read them: the names it puts on them,
+//! how they ended, and a test's own watch of them.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,6 +12,39 @@ use kube::runtime::{WatchStreamExt, watcher};
 
 use super::DEADLINE;
 use super::poll::eventually;
+
+pub const LABEL_BACKFILL: &str = "backfill.dev/backfill";
+pub const LABEL_SCHEDULE: &str = "backfill.dev/schedule";
+pub const LABEL_SESSION: &str = "backfill.dev/session";
+pub const ANNOTATION_PLAN_INDEX: &str = "backfill.dev/plan-index";
+pub const JOB_FINALIZER: &str = "backfill.dev/outcome";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Succeeded,
+    Failed,
+}
+
+/// How a Job ended, as the operator judges it: Complete or Failed.
+pub fn outcome(job: &Job) -> Option<Outcome> {
+    let conditions = job.status.as_ref()?.conditions.as_ref()?;
+    let is = |t: &str| {
+        conditions
+            .iter()
+            .any(|c| c.type_ == t && c.status == "True")
+    };
+    if is("Complete") {
+        Some(Outcome::Succeeded)
+    } else if is("Failed") {
+        Some(Outcome::Failed)
+    } else {
+        None
+    }
+}
+
+pub fn label<'a>(job: &'a Job, key: &str) -> Option<&'a str> {
+    job.metadata.labels.as_ref()?.get(key).map(String::as_str)
+}
 
 /// What a test keeps of the Jobs it watches.
 pub trait JobLog: Default + Send + 'static {

@@ -10,14 +10,18 @@
 #![allow(dead_code)]
 
 pub mod accounts;
-pub mod backfills;
+pub mod api;
+pub mod events;
 pub mod helm;
 pub mod http;
+pub mod instants;
 pub mod jobs;
-pub mod objects;
+pub mod kwok;
 pub mod operator;
 pub mod pods;
 pub mod poll;
+pub mod status;
+pub mod tracker;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
