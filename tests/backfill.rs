@@ -35,8 +35,8 @@ use common::kwok::FailStage;
 use common::operator::Operator;
 use common::poll::{eventually, throughout};
 use common::status::{
-    RUN_DEADLINE, condition, condition_is, counter, counters, is_finished, phase, status, summary,
-    wait_finished, wait_phase, wait_stalled,
+    RUN_DEADLINE, condition, condition_is, counter, counters, is_finished, phase, status,
+    status_time, summary, wait_finished, wait_phase, wait_stalled,
 };
 use common::tracker::{JobTracker, assert_one_job_per_session, describe};
 use common::{DEADLINE, FIELD_MANAGER};
@@ -377,7 +377,7 @@ async fn waits_for_an_execution_window() {
 
     let bf = wait_phase(&env, "nightly", "Waiting").await;
     assert_eq!(
-        instant(&status(&bf)["nextWindowStart"]),
+        status_time(&bf, "nextWindowStart"),
         Some(opens),
         "nextWindowStart should be {} ({day} {window}): {}",
         rfc3339_utc(opens),

@@ -10,6 +10,7 @@ use serde_json::Value;
 use super::DEADLINE;
 use super::api::{Env, get};
 use super::events::wait_event;
+use super::instants::instant;
 use super::poll::eventually;
 
 /// How long a small backfill (a few dozen short Jobs) may take to finish.
@@ -36,6 +37,11 @@ pub fn condition<'a>(obj: &'a DynamicObject, type_: &str) -> Option<&'a Value> {
 
 pub fn condition_is(obj: &DynamicObject, type_: &str, value: &str) -> bool {
     condition(obj, type_).is_some_and(|c| c["status"] == value)
+}
+
+/// A status timestamp as Unix seconds.
+pub fn status_time(obj: &DynamicObject, field: &str) -> Option<i64> {
+    instant(&status(obj)[field])
 }
 
 pub fn phase(obj: &DynamicObject) -> &str {
