@@ -35,8 +35,8 @@ use common::kwok::FailStage;
 use common::operator::Operator;
 use common::poll::{eventually, throughout};
 use common::status::{
-    RUN_DEADLINE, condition, condition_is, counter, counters, is_finished, phase, status,
-    status_time, summary, wait_finished, wait_phase, wait_stalled,
+    RUN_DEADLINE, condition, condition_is, condition_message, counter, counters, is_finished,
+    phase, status, status_time, summary, wait_backfill, wait_finished, wait_phase, wait_stalled,
 };
 use common::tracker::{JobTracker, assert_one_job_per_session, describe};
 use common::{DEADLINE, FIELD_MANAGER};
@@ -211,17 +211,12 @@ async fn crashes_neither_duplicate_jobs_nor_bend_counters() {
         last = now;
     };
     for threshold in [5, 12, 20] {
-        let bf = eventually(
+        let bf = wait_backfill(
+            &env,
+            "sturdy",
             &format!("{threshold} sessions processed"),
             RUN_DEADLINE,
-            || async {
-                let bf = get(&env.backfills, "sturdy").await;
-                if counter(&bf, "processedCount") >= threshold {
-                    Ok(bf)
-                } else {
-                    Err(summary(&bf))
-                }
-            },
+            |bf| counter(bf, "processedCount") >= threshold,
         )
         .await;
         check_counters(&bf);
@@ -845,16 +840,12 @@ async fn a_backfill_applied_before_its_schedule_does_not_stall() {
     let env = setup("bf-together").await;
     let _op = Operator::start(&env.ns.name, &[]).await;
     apply_hourly_backfill(&env, "together", json!({"from": JAN_FROM, "count": 3})).await;
-    let bf = eventually(
+    let bf = wait_backfill(
+        &env,
+        "together",
         "the Backfill to wait for its Schedule",
         DEADLINE,
-        || async {
-            let bf = get(&env.backfills, "together").await;
-            match condition(&bf, "Reconciling") {
-                Some(c) if c["reason"] == "WaitingForSchedule" => Ok(bf),
-                _ => Err(summary(&bf)),
-            }
-        },
+        |bf| condition(bf, "Reconciling").is_some_and(|c| c["reason"] == "WaitingForSchedule"),
     )
     .await;
     assert!(condition_is(&bf, "Stalled", "False"), "{}", summary(&bf));
@@ -895,10 +886,7 @@ async fn an_unknown_time_zone_stalls_until_fixed() {
     .await;
 
     let bf = wait_stalled(&env, "martian", "InvalidSchedule").await;
-    let message = condition(&bf, "Stalled").expect("Stalled")["message"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let message = condition_message(&bf, "Stalled");
     assert!(
         message.contains("Mars/Olympus_Mons"),
         "the message should name the zone: {message:?}"

@@ -27,10 +27,9 @@ use common::api::{
 use common::instants::hours;
 use common::kwok::FailStage;
 use common::operator::Operator;
-use common::poll::eventually;
 use common::status::{
-    RUN_DEADLINE, condition, counter, phase, status, summary, wait_finished, wait_phase,
-    wait_stalled,
+    RUN_DEADLINE, condition_message, counter, phase, status, summary, wait_backfill, wait_finished,
+    wait_phase, wait_stalled,
 };
 use common::{DEADLINE, repo_root};
 
@@ -394,15 +393,16 @@ async fn a_running_backfill_progresses_pauses_and_fails_when_cancelled() {
     )
     .await;
 
-    let bf = eventually("Backfill long running 2 Jobs", DEADLINE, || async {
-        let bf = get(&env.backfills, "long").await;
-        let (generation, observed) = generations(&bf);
-        if phase(&bf) == "Running" && counter(&bf, "runningCount") == 2 && observed == generation {
-            Ok(bf)
-        } else {
-            Err(summary(&bf))
-        }
-    })
+    let bf = wait_backfill(
+        &env,
+        "long",
+        "Backfill long running 2 Jobs",
+        DEADLINE,
+        |bf| {
+            let (generation, observed) = generations(bf);
+            phase(bf) == "Running" && counter(bf, "runningCount") == 2 && observed == generation
+        },
+    )
     .await;
     assert_health(
         "running",
@@ -457,10 +457,7 @@ async fn a_stalled_backfill_is_a_failure() {
 
     let bf = wait_stalled(&env, "martian", "InvalidSchedule").await;
     assert_eq!(phase(&bf), "Pending", "{}", summary(&bf));
-    let message = condition(&bf, "Stalled").expect("a Stalled condition")["message"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let message = condition_message(&bf, "Stalled");
     assert!(message.contains("Mars/Olympus_Mons"), "{message:?}");
     assert_health("stalled", &bf, ("Degraded", &message), "Failed");
 }

@@ -2,7 +2,8 @@
 //! status struct does not break the tests' compilation), and waiting for
 //! a Backfill to reach a state.
 
-use std::time::{Duration, Instant};
+use std::cell::RefCell;
+use std::time::Duration;
 
 use kube::api::DynamicObject;
 use serde_json::Value;
@@ -33,6 +34,16 @@ pub fn condition<'a>(obj: &'a DynamicObject, type_: &str) -> Option<&'a Value> {
         .as_array()?
         .iter()
         .find(|c| c["type"] == type_)
+}
+
+/// The message of the condition `type_`; panics when there is none.
+pub fn condition_message(obj: &DynamicObject, type_: &str) -> String {
+    let condition = condition(obj, type_)
+        .unwrap_or_else(|| panic!("no {type_} condition: {}", status(obj)["conditions"]));
+    condition["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 pub fn condition_is(obj: &DynamicObject, type_: &str, value: &str) -> bool {
@@ -94,45 +105,56 @@ pub fn is_finished(bf: &DynamicObject) -> bool {
         && counter(bf, "runningCount") == 0
 }
 
+/// Waits until the Backfill `name` satisfies `pred`, and returns it; on
+/// timeout says `what` it waited for and the Backfill's last summary.
+pub async fn wait_backfill(
+    env: &Env,
+    name: &str,
+    what: &str,
+    deadline: Duration,
+    pred: impl Fn(&DynamicObject) -> bool,
+) -> DynamicObject {
+    eventually(what, deadline, || async {
+        let bf = get(&env.backfills, name).await;
+        if pred(&bf) { Ok(bf) } else { Err(summary(&bf)) }
+    })
+    .await
+}
+
 /// Waits until the Backfill is finished (a final phase, completedAt set,
 /// nothing running), checking `during` on every poll before that.
 pub async fn wait_finished(
     env: &Env,
     name: &str,
     deadline: Duration,
-    mut during: impl FnMut(&DynamicObject),
+    during: impl FnMut(&DynamicObject),
 ) -> DynamicObject {
-    let start = Instant::now();
-    loop {
-        let bf = get(&env.backfills, name).await;
-        during(&bf);
-        if is_finished(&bf) {
-            return bf;
-        }
-        if start.elapsed() > deadline {
-            panic!(
-                "timed out after {deadline:?} waiting for Backfill {name} to finish; last seen: {}",
-                summary(&bf)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // The polls run one after the other: `during` is never borrowed twice.
+    let during = RefCell::new(during);
+    wait_backfill(
+        env,
+        name,
+        &format!("Backfill {name} to finish"),
+        deadline,
+        |bf| {
+            (during.borrow_mut())(bf);
+            is_finished(bf)
+        },
+    )
+    .await
 }
 
 /// Waits until the Backfill's phase is `want`, with the current generation
 /// observed.
 pub async fn wait_phase(env: &Env, name: &str, want: &str) -> DynamicObject {
-    eventually(
+    wait_backfill(
+        env,
+        name,
         &format!("Backfill {name} in phase {want}"),
         DEADLINE,
-        || async {
-            let bf = get(&env.backfills, name).await;
-            let observed = status(&bf)["observedGeneration"].as_i64();
-            if phase(&bf) == want && observed == bf.metadata.generation {
-                Ok(bf)
-            } else {
-                Err(summary(&bf))
-            }
+        |bf| {
+            let observed = status(bf)["observedGeneration"].as_i64();
+            phase(bf) == want && observed == bf.metadata.generation
         },
     )
     .await
@@ -141,15 +163,13 @@ pub async fn wait_phase(env: &Env, name: &str, want: &str) -> DynamicObject {
 /// Waits until the Backfill `name` is `Stalled=True` with `reason`, not
 /// Ready, and the Warning Event `reason` is out.
 pub async fn wait_stalled(env: &Env, name: &str, reason: &str) -> DynamicObject {
-    let bf = eventually(
+    let bf = wait_backfill(
+        env,
+        name,
         &format!("Backfill {name} Stalled with reason {reason}"),
         DEADLINE,
-        || async {
-            let bf = get(&env.backfills, name).await;
-            match condition(&bf, "Stalled") {
-                Some(c) if c["status"] == "True" && c["reason"] == reason => Ok(bf),
-                _ => Err(summary(&bf)),
-            }
+        |bf| {
+            condition(bf, "Stalled").is_some_and(|c| c["status"] == "True" && c["reason"] == reason)
         },
     )
     .await;
