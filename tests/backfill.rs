@@ -25,8 +25,8 @@ use kube::api::{DeleteParams, DynamicObject};
 use serde_json::{Value, json};
 
 use common::api::{
-    ANNOTATION_CREATED_BY, Env, apply, apply_hourly, apply_hourly_backfill, backfill_manifest, get,
-    patch_spec, schedule_manifest, setup,
+    ANNOTATION_CREATED_BY, Env, apply, apply_hourly, apply_hourly_backfill, apply_hourly_with,
+    backfill_manifest, get, patch_spec, schedule_manifest, setup,
 };
 use common::events::{events_about, wait_event};
 use common::instants::{HOUR, MINUTE, at, hours, instant, instants, rfc3339_utc};
@@ -132,13 +132,7 @@ async fn runs_every_session_once_within_max_in_flight_and_counts_failures() {
 
     let mut max_running_count = 0;
     let bf = wait_finished(&env, "january", RUN_DEADLINE, |bf| {
-        let max = tracker.max_active("january");
-        assert!(
-            max <= 4,
-            "{max} Jobs active at once, maxInFlight is 4: {:?}\n{}",
-            tracker.max_active_names("january"),
-            summary(bf)
-        );
+        tracker.assert_within_max_in_flight("january", 4, &summary(bf));
         max_running_count = max_running_count.max(counter(bf, "runningCount"));
         assert!(max_running_count <= 4, "status says: {}", summary(bf));
     })
@@ -238,12 +232,7 @@ async fn crashes_neither_duplicate_jobs_nor_bend_counters() {
     let bf = wait_finished(&env, "sturdy", RUN_DEADLINE, |bf| check_counters(bf)).await;
 
     assert_ended_with_failures(&tracker, "sturdy", &bf, &plan, &fail).await;
-    let max = tracker.max_active("sturdy");
-    assert!(
-        max <= 4,
-        "{max} Jobs active at once across restarts, maxInFlight is 4: {:?}",
-        tracker.max_active_names("sturdy")
-    );
+    tracker.assert_within_max_in_flight("sturdy", 4, "across restarts");
 }
 
 // ---------------------------------------------------------------------
@@ -430,16 +419,7 @@ async fn a_dry_run_plans_and_estimates_then_runs_when_turned_off() {
     let _op = Operator::start(&env.ns.name, &[]).await;
     let plan = hours(JAN_FROM, JAN_TO);
 
-    apply(
-        &env.schedules,
-        &schedule_manifest(
-            "hourly",
-            "0 * * * *",
-            &[],
-            json!({"creditsPerSession": 2.5}),
-        ),
-    )
-    .await;
+    apply_hourly_with(&env, json!({"creditsPerSession": 2.5})).await;
     apply_hourly_backfill(
         &env,
         "preview",
@@ -489,7 +469,7 @@ async fn a_dry_run_plans_and_estimates_then_runs_when_turned_off() {
     // that wrote the dry run's status.
     assert_eq!(s["createdBy"], FIELD_MANAGER, "{s}");
     assert_one_job_per_session(&tracker, "preview", &plan);
-    assert!(tracker.max_active("preview") <= 10);
+    tracker.assert_within_max_in_flight("preview", 10, "");
 }
 
 // ---------------------------------------------------------------------
@@ -754,12 +734,7 @@ async fn two_thousand_sessions_run_and_stay_small() {
     );
     assert!(json.len() < SIZE_LIMIT, "{} bytes", json.len());
     assert_one_job_per_session(&tracker, "big", &plan);
-    let max = tracker.max_active("big");
-    assert!(
-        max <= 200,
-        "{max} Jobs active at once, maxInFlight is 200: {:?}",
-        tracker.max_active_names("big")
-    );
+    tracker.assert_within_max_in_flight("big", 200, "");
 }
 
 // ---------------------------------------------------------------------
@@ -868,16 +843,7 @@ async fn an_unknown_time_zone_stalls_until_fixed() {
     let tracker = JobTracker::start(&env.jobs).await;
     let _op = Operator::start(&env.ns.name, &[]).await;
     let to = "2026-01-01T03:00:00Z";
-    apply(
-        &env.schedules,
-        &schedule_manifest(
-            "hourly",
-            "0 * * * *",
-            &[],
-            json!({"timeZone": "Mars/Olympus_Mons"}),
-        ),
-    )
-    .await;
+    apply_hourly_with(&env, json!({"timeZone": "Mars/Olympus_Mons"})).await;
     apply_hourly_backfill(
         &env,
         "martian",

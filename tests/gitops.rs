@@ -21,8 +21,8 @@ use kube::api::DynamicObject;
 use serde_json::{Value, json};
 
 use common::api::{
-    apply, apply_hourly, apply_hourly_backfill, backfill_manifest, get, patch_spec,
-    schedule_manifest, setup,
+    apply, apply_hourly, apply_hourly_backfill, apply_hourly_with, backfill_manifest, get,
+    patch_spec, setup,
 };
 use common::instants::hours;
 use common::kwok::FailStage;
@@ -439,16 +439,7 @@ async fn a_stalled_backfill_is_a_failure() {
     gitops_health();
     let env = setup("gitops-stalled").await;
     let _op = Operator::start(&env.ns.name, &[]).await;
-    apply(
-        &env.schedules,
-        &schedule_manifest(
-            "hourly",
-            "0 * * * *",
-            &[],
-            json!({"timeZone": "Mars/Olympus_Mons"}),
-        ),
-    )
-    .await;
+    apply_hourly_with(&env, json!({"timeZone": "Mars/Olympus_Mons"})).await;
     apply(
         &env.backfills,
         &backfill_manifest("martian", "hourly", json!({"from": JAN_FROM, "count": 3})),

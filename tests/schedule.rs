@@ -25,7 +25,7 @@ use kube::api::{DeleteParams, DynamicObject, ListParams};
 use serde_json::{Value, json};
 
 use common::api::{apply, get, patch_spec, schedule_manifest, setup};
-use common::events::{events_about, wait_event_about};
+use common::events::{assert_event_about, events_about, wait_event_about};
 use common::instants::{MINUTE, rfc3339_utc};
 use common::jobs::{
     ANNOTATION_ATTEMPT_NAME, ANNOTATION_SESSION_TIME, ANNOTATION_SESSION_UUID, JOB_FINALIZER,
@@ -68,6 +68,17 @@ fn counters(schedule: &DynamicObject) -> String {
         s["observedGeneration"],
         schedule.metadata.generation,
     )
+}
+
+/// Asserts a status counter, showing them all when it is off.
+#[track_caller]
+fn assert_counter(schedule: &DynamicObject, field: &str, want: i64) {
+    assert_eq!(
+        counter(schedule, field),
+        want,
+        "{field}: {}",
+        counters(schedule)
+    );
 }
 
 /// Waits until the operator has seen the Schedule's current generation.
@@ -222,24 +233,9 @@ async fn allow_runs_overlapping_sessions_side_by_side() {
         "sessions {sessions:?} up to endTime {end}"
     );
     assert!(sessions.len() >= 3, "too few sessions ran: {sessions:?}");
-    assert_eq!(
-        counter(&schedule, "failedSessions"),
-        0,
-        "{}",
-        counters(&schedule)
-    );
-    assert_eq!(
-        counter(&schedule, "killedSessions"),
-        0,
-        "{}",
-        counters(&schedule)
-    );
-    assert_eq!(
-        counter(&schedule, "missedSessions"),
-        0,
-        "{}",
-        counters(&schedule)
-    );
+    assert_counter(&schedule, "failedSessions", 0);
+    assert_counter(&schedule, "killedSessions", 0);
+    assert_counter(&schedule, "missedSessions", 0);
     assert!(
         status(&schedule)["active"]
             .as_array()
@@ -249,13 +245,7 @@ async fn allow_runs_overlapping_sessions_side_by_side() {
     );
     assert_eq!(status_time(&schedule, "lastScheduleTime"), Some(last));
     assert_eq!(status_time(&schedule, "lastSuccessfulTime"), Some(last));
-    let events = events_about(&env, "Schedule", "overlap").await;
-    assert!(
-        events
-            .iter()
-            .any(|(t, r, _)| t == "Normal" && r == "JobCreated"),
-        "no JobCreated Event: {events:?}"
-    );
+    assert_event_about(&env, "Schedule", "overlap", "Normal", "JobCreated").await;
 }
 
 // ---------------------------------------------------------------------
@@ -407,7 +397,7 @@ async fn replace_deletes_the_running_job_and_starts_the_new_one() {
         tracker.history("swap")
     );
     let s = get(&env.schedules, "swap").await;
-    assert_eq!(counter(&s, "succeededSessions"), 0, "{}", counters(&s));
+    assert_counter(&s, "succeededSessions", 0);
     assert!(counter(&s, "activeCount") <= 1, "{}", counters(&s));
 }
 
@@ -661,13 +651,7 @@ async fn history_limits_keep_the_newest_finished_jobs() {
             "{name} ran a session twice"
         );
     }
-    let events = events_about(&env, "Schedule", "bad").await;
-    assert!(
-        events
-            .iter()
-            .any(|(t, r, _)| t == "Warning" && r == "SessionFailed"),
-        "no SessionFailed Event: {events:?}"
-    );
+    assert_event_about(&env, "Schedule", "bad", "Warning", "SessionFailed").await;
 }
 
 // ---------------------------------------------------------------------
@@ -1005,24 +989,9 @@ async fn crashes_neither_duplicate_jobs_nor_bend_counters() {
     }
     let succeeded = tracker.sessions_with("sturdy", Outcome::Succeeded);
     assert_eq!(succeeded.len(), seen.len(), "{}", describe(&seen));
-    assert_eq!(
-        counter(&schedule, "succeededSessions"),
-        succeeded.len() as i64,
-        "{}",
-        counters(&schedule)
-    );
-    assert_eq!(
-        counter(&schedule, "failedSessions"),
-        0,
-        "{}",
-        counters(&schedule)
-    );
-    assert_eq!(
-        counter(&schedule, "killedSessions"),
-        0,
-        "{}",
-        counters(&schedule)
-    );
+    assert_counter(&schedule, "succeededSessions", succeeded.len() as i64);
+    assert_counter(&schedule, "failedSessions", 0);
+    assert_counter(&schedule, "killedSessions", 0);
     // Every session from the first one to endTime either ran or was missed
     // (while the operator was down), never both.
     let first = *sessions.first().expect("a session");

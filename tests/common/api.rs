@@ -126,6 +126,16 @@ pub async fn apply_hourly(env: &Env, run_for: Option<&str>) -> DynamicObject {
     .await
 }
 
+/// Applies `hourly` as [`apply_hourly`] does, its pods running kwok's
+/// default time, with `spec_patch` merged onto its spec.
+pub async fn apply_hourly_with(env: &Env, spec_patch: Value) -> DynamicObject {
+    apply(
+        &env.schedules,
+        &schedule_manifest("hourly", "0 * * * *", &[], spec_patch),
+    )
+    .await
+}
+
 /// Applies the Backfill `name` of `hourly` with `spec`.
 pub async fn apply_hourly_backfill(env: &Env, name: &str, spec: Value) -> DynamicObject {
     apply(&env.backfills, &backfill_manifest(name, "hourly", spec)).await

@@ -65,3 +65,13 @@ pub async fn wait_event_about(
 pub async fn wait_event(env: &Env, name: &str, type_: &str, reason: &str) -> String {
     wait_event_about(env, "Backfill", name, type_, reason).await
 }
+
+/// Asserts that a `type_` Event `reason` about the `kind` object `name` is
+/// out already.
+pub async fn assert_event_about(env: &Env, kind: &str, name: &str, type_: &str, reason: &str) {
+    let events = events_about(env, kind, name).await;
+    assert!(
+        events.iter().any(|(t, r, _)| t == type_ && r == reason),
+        "no {type_} Event {reason} on {kind} {name}: {events:?}"
+    );
+}

@@ -319,6 +319,19 @@ impl JobTracker {
             .unwrap_or_default()
     }
 
+    /// Asserts that at most `max_in_flight` Jobs of `owner` were ever
+    /// active at once; else names the most that were, and says `context`
+    /// on a line of its own.
+    #[track_caller]
+    pub fn assert_within_max_in_flight(&self, owner: &str, max_in_flight: usize, context: &str) {
+        let max = self.max_active(owner);
+        assert!(
+            max <= max_in_flight,
+            "{max} Jobs of {owner} active at once, maxInFlight is {max_in_flight}: {:?}\n{context}",
+            self.max_active_names(owner)
+        );
+    }
+
     /// The most Jobs of `owner` unfinished at once so far, those being
     /// deleted included.
     pub fn max_unfinished(&self, owner: &str) -> usize {
