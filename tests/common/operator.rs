@@ -33,8 +33,6 @@ const START_DEADLINE: Duration = Duration::from_secs(60);
 /// How long the operator may take to exit after SIGTERM.
 const TERM_DEADLINE: Duration = Duration::from_secs(10);
 
-/// The finalizer the operator puts on its Jobs.
-
 /// Lines of log printed when a test fails.
 const TAIL_LINES: usize = 40;
 
