@@ -22,6 +22,7 @@ use backfill_operator::api::{Backfill, Schedule};
 use backfill_operator::core::ZonedCron;
 use backfill_operator::core::job::{Attempt, OwnerKind};
 use common::operator::Operator;
+use common::poll::eventually;
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::{Job, JobTemplateSpec};
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -198,18 +199,28 @@ async fn operator_backfill(
         .await
         .unwrap();
     // The operator records the launch once every create has returned.
-    let created = common::wait_for("all Jobs created", Duration::from_secs(600), || async {
-        let run = backfills.get("bench").await.ok()?.status?.run?;
-        (run.launched as usize >= SESSIONS).then(|| start.elapsed())
+    let created = eventually("all Jobs created", Duration::from_secs(600), || async {
+        let bf = backfills.get("bench").await.map_err(|e| e.to_string())?;
+        match bf.status.and_then(|s| s.run) {
+            Some(run) if run.launched as usize >= SESSIONS => Ok(start.elapsed()),
+            run => Err(format!("run {run:?}")),
+        }
     })
     .await;
-    common::wait_for(
+    eventually(
         "the backfill to finish",
         Duration::from_secs(900),
         || async {
-            let bf = backfills.get("bench").await.ok()?;
-            let s = bf.status?;
-            (s.processed_count as usize == SESSIONS && s.running_count == 0).then_some(())
+            let bf = backfills.get("bench").await.map_err(|e| e.to_string())?;
+            let s = bf.status.ok_or("no status yet")?;
+            if s.processed_count as usize == SESSIONS && s.running_count == 0 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "processed {}, running {}",
+                    s.processed_count, s.running_count
+                ))
+            }
         },
     )
     .await;
@@ -233,12 +244,17 @@ async fn operator_schedule(client: &Client, ns: &str) -> (usize, BTreeMap<String
         .create(&PostParams::default(), &schedule)
         .await
         .unwrap();
-    let sessions = common::wait_for(
+    let sessions = eventually(
         "20 scheduled sessions",
         Duration::from_secs(300),
         || async {
-            let s = schedules.get("fast").await.ok()?.status?;
-            (s.succeeded_sessions >= 20).then_some(s.succeeded_sessions as usize)
+            let s = schedules.get("fast").await.map_err(|e| e.to_string())?;
+            let s = s.status.ok_or("no status yet")?;
+            if s.succeeded_sessions >= 20 {
+                Ok(s.succeeded_sessions as usize)
+            } else {
+                Err(format!("{} sessions succeeded", s.succeeded_sessions))
+            }
         },
     )
     .await;

@@ -24,16 +24,21 @@ use jiff::Timestamp;
 use kube::api::{DeleteParams, DynamicObject};
 use serde_json::{Value, json};
 
-use common::backfills::{
-    ANNOTATION_CREATED_BY, Env, FailStage, HOUR, JobTracker, MINUTE, Outcome, RUN_DEADLINE, apply,
-    apply_hourly, apply_hourly_backfill, assert_one_job_per_session, at, backfill_manifest,
-    counters, describe, events_about, get, hours, instant, instants, is_finished, patch_spec,
-    phase, schedule_manifest, setup, summary, wait_event, wait_finished, wait_phase, wait_stalled,
+use common::api::{
+    ANNOTATION_CREATED_BY, Env, apply, apply_hourly, apply_hourly_backfill, apply_hourly_with,
+    backfill_manifest, get, patch_spec, schedule_manifest, setup,
 };
-use common::objects::{
-    condition, condition_is, counter, eventually, rfc3339_utc, status, throughout,
-};
+use common::events::{events_about, wait_event};
+use common::instants::{HOUR, MINUTE, at, hours, instant, instants, rfc3339_utc};
+use common::jobs::Outcome;
+use common::kwok::FailStage;
 use common::operator::Operator;
+use common::poll::{eventually, throughout};
+use common::status::{
+    RUN_DEADLINE, condition, condition_is, condition_message, counter, counters, is_finished,
+    phase, status, status_time, summary, wait_backfill, wait_finished, wait_phase, wait_stalled,
+};
+use common::tracker::{JobTracker, assert_one_job_per_session, describe};
 use common::{DEADLINE, FIELD_MANAGER};
 
 /// The largest status object the design allows.
@@ -127,13 +132,7 @@ async fn runs_every_session_once_within_max_in_flight_and_counts_failures() {
 
     let mut max_running_count = 0;
     let bf = wait_finished(&env, "january", RUN_DEADLINE, |bf| {
-        let max = tracker.max_active("january");
-        assert!(
-            max <= 4,
-            "{max} Jobs active at once, maxInFlight is 4: {:?}\n{}",
-            tracker.max_active_names("january"),
-            summary(bf)
-        );
+        tracker.assert_within_max_in_flight("january", 4, &summary(bf));
         max_running_count = max_running_count.max(counter(bf, "runningCount"));
         assert!(max_running_count <= 4, "status says: {}", summary(bf));
     })
@@ -206,17 +205,12 @@ async fn crashes_neither_duplicate_jobs_nor_bend_counters() {
         last = now;
     };
     for threshold in [5, 12, 20] {
-        let bf = eventually(
+        let bf = wait_backfill(
+            &env,
+            "sturdy",
             &format!("{threshold} sessions processed"),
             RUN_DEADLINE,
-            || async {
-                let bf = get(&env.backfills, "sturdy").await;
-                if counter(&bf, "processedCount") >= threshold {
-                    Ok(bf)
-                } else {
-                    Err(summary(&bf))
-                }
-            },
+            |bf| counter(bf, "processedCount") >= threshold,
         )
         .await;
         check_counters(&bf);
@@ -238,12 +232,7 @@ async fn crashes_neither_duplicate_jobs_nor_bend_counters() {
     let bf = wait_finished(&env, "sturdy", RUN_DEADLINE, |bf| check_counters(bf)).await;
 
     assert_ended_with_failures(&tracker, "sturdy", &bf, &plan, &fail).await;
-    let max = tracker.max_active("sturdy");
-    assert!(
-        max <= 4,
-        "{max} Jobs active at once across restarts, maxInFlight is 4: {:?}",
-        tracker.max_active_names("sturdy")
-    );
+    tracker.assert_within_max_in_flight("sturdy", 4, "across restarts");
 }
 
 // ---------------------------------------------------------------------
@@ -372,7 +361,7 @@ async fn waits_for_an_execution_window() {
 
     let bf = wait_phase(&env, "nightly", "Waiting").await;
     assert_eq!(
-        instant(&status(&bf)["nextWindowStart"]),
+        status_time(&bf, "nextWindowStart"),
         Some(opens),
         "nextWindowStart should be {} ({day} {window}): {}",
         rfc3339_utc(opens),
@@ -430,16 +419,7 @@ async fn a_dry_run_plans_and_estimates_then_runs_when_turned_off() {
     let _op = Operator::start(&env.ns.name, &[]).await;
     let plan = hours(JAN_FROM, JAN_TO);
 
-    apply(
-        &env.schedules,
-        &schedule_manifest(
-            "hourly",
-            "0 * * * *",
-            &[],
-            json!({"creditsPerSession": 2.5}),
-        ),
-    )
-    .await;
+    apply_hourly_with(&env, json!({"creditsPerSession": 2.5})).await;
     apply_hourly_backfill(
         &env,
         "preview",
@@ -489,7 +469,7 @@ async fn a_dry_run_plans_and_estimates_then_runs_when_turned_off() {
     // that wrote the dry run's status.
     assert_eq!(s["createdBy"], FIELD_MANAGER, "{s}");
     assert_one_job_per_session(&tracker, "preview", &plan);
-    assert!(tracker.max_active("preview") <= 10);
+    tracker.assert_within_max_in_flight("preview", 10, "");
 }
 
 // ---------------------------------------------------------------------
@@ -754,12 +734,7 @@ async fn two_thousand_sessions_run_and_stay_small() {
     );
     assert!(json.len() < SIZE_LIMIT, "{} bytes", json.len());
     assert_one_job_per_session(&tracker, "big", &plan);
-    let max = tracker.max_active("big");
-    assert!(
-        max <= 200,
-        "{max} Jobs active at once, maxInFlight is 200: {:?}",
-        tracker.max_active_names("big")
-    );
+    tracker.assert_within_max_in_flight("big", 200, "");
 }
 
 // ---------------------------------------------------------------------
@@ -840,16 +815,12 @@ async fn a_backfill_applied_before_its_schedule_does_not_stall() {
     let env = setup("bf-together").await;
     let _op = Operator::start(&env.ns.name, &[]).await;
     apply_hourly_backfill(&env, "together", json!({"from": JAN_FROM, "count": 3})).await;
-    let bf = eventually(
+    let bf = wait_backfill(
+        &env,
+        "together",
         "the Backfill to wait for its Schedule",
         DEADLINE,
-        || async {
-            let bf = get(&env.backfills, "together").await;
-            match condition(&bf, "Reconciling") {
-                Some(c) if c["reason"] == "WaitingForSchedule" => Ok(bf),
-                _ => Err(summary(&bf)),
-            }
-        },
+        |bf| condition(bf, "Reconciling").is_some_and(|c| c["reason"] == "WaitingForSchedule"),
     )
     .await;
     assert!(condition_is(&bf, "Stalled", "False"), "{}", summary(&bf));
@@ -872,16 +843,7 @@ async fn an_unknown_time_zone_stalls_until_fixed() {
     let tracker = JobTracker::start(&env.jobs).await;
     let _op = Operator::start(&env.ns.name, &[]).await;
     let to = "2026-01-01T03:00:00Z";
-    apply(
-        &env.schedules,
-        &schedule_manifest(
-            "hourly",
-            "0 * * * *",
-            &[],
-            json!({"timeZone": "Mars/Olympus_Mons"}),
-        ),
-    )
-    .await;
+    apply_hourly_with(&env, json!({"timeZone": "Mars/Olympus_Mons"})).await;
     apply_hourly_backfill(
         &env,
         "martian",
@@ -890,10 +852,7 @@ async fn an_unknown_time_zone_stalls_until_fixed() {
     .await;
 
     let bf = wait_stalled(&env, "martian", "InvalidSchedule").await;
-    let message = condition(&bf, "Stalled").expect("Stalled")["message"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let message = condition_message(&bf, "Stalled");
     assert!(
         message.contains("Mars/Olympus_Mons"),
         "the message should name the zone: {message:?}"

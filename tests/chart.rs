@@ -25,13 +25,13 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use common::accounts::service_account_kubeconfig;
-use common::backfills::{
-    Env, RUN_DEADLINE, apply, apply_hourly, apply_hourly_backfill, get, patch_spec, phase,
-    schedule_manifest, setup, summary, wait_finished,
+use common::api::{
+    Env, apply, apply_hourly, apply_hourly_backfill, get, patch_spec, schedule_manifest, setup,
 };
 use common::helm::{Release, chart, chart_yaml, run, run_ok};
-use common::objects::{counter, eventually, status};
 use common::operator::Operator;
+use common::poll::eventually;
+use common::status::{RUN_DEADLINE, counter, phase, status, summary, wait_finished};
 use common::{DEADLINE, FIELD_MANAGER, TestNamespace, client, install_crds};
 
 const CRDS: [&str; 3] = [

@@ -20,13 +20,17 @@ use std::sync::OnceLock;
 use kube::api::DynamicObject;
 use serde_json::{Value, json};
 
-use common::backfills::{
-    FailStage, RUN_DEADLINE, apply, apply_hourly, apply_hourly_backfill, backfill_manifest, get,
-    hours, patch_spec, phase, schedule_manifest, setup, summary, wait_finished, wait_phase,
-    wait_stalled,
+use common::api::{
+    apply, apply_hourly, apply_hourly_backfill, apply_hourly_with, backfill_manifest, get,
+    patch_spec, setup,
 };
-use common::objects::{condition, counter, eventually, status};
+use common::instants::hours;
+use common::kwok::FailStage;
 use common::operator::Operator;
+use common::status::{
+    RUN_DEADLINE, condition_message, counter, phase, status, summary, wait_backfill, wait_finished,
+    wait_phase, wait_stalled,
+};
 use common::{DEADLINE, repo_root};
 
 const SECTION: &str = "### With Argo CD and Flux";
@@ -389,15 +393,16 @@ async fn a_running_backfill_progresses_pauses_and_fails_when_cancelled() {
     )
     .await;
 
-    let bf = eventually("Backfill long running 2 Jobs", DEADLINE, || async {
-        let bf = get(&env.backfills, "long").await;
-        let (generation, observed) = generations(&bf);
-        if phase(&bf) == "Running" && counter(&bf, "runningCount") == 2 && observed == generation {
-            Ok(bf)
-        } else {
-            Err(summary(&bf))
-        }
-    })
+    let bf = wait_backfill(
+        &env,
+        "long",
+        "Backfill long running 2 Jobs",
+        DEADLINE,
+        |bf| {
+            let (generation, observed) = generations(bf);
+            phase(bf) == "Running" && counter(bf, "runningCount") == 2 && observed == generation
+        },
+    )
     .await;
     assert_health(
         "running",
@@ -434,16 +439,7 @@ async fn a_stalled_backfill_is_a_failure() {
     gitops_health();
     let env = setup("gitops-stalled").await;
     let _op = Operator::start(&env.ns.name, &[]).await;
-    apply(
-        &env.schedules,
-        &schedule_manifest(
-            "hourly",
-            "0 * * * *",
-            &[],
-            json!({"timeZone": "Mars/Olympus_Mons"}),
-        ),
-    )
-    .await;
+    apply_hourly_with(&env, json!({"timeZone": "Mars/Olympus_Mons"})).await;
     apply(
         &env.backfills,
         &backfill_manifest("martian", "hourly", json!({"from": JAN_FROM, "count": 3})),
@@ -452,10 +448,7 @@ async fn a_stalled_backfill_is_a_failure() {
 
     let bf = wait_stalled(&env, "martian", "InvalidSchedule").await;
     assert_eq!(phase(&bf), "Pending", "{}", summary(&bf));
-    let message = condition(&bf, "Stalled").expect("a Stalled condition")["message"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let message = condition_message(&bf, "Stalled");
     assert!(message.contains("Mars/Olympus_Mons"), "{message:?}");
     assert_health("stalled", &bf, ("Degraded", &message), "Failed");
 }

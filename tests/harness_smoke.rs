@@ -12,7 +12,10 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::Api;
 use kube::api::{ObjectMeta, PostParams};
 
-use common::{DEADLINE, TestNamespace, client, install_crds, wait_for};
+use common::jobs::{Outcome, job_condition, outcome};
+use common::kwok::{OUTCOME, RUN_FOR};
+use common::poll::eventually;
+use common::{DEADLINE, TestNamespace, client, install_crds};
 
 /// A Job with one pod and no retries, whose pod carries `annotations`.
 fn job(name: &str, annotations: &[(&str, &str)]) -> Job {
@@ -49,34 +52,22 @@ fn job(name: &str, annotations: &[(&str, &str)]) -> Job {
     }
 }
 
-/// The status of the Job's condition of type `type_`, if it has one.
-fn condition(job: &Job, type_: &str) -> Option<String> {
-    job.status
-        .as_ref()?
-        .conditions
-        .as_ref()?
-        .iter()
-        .find(|c| c.type_ == type_)
-        .map(|c| c.status.clone())
-}
-
-/// Waits until the Job has condition `type_` = True; panics if it reaches
-/// the opposite end instead.
-async fn wait_for_job_condition(jobs: &Api<Job>, name: &str, type_: &str) -> Job {
-    let opposite = if type_ == "Complete" {
-        "Failed"
-    } else {
-        "Complete"
-    };
-    wait_for(&format!("Job {name} to be {type_}"), DEADLINE, || async {
-        let job = jobs.get(name).await.ok()?;
-        assert_ne!(
-            condition(&job, opposite).as_deref(),
-            Some("True"),
-            "Job {name} became {opposite}, expected {type_}: {:?}",
-            job.status
-        );
-        (condition(&job, type_).as_deref() == Some("True")).then_some(job)
+/// Waits until the Job has ended; panics if it ended otherwise than
+/// `want`.
+async fn wait_for_outcome(jobs: &Api<Job>, name: &str, want: Outcome) -> Job {
+    eventually(&format!("Job {name} to end {want:?}"), DEADLINE, || async {
+        let job = jobs.get(name).await.map_err(|e| e.to_string())?;
+        match outcome(&job) {
+            Some(got) => {
+                assert_eq!(
+                    got, want,
+                    "Job {name} ended {got:?}, expected {want:?}: {:?}",
+                    job.status
+                );
+                Ok(job)
+            }
+            None => Err(format!("status {:?}", job.status)),
+        }
     })
     .await
 }
@@ -106,7 +97,7 @@ async fn job_completes() {
     jobs.create(&PostParams::default(), &job("ok", &[]))
         .await
         .expect("create Job");
-    let job = wait_for_job_condition(&jobs, "ok", "Complete").await;
+    let job = wait_for_outcome(&jobs, "ok", Outcome::Succeeded).await;
     assert_eq!(job.status.and_then(|s| s.succeeded), Some(1));
 }
 
@@ -115,13 +106,10 @@ async fn job_fails_when_its_pod_is_annotated_to_fail() {
     let client = client().await;
     let ns = TestNamespace::new(&client, "smoke-fail").await;
     let jobs: Api<Job> = Api::namespaced(client, &ns.name);
-    jobs.create(
-        &PostParams::default(),
-        &job("bad", &[("testenv.backfill.dev/outcome", "fail")]),
-    )
-    .await
-    .expect("create Job");
-    let job = wait_for_job_condition(&jobs, "bad", "Failed").await;
+    jobs.create(&PostParams::default(), &job("bad", &[(OUTCOME, "fail")]))
+        .await
+        .expect("create Job");
+    let job = wait_for_outcome(&jobs, "bad", Outcome::Failed).await;
     assert_eq!(job.status.and_then(|s| s.failed), Some(1));
 }
 
@@ -130,20 +118,26 @@ async fn job_runs_for_the_annotated_duration() {
     let client = client().await;
     let ns = TestNamespace::new(&client, "smoke-run-for").await;
     let jobs: Api<Job> = Api::namespaced(client, &ns.name);
-    jobs.create(
-        &PostParams::default(),
-        &job("slow", &[("testenv.backfill.dev/run-for", "3s")]),
-    )
-    .await
-    .expect("create Job");
+    jobs.create(&PostParams::default(), &job("slow", &[(RUN_FOR, "3s")]))
+        .await
+        .expect("create Job");
     let created = std::time::Instant::now();
-    wait_for("Job slow to have one active pod", DEADLINE, || async {
-        let job = jobs.get("slow").await.ok()?;
-        assert_eq!(condition(&job, "Complete"), None, "finished before running");
-        (job.status?.active? == 1).then_some(())
+    eventually("Job slow to have one active pod", DEADLINE, || async {
+        let job = jobs.get("slow").await.map_err(|e| e.to_string())?;
+        assert_eq!(
+            job_condition(&job, "Complete"),
+            None,
+            "finished before running"
+        );
+        let status = job.status.unwrap_or_default();
+        if status.active == Some(1) {
+            Ok(())
+        } else {
+            Err(format!("status {status:?}"))
+        }
     })
     .await;
-    let job = wait_for_job_condition(&jobs, "slow", "Complete").await;
+    let job = wait_for_outcome(&jobs, "slow", Outcome::Succeeded).await;
     assert_eq!(job.status.and_then(|s| s.succeeded), Some(1));
     // kwok held the pod Running for the 3s it was asked to.
     assert!(

@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use common::backfills::{
-    JobTracker, RUN_DEADLINE, apply_hourly, apply_hourly_backfill, assert_one_job_per_session, get,
-    hours, phase, setup, summary, wait_finished,
-};
-use common::objects::{counter, eventually};
+use common::api::{apply_hourly, apply_hourly_backfill, setup};
+use common::instants::hours;
 use common::operator::Operator;
+use common::poll::eventually;
+use common::status::{RUN_DEADLINE, counter, phase, summary, wait_backfill, wait_finished};
+use common::tracker::{JobTracker, assert_one_job_per_session};
 use common::{DEADLINE, http};
 
 /// The lease duration the replicas use here (15 s by default).
@@ -77,17 +77,12 @@ async fn one_replica_works_and_the_standby_takes_over_when_it_dies() {
         json!({"from": from, "to": to, "maxInFlight": 2}),
     )
     .await;
-    eventually(
+    wait_backfill(
+        &env,
+        "twenty",
         "some sessions processed by the leader",
         DEADLINE,
-        || async {
-            let bf = get(&env.backfills, "twenty").await;
-            if counter(&bf, "processedCount") >= 4 {
-                Ok(())
-            } else {
-                Err(summary(&bf))
-            }
-        },
+        |bf| counter(bf, "processedCount") >= 4,
     )
     .await;
 

@@ -11,13 +11,17 @@ use std::collections::BTreeSet;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
 use serde_json::{Value, json};
 
-use common::backfills::{
-    Env, FailStage, JobTracker, MINUTE, RUN_DEADLINE, RUN_FOR, apply, apply_hourly,
-    apply_hourly_backfill, backfill_manifest, get, hours, patch_spec, phase, schedule_manifest,
-    setup, summary, wait_event, wait_finished, wait_phase,
+use common::api::{
+    Env, apply, apply_hourly, apply_hourly_backfill, backfill_manifest, get, patch_spec,
+    schedule_manifest, setup,
 };
-use common::objects::{counter, eventually, rfc3339_utc, status};
+use common::events::wait_event;
+use common::instants::{MINUTE, hours, rfc3339_utc};
+use common::kwok::{FailStage, RUN_FOR};
 use common::operator::Operator;
+use common::poll::eventually;
+use common::status::{RUN_DEADLINE, counter, phase, status, summary, wait_finished, wait_phase};
+use common::tracker::JobTracker;
 use common::{DEADLINE, repo_root};
 
 const FAILPOINT: &str = "BACKFILL_OPERATOR_FAILPOINT";
@@ -92,7 +96,7 @@ async fn backfills_run_only_what_the_ledger_lacks() {
     let env = setup("ledger-reprocess").await;
     let tracker = JobTracker::start_all(&env.jobs).await;
     let origin = "2026-03-10T00:00:30Z";
-    let start = common::backfills::at(origin);
+    let start = common::instants::at(origin);
     // Every even minute of the first hour fails in scheduled runs only.
     let even: Vec<i64> = minutes(start - 30, start + 3_600)
         .into_iter()

@@ -17,13 +17,17 @@ use std::time::Duration;
 use kube::api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 
-use common::backfills::{
-    Env, FailStage, JobTracker, RUN_DEADLINE, apply_hourly, apply_hourly_backfill,
-    assert_one_job_per_session, counters, get, hours, instants, is_finished, phase, setup, summary,
-    wait_event, wait_finished,
-};
-use common::objects::{condition, counter, eventually, status, throughout};
+use common::api::{Env, apply_hourly, apply_hourly_backfill, get, setup};
+use common::events::wait_event;
+use common::instants::{hours, instants};
+use common::kwok::FailStage;
 use common::operator::Operator;
+use common::poll::{eventually, throughout};
+use common::status::{
+    RUN_DEADLINE, condition, condition_message, counter, counters, is_finished, phase, status,
+    summary, wait_backfill, wait_finished,
+};
+use common::tracker::{JobTracker, assert_one_job_per_session};
 use common::{DEADLINE, FIELD_MANAGER};
 
 const ANNOTATION_RERUN_FAILED: &str = "backfill.dev/rerun-failed";
@@ -518,34 +522,21 @@ async fn a_request_during_the_run_waits_until_it_finishes() {
 
     // Two at a time, 3s each: three rounds, the request during the first.
     start_backfill(&env, "busy", to, "3s", 2).await;
-    eventually("Backfill busy running", DEADLINE, || async {
-        let bf = get(&env.backfills, "busy").await;
-        if phase(&bf) == "Running" {
-            Ok(())
-        } else {
-            Err(summary(&bf))
-        }
+    wait_backfill(&env, "busy", "Backfill busy running", DEADLINE, |bf| {
+        phase(bf) == "Running"
     })
     .await;
 
     annotate(&env, "busy", ANNOTATION_RERUN_FAILED, "1").await;
-    let waiting = eventually(
+    let waiting = wait_backfill(
+        &env,
+        "busy",
         "RerunRequested True with reason Waiting",
         DEADLINE,
-        || async {
-            let bf = get(&env.backfills, "busy").await;
-            if rerun_condition(&bf) == ("True", "Waiting") {
-                Ok(bf)
-            } else {
-                Err(summary(&bf))
-            }
-        },
+        |bf| rerun_condition(bf) == ("True", "Waiting"),
     )
     .await;
-    let message = condition(&waiting, RERUN_REQUESTED).expect("the condition")["message"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let message = condition_message(&waiting, RERUN_REQUESTED);
     assert!(
         message.contains("waits until the backfill finishes"),
         "{message:?}"

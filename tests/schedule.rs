@@ -15,7 +15,6 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -23,28 +22,21 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Container;
 use kube::Api;
 use kube::api::{DeleteParams, DynamicObject, ListParams};
-use kube::runtime::watcher;
 use serde_json::{Value, json};
 
-use common::backfills::{
-    apply, events_about, get, label, patch_spec, schedule_manifest, setup, wait_event_about,
+use common::api::{apply, get, patch_spec, schedule_manifest, setup};
+use common::events::{assert_event_about, events_about, wait_event_about};
+use common::instants::{MINUTE, rfc3339_utc};
+use common::jobs::{
+    ANNOTATION_ATTEMPT_NAME, ANNOTATION_SESSION_TIME, ANNOTATION_SESSION_UUID, JOB_FINALIZER,
+    LABEL_SCHEDULE, LABEL_SESSION, Outcome, annotation, label, outcome,
 };
-use common::jobs::{JobLog, watch_jobs};
-use common::objects::{condition, condition_is, counter, eventually, rfc3339_utc, status};
+use common::kwok::{OUTCOME, RUN_FOR};
 use common::operator::Operator;
+use common::poll::eventually;
+use common::status::{condition, condition_is, counter, status, status_time};
+use common::tracker::{JobTracker, Seen, describe};
 use common::{DEADLINE, merge};
-
-const LABEL_SCHEDULE: &str = "backfill.dev/schedule";
-const LABEL_SESSION: &str = "backfill.dev/session";
-const ANNOTATION_SESSION_TIME: &str = "backfill.dev/session-time";
-const ANNOTATION_SESSION_UUID: &str = "backfill.dev/session-uuid";
-const ANNOTATION_ATTEMPT_NAME: &str = "backfill.dev/attempt-name";
-const JOB_FINALIZER: &str = "backfill.dev/outcome";
-const RUN_FOR: &str = "testenv.backfill.dev/run-for";
-const OUTCOME: &str = "testenv.backfill.dev/outcome";
-
-/// One minute, the period of `* * * * *`, in seconds.
-const MINUTE: i64 = 60;
 
 // ---------------------------------------------------------------------
 // Setup and the Schedule API (untyped, so the tests read the API as a
@@ -58,16 +50,6 @@ fn manifest(name: &str, cron: &str, pod_annotations: &[(&str, &str)], spec_patch
     let mut patch = json!({"suspend": null});
     merge(&mut patch, &spec_patch);
     schedule_manifest(name, cron, pod_annotations, patch)
-}
-
-/// A status timestamp as Unix seconds.
-fn status_time(schedule: &DynamicObject, field: &str) -> Option<i64> {
-    let text = status(schedule)[field].as_str()?;
-    Some(
-        text.parse::<Timestamp>()
-            .unwrap_or_else(|e| panic!("status.{field} {text:?} is not RFC 3339: {e}"))
-            .as_second(),
-    )
 }
 
 /// The status counters, for messages.
@@ -86,6 +68,17 @@ fn counters(schedule: &DynamicObject) -> String {
         s["observedGeneration"],
         schedule.metadata.generation,
     )
+}
+
+/// Asserts a status counter, showing them all when it is off.
+#[track_caller]
+fn assert_counter(schedule: &DynamicObject, field: &str, want: i64) {
+    assert_eq!(
+        counter(schedule, field),
+        want,
+        "{field}: {}",
+        counters(schedule)
+    );
 }
 
 /// Waits until the operator has seen the Schedule's current generation.
@@ -117,14 +110,6 @@ async fn jobs_of(jobs: &Api<Job>, schedule: &str) -> Vec<Job> {
         .items
 }
 
-fn annotation<'a>(job: &'a Job, key: &str) -> Option<&'a str> {
-    job.metadata
-        .annotations
-        .as_ref()?
-        .get(key)
-        .map(String::as_str)
-}
-
 /// The session of a Job, from its label.
 fn session_of(job: &Job) -> i64 {
     let name = job.metadata.name.as_deref().unwrap_or_default();
@@ -132,30 +117,6 @@ fn session_of(job: &Job) -> i64 {
         .unwrap_or_else(|| panic!("Job {name} has no {LABEL_SESSION} label"))
         .parse()
         .unwrap_or_else(|e| panic!("Job {name}: {LABEL_SESSION} is not Unix seconds: {e}"))
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Outcome {
-    Succeeded,
-    Failed,
-}
-
-/// How a Job ended, if it did. The job controller sets SuccessCriteriaMet
-/// or FailureTarget a moment before Complete or Failed: either counts.
-fn outcome(job: &Job) -> Option<Outcome> {
-    let conditions = job.status.as_ref()?.conditions.as_ref()?;
-    let is = |t: &str| {
-        conditions
-            .iter()
-            .any(|c| c.type_ == t && c.status == "True")
-    };
-    if is("Complete") || is("SuccessCriteriaMet") {
-        Some(Outcome::Succeeded)
-    } else if is("Failed") || is("FailureTarget") {
-        Some(Outcome::Failed)
-    } else {
-        None
-    }
 }
 
 fn names(jobs: &[Job]) -> Vec<String> {
@@ -178,224 +139,6 @@ fn floor_to(at: f64, period: i64) -> i64 {
     (at as i64).div_euclid(period) * period
 }
 
-// ---------------------------------------------------------------------
-// Polling
-// ---------------------------------------------------------------------
-
-// ---------------------------------------------------------------------
-// The Job tracker: every Job that ever existed in the namespace.
-// ---------------------------------------------------------------------
-
-#[derive(Clone, Debug)]
-struct Seen {
-    uid: String,
-    name: String,
-    schedule: String,
-    session: Option<i64>,
-    outcome: Option<Outcome>,
-    /// Has a deletionTimestamp.
-    deleting: bool,
-    /// Gone from the API server.
-    deleted: bool,
-}
-
-impl Seen {
-    fn running(&self) -> bool {
-        self.outcome.is_none() && !self.deleted
-    }
-}
-
-#[derive(Default)]
-struct Tracked {
-    jobs: BTreeMap<String, Seen>,
-    /// Per schedule: the most Jobs unfinished at once.
-    max_running: BTreeMap<String, usize>,
-    /// Per schedule: the most Jobs unfinished and not being deleted at once.
-    max_running_not_deleting: BTreeMap<String, usize>,
-    /// What happened, in the order the watch told: "+name" created,
-    /// "name=Succeeded|Failed" finished, "name~" deletion requested,
-    /// "-name" gone.
-    history: Vec<String>,
-}
-
-impl JobLog for Tracked {
-    fn uids(&self) -> Vec<String> {
-        self.jobs.keys().cloned().collect()
-    }
-
-    fn apply(&mut self, job: &Job) {
-        let Some(uid) = job.metadata.uid.clone() else {
-            return;
-        };
-        let name = job.metadata.name.clone().unwrap_or_default();
-        if !self.jobs.contains_key(&uid) {
-            self.history.push(format!("+{name}"));
-        }
-        let seen = self.jobs.entry(uid.clone()).or_insert_with(|| Seen {
-            uid,
-            name: name.clone(),
-            schedule: label(job, LABEL_SCHEDULE).unwrap_or_default().to_string(),
-            session: label(job, LABEL_SESSION).and_then(|s| s.parse().ok()),
-            outcome: None,
-            deleting: false,
-            deleted: false,
-        });
-        // An outcome, once seen, stays (a Job never un-finishes).
-        if seen.outcome.is_none()
-            && let Some(outcome) = outcome(job)
-        {
-            seen.outcome = Some(outcome);
-            self.history.push(format!("{name}={outcome:?}"));
-        }
-        if !seen.deleting && job.metadata.deletion_timestamp.is_some() {
-            seen.deleting = true;
-            self.history.push(format!("{name}~"));
-        }
-        self.measure();
-    }
-
-    fn delete(&mut self, uid: &str) {
-        if let Some(seen) = self.jobs.get_mut(uid)
-            && !seen.deleted
-        {
-            seen.deleted = true;
-            self.history.push(format!("-{}", seen.name));
-        }
-        self.measure();
-    }
-}
-
-impl Tracked {
-    fn measure(&mut self) {
-        let mut running: BTreeMap<String, (usize, usize)> = BTreeMap::new();
-        for seen in self.jobs.values().filter(|s| s.running()) {
-            let entry = running.entry(seen.schedule.clone()).or_default();
-            entry.0 += 1;
-            if !seen.deleting {
-                entry.1 += 1;
-            }
-        }
-        for (schedule, (all, not_deleting)) in running {
-            let max = self.max_running.entry(schedule.clone()).or_default();
-            *max = (*max).max(all);
-            let max = self.max_running_not_deleting.entry(schedule).or_default();
-            *max = (*max).max(not_deleting);
-        }
-    }
-}
-
-struct JobTracker {
-    state: Arc<Mutex<Tracked>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl JobTracker {
-    /// Starts watching the namespace's Jobs and waits for the first list.
-    async fn start(jobs: &Api<Job>) -> Self {
-        let (state, task) = watch_jobs::<Tracked>(jobs, watcher::Config::default()).await;
-        JobTracker { state, task }
-    }
-
-    /// Every Job of `schedule` ever seen, by session then name.
-    fn of(&self, schedule: &str) -> Vec<Seen> {
-        let state = self.state.lock().expect("tracker lock");
-        let mut jobs: Vec<Seen> = state
-            .jobs
-            .values()
-            .filter(|s| s.schedule == schedule)
-            .cloned()
-            .collect();
-        jobs.sort_by_key(|s| (s.session, s.name.clone()));
-        jobs
-    }
-
-    /// The watch's story of `schedule`'s Jobs (see `Tracked::history`).
-    fn history(&self, schedule: &str) -> String {
-        let state = self.state.lock().expect("tracker lock");
-        let prefix = format!("{schedule}-");
-        let lines: Vec<&str> = state
-            .history
-            .iter()
-            .filter(|h| h.trim_start_matches(['+', '-']).starts_with(&prefix))
-            .map(String::as_str)
-            .collect();
-        lines.join(" ")
-    }
-
-    fn max_running(&self, schedule: &str) -> usize {
-        let state = self.state.lock().expect("tracker lock");
-        state.max_running.get(schedule).copied().unwrap_or(0)
-    }
-
-    fn max_running_not_deleting(&self, schedule: &str) -> usize {
-        let state = self.state.lock().expect("tracker lock");
-        state
-            .max_running_not_deleting
-            .get(schedule)
-            .copied()
-            .unwrap_or(0)
-    }
-
-    /// Distinct sessions of `schedule`'s Jobs that ended with `outcome`.
-    fn sessions_with(&self, schedule: &str, outcome: Outcome) -> BTreeSet<i64> {
-        self.of(schedule)
-            .iter()
-            .filter(|s| s.outcome == Some(outcome))
-            .filter_map(|s| s.session)
-            .collect()
-    }
-
-    /// Every name seen with more than one UID: a session run twice.
-    fn duplicates(&self, schedule: &str) -> BTreeMap<String, Vec<String>> {
-        let mut by_name: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for seen in self.of(schedule) {
-            by_name.entry(seen.name).or_default().push(seen.uid);
-        }
-        by_name.retain(|_, uids| uids.len() > 1);
-        by_name
-    }
-
-    /// Waits until a Job of `schedule` matches `pred`.
-    async fn wait_job(&self, what: &str, schedule: &str, pred: impl Fn(&Seen) -> bool) -> Seen {
-        eventually(what, DEADLINE, || async {
-            let jobs = self.of(schedule);
-            jobs.iter()
-                .find(|s| pred(s))
-                .cloned()
-                .ok_or_else(|| format!("Jobs seen: {}", describe(&jobs)))
-        })
-        .await
-    }
-}
-
-impl Drop for JobTracker {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-fn describe(jobs: &[Seen]) -> String {
-    let parts: Vec<String> = jobs
-        .iter()
-        .map(|s| {
-            let mut state = match s.outcome {
-                Some(Outcome::Succeeded) => "succeeded",
-                Some(Outcome::Failed) => "failed",
-                None => "running",
-            }
-            .to_string();
-            if s.deleting {
-                state.push_str(",deleting");
-            }
-            if s.deleted {
-                state.push_str(",deleted");
-            }
-            format!("{}[{state}]", s.name)
-        })
-        .collect();
-    format!("[{}]", parts.join(" "))
-}
-
 /// The sessions of `* * * * *` in `[from, to)`.
 fn minutes_between(from: i64, to: i64) -> i64 {
     let first = from.div_euclid(MINUTE) * MINUTE + if from % MINUTE == 0 { 0 } else { MINUTE };
@@ -415,7 +158,7 @@ fn minutes_between(from: i64, to: i64) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn allow_runs_overlapping_sessions_side_by_side() {
     let env = setup("sched-allow").await;
-    let tracker = JobTracker::start(&env.jobs).await;
+    let tracker = JobTracker::start_by_schedule(&env.jobs).await;
     let op = Operator::start(&env.ns.name, &["--time-scale", "60"]).await;
 
     // Pods run 3 real seconds = 3 virtual minutes: sessions overlap.
@@ -468,7 +211,7 @@ async fn allow_runs_overlapping_sessions_side_by_side() {
 
     let seen = tracker.of("overlap");
     assert!(
-        tracker.max_running("overlap") >= 2,
+        tracker.max_unfinished("overlap") >= 2,
         "never saw two Jobs running at once: {}",
         describe(&seen)
     );
@@ -490,24 +233,9 @@ async fn allow_runs_overlapping_sessions_side_by_side() {
         "sessions {sessions:?} up to endTime {end}"
     );
     assert!(sessions.len() >= 3, "too few sessions ran: {sessions:?}");
-    assert_eq!(
-        counter(&schedule, "failedSessions"),
-        0,
-        "{}",
-        counters(&schedule)
-    );
-    assert_eq!(
-        counter(&schedule, "killedSessions"),
-        0,
-        "{}",
-        counters(&schedule)
-    );
-    assert_eq!(
-        counter(&schedule, "missedSessions"),
-        0,
-        "{}",
-        counters(&schedule)
-    );
+    assert_counter(&schedule, "failedSessions", 0);
+    assert_counter(&schedule, "killedSessions", 0);
+    assert_counter(&schedule, "missedSessions", 0);
     assert!(
         status(&schedule)["active"]
             .as_array()
@@ -517,13 +245,7 @@ async fn allow_runs_overlapping_sessions_side_by_side() {
     );
     assert_eq!(status_time(&schedule, "lastScheduleTime"), Some(last));
     assert_eq!(status_time(&schedule, "lastSuccessfulTime"), Some(last));
-    let events = events_about(&env, "Schedule", "overlap").await;
-    assert!(
-        events
-            .iter()
-            .any(|(t, r, _)| t == "Normal" && r == "JobCreated"),
-        "no JobCreated Event: {events:?}"
-    );
+    assert_event_about(&env, "Schedule", "overlap", "Normal", "JobCreated").await;
 }
 
 // ---------------------------------------------------------------------
@@ -535,7 +257,7 @@ async fn allow_runs_overlapping_sessions_side_by_side() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forbid_misses_sessions_while_a_job_runs() {
     let env = setup("sched-forbid").await;
-    let tracker = JobTracker::start(&env.jobs).await;
+    let tracker = JobTracker::start_by_schedule(&env.jobs).await;
     let _op = Operator::start(&env.ns.name, &["--time-scale", "60"]).await;
 
     apply(
@@ -603,7 +325,7 @@ async fn forbid_misses_sessions_while_a_job_runs() {
         })
         .await;
     assert_eq!(
-        tracker.max_running("solo"),
+        tracker.max_unfinished("solo"),
         1,
         "two Jobs ran at once under Forbid: {}\nhistory: {}",
         describe(&tracker.of("solo")),
@@ -620,7 +342,7 @@ async fn forbid_misses_sessions_while_a_job_runs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replace_deletes_the_running_job_and_starts_the_new_one() {
     let env = setup("sched-replace").await;
-    let tracker = JobTracker::start(&env.jobs).await;
+    let tracker = JobTracker::start_by_schedule(&env.jobs).await;
     let _op = Operator::start(&env.ns.name, &["--time-scale", "60"]).await;
 
     apply(
@@ -668,14 +390,14 @@ async fn replace_deletes_the_running_job_and_starts_the_new_one() {
         first.name
     );
     assert_eq!(
-        tracker.max_running_not_deleting("swap"),
+        tracker.max_active("swap"),
         1,
         "two Jobs ran (not being deleted) at once under Replace: {}\nhistory: {}",
         describe(&seen),
         tracker.history("swap")
     );
     let s = get(&env.schedules, "swap").await;
-    assert_eq!(counter(&s, "succeededSessions"), 0, "{}", counters(&s));
+    assert_counter(&s, "succeededSessions", 0);
     assert!(counter(&s, "activeCount") <= 1, "{}", counters(&s));
 }
 
@@ -689,7 +411,7 @@ async fn replace_deletes_the_running_job_and_starts_the_new_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_past_the_starting_deadline_are_missed() {
     let env = setup("sched-deadline").await;
-    let tracker = JobTracker::start(&env.jobs).await;
+    let tracker = JobTracker::start_by_schedule(&env.jobs).await;
     // 1 real second = 10 virtual seconds: a session every 6 s, a 30 s
     // (3 real s) starting deadline.
     let mut op = Operator::start(&env.ns.name, &["--time-scale", "10"]).await;
@@ -776,7 +498,7 @@ async fn sessions_past_the_starting_deadline_are_missed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsuspend_runs_the_latest_missed_session_only() {
     let env = setup("sched-suspend").await;
-    let tracker = JobTracker::start(&env.jobs).await;
+    let tracker = JobTracker::start_by_schedule(&env.jobs).await;
     // A session every 2 real seconds.
     let op = Operator::start(&env.ns.name, &["--time-scale", "30"]).await;
     apply(
@@ -855,7 +577,7 @@ async fn unsuspend_runs_the_latest_missed_session_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_limits_keep_the_newest_finished_jobs() {
     let env = setup("sched-history").await;
-    let tracker = JobTracker::start(&env.jobs).await;
+    let tracker = JobTracker::start_by_schedule(&env.jobs).await;
     let _op = Operator::start(&env.ns.name, &["--time-scale", "60"]).await;
     let limits = json!({"successfulJobsHistoryLimit": 2, "failedJobsHistoryLimit": 1});
     apply(
@@ -929,13 +651,7 @@ async fn history_limits_keep_the_newest_finished_jobs() {
             "{name} ran a session twice"
         );
     }
-    let events = events_about(&env, "Schedule", "bad").await;
-    assert!(
-        events
-            .iter()
-            .any(|(t, r, _)| t == "Warning" && r == "SessionFailed"),
-        "no SessionFailed Event: {events:?}"
-    );
+    assert_event_about(&env, "Schedule", "bad", "Warning", "SessionFailed").await;
 }
 
 // ---------------------------------------------------------------------
@@ -1189,7 +905,7 @@ async fn deleting_the_schedule_deletes_its_jobs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crashes_neither_duplicate_jobs_nor_bend_counters() {
     let env = setup("sched-crash").await;
-    let tracker = JobTracker::start(&env.jobs).await;
+    let tracker = JobTracker::start_by_schedule(&env.jobs).await;
     let mut op = Operator::start(&env.ns.name, &["--time-scale", "60"]).await;
     let end = floor_to(op.virtual_now(), MINUTE) + 16 * MINUTE + 30;
     apply(
@@ -1273,24 +989,9 @@ async fn crashes_neither_duplicate_jobs_nor_bend_counters() {
     }
     let succeeded = tracker.sessions_with("sturdy", Outcome::Succeeded);
     assert_eq!(succeeded.len(), seen.len(), "{}", describe(&seen));
-    assert_eq!(
-        counter(&schedule, "succeededSessions"),
-        succeeded.len() as i64,
-        "{}",
-        counters(&schedule)
-    );
-    assert_eq!(
-        counter(&schedule, "failedSessions"),
-        0,
-        "{}",
-        counters(&schedule)
-    );
-    assert_eq!(
-        counter(&schedule, "killedSessions"),
-        0,
-        "{}",
-        counters(&schedule)
-    );
+    assert_counter(&schedule, "succeededSessions", succeeded.len() as i64);
+    assert_counter(&schedule, "failedSessions", 0);
+    assert_counter(&schedule, "killedSessions", 0);
     // Every session from the first one to endTime either ran or was missed
     // (while the operator was down), never both.
     let first = *sessions.first().expect("a session");
@@ -1421,7 +1122,7 @@ async fn invalid_schedules_stall_until_fixed() {
 async fn a_daily_schedule_runs_once_on_the_spring_forward_day() {
     const ZONE: &str = "America/New_York";
     let env = setup("sched-dst").await;
-    let tracker = JobTracker::start(&env.jobs).await;
+    let tracker = JobTracker::start_by_schedule(&env.jobs).await;
     // The Schedule exists before the operator starts, so the operator
     // first sees it at its virtual origin.
     apply(
@@ -1516,7 +1217,7 @@ async fn a_daily_schedule_runs_once_on_the_spring_forward_day() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_first_session_is_the_first_after_the_schedule_is_seen() {
     let env = setup("sched-first").await;
-    let tracker = JobTracker::start(&env.jobs).await;
+    let tracker = JobTracker::start_by_schedule(&env.jobs).await;
     let op = Operator::start(&env.ns.name, &["--time-scale", "60"]).await;
     // Let the virtual clock get five minutes ahead of real time.
     op.wait_until_virtual(op.virtual_now() + 5.0 * MINUTE as f64)

@@ -28,14 +28,16 @@ use kube::Api;
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::{Value, json};
 
-use common::backfills::{
-    JobTracker, RUN_DEADLINE, apply_hourly, apply_hourly_backfill, assert_one_job_per_session,
-    counters, get, hours, is_finished, phase, setup, summary, wait_finished,
-};
+use common::api::{apply_hourly, apply_hourly_backfill, get, setup};
 use common::helm::{Release, chart, chart_yaml, released_chart, run_ok};
-use common::objects::{counter, eventually};
+use common::instants::hours;
 use common::operator::JobFinalizerSweep;
 use common::pods::{PodRun, PodRunner};
+use common::poll::eventually;
+use common::status::{
+    RUN_DEADLINE, counter, counters, is_finished, phase, summary, wait_backfill, wait_finished,
+};
+use common::tracker::{JobTracker, assert_one_job_per_session};
 use common::{DEADLINE, TestNamespace, http};
 
 /// The chart version users upgrade from.
@@ -251,21 +253,18 @@ async fn helm_upgrade_from_the_released_chart_keeps_a_running_backfill_going() {
         json!({"from": from, "to": to, "maxInFlight": 2}),
     )
     .await;
-    eventually(
+    wait_backfill(
+        &env,
+        BACKFILL,
         "2 sessions to succeed, the Backfill still Running",
         DEADLINE,
-        || async {
-            let bf = get(&env.backfills, BACKFILL).await;
+        |bf| {
             assert!(
-                !is_finished(&bf),
+                !is_finished(bf),
                 "the Backfill finished before the upgrade: {}",
-                summary(&bf)
+                summary(bf)
             );
-            if counter(&bf, "succeededCount") >= 2 && phase(&bf) == "Running" {
-                Ok(())
-            } else {
-                Err(summary(&bf))
-            }
+            counter(bf, "succeededCount") >= 2 && phase(bf) == "Running"
         },
     )
     .await;

@@ -10,24 +10,30 @@
 #![allow(dead_code)]
 
 pub mod accounts;
-pub mod backfills;
+pub mod api;
+pub mod events;
 pub mod helm;
 pub mod http;
+pub mod instants;
 pub mod jobs;
-pub mod objects;
+pub mod kwok;
 pub mod operator;
 pub mod pods;
+pub mod poll;
+pub mod status;
+pub mod tracker;
 
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
+
+use poll::eventually;
 
 /// The field manager of every write the tests make.
 pub const FIELD_MANAGER: &str = "backfill-tests";
@@ -76,26 +82,6 @@ pub async fn client() -> Client {
     }
 }
 
-/// Polls `check` until it returns `Some`, or panics after `deadline`
-/// saying what it waited for. The poll interval is short so that tests
-/// observe brief states (a Job running for a few seconds).
-pub async fn wait_for<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        if start.elapsed() > deadline {
-            panic!("timed out after {deadline:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// The CRD files of a directory, sorted by name.
 pub fn crd_files(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -134,15 +120,19 @@ pub async fn install_crds(client: &Client) {
     }
     assert!(!names.is_empty(), "no CRD files in crds/: run `make crds`");
     for name in &names {
-        wait_for(&format!("CRD {name} to be Established"), DEADLINE, || {
+        eventually(&format!("CRD {name} to be Established"), DEADLINE, || {
             let api = api.clone();
             async move {
-                let crd = api.get(name).await.ok()?;
-                let conditions = crd.status?.conditions?;
-                conditions
+                let crd = api.get(name).await.map_err(|e| e.to_string())?;
+                let conditions = crd.status.and_then(|s| s.conditions).unwrap_or_default();
+                if conditions
                     .iter()
                     .any(|c| c.type_ == "Established" && c.status == "True")
-                    .then_some(())
+                {
+                    Ok(())
+                } else {
+                    Err(format!("conditions {conditions:?}"))
+                }
             }
         })
         .await;

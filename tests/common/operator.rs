@@ -19,6 +19,7 @@ use k8s_openapi::api::batch::v1::Job;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client};
 
+use super::jobs::JOB_FINALIZER;
 use super::{FIELD_MANAGER, config, repo_root, run_detached};
 
 /// The line the operator logs once its caches are synced.
@@ -31,9 +32,6 @@ const START_DEADLINE: Duration = Duration::from_secs(60);
 
 /// How long the operator may take to exit after SIGTERM.
 const TERM_DEADLINE: Duration = Duration::from_secs(10);
-
-/// The finalizer the operator puts on its Jobs.
-const JOB_FINALIZER: &str = "backfill.dev/outcome";
 
 /// Lines of log printed when a test fails.
 const TAIL_LINES: usize = 40;

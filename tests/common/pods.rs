@@ -49,10 +49,10 @@ use kube::api::Api;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 
+use super::DEADLINE;
 use super::accounts::service_account_kubeconfig;
-use super::objects::eventually;
 use super::operator::{logs_dir, sigterm, tail};
-use super::{DEADLINE, wait_for};
+use super::poll::eventually;
 
 /// Lines of each pod's log printed when a test fails.
 const TAIL_LINES: usize = 30;
@@ -107,12 +107,18 @@ impl PodRunner {
             state.clone(),
             synced.clone(),
         ));
-        wait_for(
+        eventually(
             &format!("the pod stand-in to list the pods of {namespace} ({selector})"),
             DEADLINE,
             || {
                 let synced = synced.load(Ordering::SeqCst);
-                async move { synced.then_some(()) }
+                async move {
+                    if synced {
+                        Ok(())
+                    } else {
+                        Err("not listed yet".to_string())
+                    }
+                }
             },
         )
         .await;

@@ -1,32 +1,12 @@
-//! Reading the operator's objects in end-to-end tests: untyped, so a
-//! change to a status struct does not break the tests' compilation.
+//! Polling the control plane until something holds, or for as long as
+//! something must keep holding.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use jiff::Timestamp;
-use kube::api::DynamicObject;
-use serde_json::Value;
-
-pub fn status(obj: &DynamicObject) -> &Value {
-    &obj.data["status"]
-}
-
-/// A status counter; absent means 0.
-pub fn counter(obj: &DynamicObject, field: &str) -> i64 {
-    status(obj)[field].as_i64().unwrap_or(0)
-}
-
-pub fn condition<'a>(obj: &'a DynamicObject, type_: &str) -> Option<&'a Value> {
-    status(obj)["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == type_)
-}
-
-pub fn condition_is(obj: &DynamicObject, type_: &str, value: &str) -> bool {
-    condition(obj, type_).is_some_and(|c| c["status"] == value)
-}
+/// How often [`eventually`] and [`throughout`] look. Short, so that tests
+/// observe brief states (a Job running for a few seconds).
+const INTERVAL: Duration = Duration::from_millis(100);
 
 /// Polls `check` until it returns `Ok`, or panics after `deadline` with
 /// what it waited for and the last `Err` it said.
@@ -45,7 +25,7 @@ where
                 }
             }
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(INTERVAL).await;
     }
 }
 
@@ -63,12 +43,6 @@ where
         if let Err(e) = check().await {
             panic!("{what} did not hold: {e}");
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(INTERVAL).await;
     }
-}
-
-pub fn rfc3339_utc(at: i64) -> String {
-    Timestamp::from_second(at)
-        .expect("an instant in range")
-        .to_string()
 }
