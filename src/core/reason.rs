@@ -39,11 +39,11 @@ reasons! {
     Planned,
     /// Backfill: waiting to start.
     Pending,
-    /// Backfill: Jobs are running or being launched; Event: the run started.
+    /// Backfill: Jobs are running or being launched.
     Running,
     /// Backfill: the run started (Event).
     Started,
-    /// Backfill: outside its execution windows; waiting for the next one.
+    /// Backfill: outside its execution windows, waiting for the next one; RerunRequested: the request waits until the Backfill finishes.
     Waiting,
     /// Backfill: `suspend` is set; running Jobs go on, nothing new starts.
     Paused,
@@ -53,7 +53,7 @@ reasons! {
     Succeeded,
     /// Backfill: every session was processed and some did not succeed.
     Failed,
-    /// Backfill: `cancel` is set; running Jobs were deleted.
+    /// Backfill: `cancel` is set and running Jobs were deleted; RerunRequested: a cancelled Backfill makes no child.
     Cancelled,
     /// Backfill: the plan holds no session to run (Event).
     NothingToRun,
@@ -79,15 +79,15 @@ reasons! {
     ScheduleChanged,
     /// ScheduleChanged is False: the Schedule is as the run started with it.
     Unchanged,
-    /// RerunRequested: the request waits until the Backfill finishes.
+    /// A rerun request waits or is refused, and why (Event).
     RerunWaiting,
     /// RerunRequested: a dry run reruns nothing.
     DryRun,
-    /// RerunRequested: the child Backfill was created (also an Event: RerunCreated).
+    /// RerunRequested: the child Backfill was created.
     ChildCreated,
     /// A rerun child was created (Event).
     RerunCreated,
-    /// RerunRequested: no session failed, so no child is made.
+    /// RerunRequested and Event: no session failed, so no child is made.
     NothingToRerun,
     /// RerunRequested is False: no request is pending.
     Done,
@@ -107,6 +107,17 @@ reasons! {
     SessionsMissing,
 }
 
+impl Reason {
+    /// The README's table of reasons.
+    pub fn markdown_table() -> String {
+        let mut table = String::from("| reason | meaning |\n|---|---|\n");
+        for reason in Reason::ALL {
+            table.push_str(&format!("| `{reason}` | {} |\n", reason.meaning()));
+        }
+        table
+    }
+}
+
 impl PartialEq<&str> for Reason {
     fn eq(&self, other: &&str) -> bool {
         self.as_str() == *other
@@ -116,5 +127,38 @@ impl PartialEq<&str> for Reason {
 impl std::fmt::Display for Reason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_readme_lists_every_reason() {
+        let readme = include_str!("../../README.md");
+        let begin = "<!-- reasons:begin -->\n";
+        let table = readme
+            .split_once(begin)
+            .and_then(|(_, rest)| rest.split_once("<!-- reasons:end -->"))
+            .map(|(table, _)| table)
+            .expect("README.md has the reasons markers");
+        assert_eq!(
+            table,
+            Reason::markdown_table(),
+            "README.md's table of reasons is out of date; put this between the markers:\n{}",
+            Reason::markdown_table()
+        );
+    }
+
+    #[test]
+    fn names_are_distinct_pascal_case() {
+        let mut seen = std::collections::HashSet::new();
+        for reason in Reason::ALL {
+            let name = reason.as_str();
+            assert!(seen.insert(name), "{name} twice");
+            assert!(name.starts_with(|c: char| c.is_ascii_uppercase()));
+            assert!(name.chars().all(|c| c.is_ascii_alphanumeric()), "{name}");
+        }
     }
 }

@@ -13,63 +13,23 @@ use crate::core::reason::Reason;
 use crate::core::windows::Windows;
 use crate::core::zoned_cron::{ZonedCron, rfc3339_utc, seconds, time};
 
+/// The outcomes of a run so far: bitmaps over plan indexes.
+struct Outcomes {
+    done: Bitmap,
+    failed: Bitmap,
+    killed: Bitmap,
+}
+
 /// Records outcomes, then launches, pauses, waits or cancels.
 pub(super) fn advance(view: &BackfillView<'_>, d: &mut Pass) -> Result<(), Stall> {
     let mut run = d.status.run.clone().unwrap_or_default();
-    let mut done = Bitmap::decode(&run.done).unwrap_or_default();
-    let mut failed = Bitmap::decode(&run.failed).unwrap_or_default();
-    let mut killed = Bitmap::decode(&run.killed).unwrap_or_default();
-
-    // Outcomes: each plan index once.
-    let mut newly_failed = Vec::new();
-    for job in view.jobs {
-        let (Some(outcome), Some(index)) = (job.outcome(), job.plan_index) else {
-            continue;
-        };
-        if !job.has_finalizer {
-            continue;
-        }
-        d.release.push(job.name.clone());
-        if done.contains(index) {
-            continue;
-        }
-        done.insert(index);
-        let s = &mut d.status;
-        match outcome {
-            Outcome::Succeeded => s.succeeded_count += 1,
-            Outcome::Failed => {
-                s.failed_count += 1;
-                failed.insert(index);
-                newly_failed.push(job);
-            }
-            Outcome::Killed => {
-                s.killed_count += 1;
-                killed.insert(index);
-                newly_failed.push(job);
-            }
-        }
-    }
-    if !newly_failed.is_empty() {
-        let summary = d
-            .status
-            .failed_sessions
-            .get_or_insert_with(SessionSummary::default);
-        summary.count = failed.len() as i64 + killed.len() as i64;
-        for job in &newly_failed {
-            if summary.preview.len() < FAILURE_PREVIEW
-                && let Some(at) = job.session
-            {
-                summary.preview.push(time(at));
-            }
-        }
-        summary.preview.sort_by_key(seconds);
-        let names: Vec<&str> = newly_failed.iter().map(|j| j.name.as_str()).collect();
-        d.notes.push(Note {
-            warning: true,
-            reason: Reason::SessionFailed,
-            message: format!("Job {} did not succeed", names.join(", ")),
-        });
-    }
+    let mut outcomes = Outcomes {
+        done: Bitmap::decode(&run.done).unwrap_or_default(),
+        failed: Bitmap::decode(&run.failed).unwrap_or_default(),
+        killed: Bitmap::decode(&run.killed).unwrap_or_default(),
+    };
+    count_outcomes(view, d, &mut outcomes);
+    let done = &outcomes.done;
 
     let running: Vec<&ObservedJob> = view.jobs.iter().filter(|j| j.running()).collect();
     // In flight: launched and not yet counted. That includes Jobs the
@@ -102,14 +62,90 @@ pub(super) fn advance(view: &BackfillView<'_>, d: &mut Pass) -> Result<(), Stall
         launched = launch(view, d, &mut run, in_flight, total);
     }
 
-    let processed = done.len();
+    let settled = (run.launched.max(0) as u64).saturating_sub(done.len()) == 0
+        && running.is_empty();
+    finish_run(view, d, &mut run, &outcomes, settled);
+    run.done = outcomes.done.encode();
+    run.failed = outcomes.failed.encode();
+    run.killed = outcomes.killed.encode();
+    d.status.run = Some(run);
+    launched
+}
+
+/// Counts each ended Job once per plan index, and releases every ended
+/// Job that still holds the finalizer.
+fn count_outcomes(view: &BackfillView<'_>, d: &mut Pass, outcomes: &mut Outcomes) {
+    let mut newly_failed = Vec::new();
+    for job in view.jobs {
+        let (Some(outcome), Some(index)) = (job.outcome(), job.plan_index) else {
+            continue;
+        };
+        if !job.has_finalizer {
+            continue;
+        }
+        d.release.push(job.name.clone());
+        if outcomes.done.contains(index) {
+            continue;
+        }
+        outcomes.done.insert(index);
+        let s = &mut d.status;
+        match outcome {
+            Outcome::Succeeded => s.succeeded_count += 1,
+            Outcome::Failed => {
+                s.failed_count += 1;
+                outcomes.failed.insert(index);
+                newly_failed.push(job);
+            }
+            Outcome::Killed => {
+                s.killed_count += 1;
+                outcomes.killed.insert(index);
+                newly_failed.push(job);
+            }
+        }
+    }
+    if newly_failed.is_empty() {
+        return;
+    }
+    let summary = d
+        .status
+        .failed_sessions
+        .get_or_insert_with(SessionSummary::default);
+    summary.count = outcomes.failed.len() as i64 + outcomes.killed.len() as i64;
+    for job in &newly_failed {
+        if summary.preview.len() < FAILURE_PREVIEW
+            && let Some(at) = job.session
+        {
+            summary.preview.push(time(at));
+        }
+    }
+    summary.preview.sort_by_key(seconds);
+    let names: Vec<&str> = newly_failed.iter().map(|j| j.name.as_str()).collect();
+    d.notes.push(Note {
+        warning: true,
+        reason: Reason::SessionFailed,
+        message: format!("Job {} did not succeed", names.join(", ")),
+    });
+}
+
+/// Progress, the final phase once every session is processed, and, once
+/// nothing runs any more, the completion time and the whole set of failed
+/// sessions (rerun children copy it).
+fn finish_run(
+    view: &BackfillView<'_>,
+    d: &mut Pass,
+    run: &mut RunState,
+    outcomes: &Outcomes,
+    settled: bool,
+) {
+    let total = d.status.total_estimated.max(0) as u64;
+    let processed = outcomes.done.len();
     d.status.processed_count = processed as i64;
     d.status.progress = Some(format!("{processed}/{total}"));
     let all_done = run.launched as u64 >= total && processed >= run.launched as u64;
+    let bad = outcomes.failed.len() + outcomes.killed.len();
     if let Some(BackfillPhase::Running | BackfillPhase::Waiting) = d.status.phase
         && all_done
     {
-        let bad = failed.len() + killed.len();
         d.status.phase = Some(if bad == 0 {
             BackfillPhase::Succeeded
         } else {
@@ -122,16 +158,13 @@ pub(super) fn advance(view: &BackfillView<'_>, d: &mut Pass) -> Result<(), Stall
         d.status.phase,
         Some(BackfillPhase::Succeeded | BackfillPhase::Failed | BackfillPhase::Cancelled)
     );
-    let settled =
-        (run.launched.max(0) as u64).saturating_sub(done.len()) == 0 && running.is_empty();
     if terminal && d.status.completed_at.is_none() && settled {
         d.status.completed_at = Some(time(view.now));
-        if !failed.is_empty() || !killed.is_empty() {
-            // The whole set once, at the end: rerun children copy it.
-            run.failed = failed.encode();
-            run.killed = killed.encode();
+        if bad > 0 {
+            run.failed = outcomes.failed.encode();
+            run.killed = outcomes.killed.encode();
             let clock = ZonedCron::new(&run.schedule, Some(&run.time_zone));
-            let set = match (failed_sessions(view.spec, &run), clock) {
+            let set = match (failed_sessions(view.spec, run), clock) {
                 (Ok(sessions), Ok(clock)) => session_set(&clock, &sessions),
                 _ => None,
             };
@@ -140,12 +173,6 @@ pub(super) fn advance(view: &BackfillView<'_>, d: &mut Pass) -> Result<(), Stall
             }
         }
     }
-
-    run.done = done.encode();
-    run.failed = failed.encode();
-    run.killed = killed.encode();
-    d.status.run = Some(run);
-    launched
 }
 
 /// Launches up to `maxInFlight` Jobs in plan order, inside the windows.

@@ -23,65 +23,14 @@ pub(super) fn plan_or_start(view: &BackfillView<'_>, d: &mut Pass) -> Result<(),
             view.spec.schedule_ref.name
         ),
     })?;
-    let dry_run = view.spec.dry_run == Some(true);
-    let cutoff = view.now;
-    let plan = Plan::for_backfill(schedule, view.spec, Some(cutoff))?;
-
-    // One pass for the count and both ends, in run order, leaving out
-    // what the ledger says `reprocess` does not run. A session a Job of
-    // the Schedule (a scheduled run, another Backfill) runs now has an
-    // attempt under way: only `All` runs it again.
-    let reprocess = view.spec.reprocess.unwrap_or_default();
-    let skip = |at: i64| -> Option<Skip> {
-        if reprocess == Reprocess::All {
-            return None;
-        }
-        if view.ledger.running(at) {
-            return Some(Skip::Running);
-        }
-        match (reprocess, view.ledger.outcome(at)) {
-            (Reprocess::All, _) | (_, None) => None,
-            (_, Some(Outcome::Succeeded)) => Some(Skip::Succeeded),
-            (Reprocess::Missing, Some(_)) => Some(Skip::Failed),
-            (Reprocess::Failed, Some(_)) => None,
-        }
-    };
-    let mut skipped = Skipped::default();
-    let mut total = 0u64;
-    let mut first: Vec<i64> = Vec::new();
-    let mut last: std::collections::VecDeque<i64> = std::collections::VecDeque::new();
-    let (mut lo, mut hi) = (i64::MAX, i64::MIN);
-    for s in plan.iter() {
-        match skip(s.at) {
-            Some(Skip::Succeeded) => {
-                skipped.succeeded += 1;
-                continue;
-            }
-            Some(Skip::Failed) => {
-                skipped.failed += 1;
-                continue;
-            }
-            Some(Skip::Running) => {
-                skipped.running += 1;
-                continue;
-            }
-            None => total += 1,
-        }
-        if first.len() < PREVIEW {
-            first.push(s.at);
-        }
-        if last.len() == PREVIEW {
-            last.pop_front();
-        }
-        last.push_back(s.at);
-        lo = lo.min(s.at);
-        hi = hi.max(s.at);
-    }
+    let plan = Plan::for_backfill(schedule, view.spec, Some(view.now))?;
+    let survey = Survey::of(view, &plan);
     let credits = view
         .spec
         .credits_per_session
         .or(schedule.credits_per_session)
         .unwrap_or(0.0);
+    let total = survey.total;
     d.status.total_estimated = total as i64;
     d.status.cost_estimate = Some(CostEstimate {
         credits_per_entity: credits,
@@ -96,37 +45,7 @@ pub(super) fn plan_or_start(view: &BackfillView<'_>, d: &mut Pass) -> Result<(),
         reason: Reason::InvalidWindows,
         message: e.to_string(),
     })?;
-    let mut preview = PlanPreview {
-        boundaries: Some(plan.describe_boundaries()),
-        first: first.iter().map(|&t| time(t)).collect(),
-        last: last.iter().map(|&t| time(t)).collect(),
-        skipped_by_reprocess: skipped.total() as i64,
-        skipped_reason: skipped_reason(reprocess, total + skipped.total(), &skipped),
-        estimated_completion: None,
-    };
-    if let Some((asked, got)) = plan.count_cut_short() {
-        let message = format!(
-            "count asks for {asked} sessions but only {got} have passed by {}: the plan is shorter",
-            rfc3339_utc(cutoff)
-        );
-        if !view.status.conditions.iter().any(|c| c.message == message) {
-            d.notes.push(Note {
-                warning: true,
-                reason: Reason::PlanCutShort,
-                message: message.clone(),
-            });
-        }
-        preview.boundaries = Some(format!("{}; {message}", plan.describe_boundaries()));
-    }
-    preview.estimated_completion = estimate_completion(
-        total,
-        view.spec.max_in_flight.unwrap_or(1).max(1) as u64,
-        windows.as_ref(),
-        view.recent_durations,
-        view.now,
-    )
-    .map(time);
-    d.status.preview = Some(preview);
+    d.status.preview = Some(preview(view, d, &plan, &survey, windows.as_ref()));
     d.status.progress = Some(format!("0/{total}"));
     // Who asked is decided once.
     d.status.created_by = view
@@ -143,7 +62,7 @@ pub(super) fn plan_or_start(view: &BackfillView<'_>, d: &mut Pass) -> Result<(),
         .and_then(|p| p.skipped_reason.as_ref())
         .map(|r| format!("; {r}"))
         .unwrap_or_default();
-    if dry_run {
+    if view.spec.dry_run == Some(true) {
         if view.status.phase != Some(BackfillPhase::Planned) {
             d.notes.push(Note {
                 warning: false,
@@ -157,34 +76,7 @@ pub(super) fn plan_or_start(view: &BackfillView<'_>, d: &mut Pass) -> Result<(),
         d.status.phase = Some(BackfillPhase::Planned);
         return Ok(());
     }
-
-    let clock = plan.clock();
-    // The sessions that run, when the ledger left some out: frozen as a
-    // set, so later outcomes do not move the plan.
-    let selected = if skipped.total() > 0 && total > 0 {
-        let mut kept: Vec<i64> = plan
-            .iter()
-            .map(|s| s.at)
-            .filter(|&at| skip(at).is_none())
-            .collect();
-        kept.sort_unstable();
-        session_set(clock, &kept).map(|set| set.bitmap)
-    } else {
-        None
-    };
-    d.status.run_id = Some(run_id(view.uid));
-    d.status.started_at = Some(time(view.now));
-    d.status.planned_until = Some(time(cutoff));
-    d.status.run = Some(RunState {
-        schedule: clock.expr().to_string(),
-        time_zone: clock.zone().name().to_string(),
-        from: (total > 0).then(|| time(lo)),
-        to: (total > 0).then(|| time(hi + 1)),
-        launched: 0,
-        next_session: first.first().map(|&t| time(t)),
-        selected: selected.unwrap_or_default(),
-        ..RunState::default()
-    });
+    start(view, d, &plan, &survey);
     d.notes.push(Note {
         warning: false,
         reason: Reason::Started,
@@ -195,6 +87,147 @@ pub(super) fn plan_or_start(view: &BackfillView<'_>, d: &mut Pass) -> Result<(),
         ),
     });
     Ok(())
+}
+
+/// One pass over the plan, in run order: what `reprocess` leaves out and
+/// why, the count and both ends of the rest.
+struct Survey {
+    reprocess: Reprocess,
+    total: u64,
+    skipped: Skipped,
+    first: Vec<i64>,
+    last: std::collections::VecDeque<i64>,
+    lo: i64,
+    hi: i64,
+}
+
+impl Survey {
+    fn of(view: &BackfillView<'_>, plan: &Plan) -> Self {
+        let mut survey = Survey {
+            reprocess: view.spec.reprocess.unwrap_or_default(),
+            total: 0,
+            skipped: Skipped::default(),
+            first: Vec::new(),
+            last: std::collections::VecDeque::new(),
+            lo: i64::MAX,
+            hi: i64::MIN,
+        };
+        for s in plan.iter() {
+            match skip(view, survey.reprocess, s.at) {
+                Some(Skip::Succeeded) => survey.skipped.succeeded += 1,
+                Some(Skip::Failed) => survey.skipped.failed += 1,
+                Some(Skip::Running) => survey.skipped.running += 1,
+                None => survey.count(s.at),
+            }
+        }
+        survey
+    }
+
+    fn count(&mut self, at: i64) {
+        self.total += 1;
+        if self.first.len() < PREVIEW {
+            self.first.push(at);
+        }
+        if self.last.len() == PREVIEW {
+            self.last.pop_front();
+        }
+        self.last.push_back(at);
+        self.lo = self.lo.min(at);
+        self.hi = self.hi.max(at);
+    }
+}
+
+/// Whether `reprocess` leaves the session at `at` out, judged against the
+/// ledger. A session a Job of the Schedule (a scheduled run, another
+/// Backfill) runs now has an attempt under way: only `All` runs it again.
+fn skip(view: &BackfillView<'_>, reprocess: Reprocess, at: i64) -> Option<Skip> {
+    if reprocess == Reprocess::All {
+        return None;
+    }
+    if view.ledger.running(at) {
+        return Some(Skip::Running);
+    }
+    match (reprocess, view.ledger.outcome(at)) {
+        (Reprocess::All, _) | (_, None) => None,
+        (_, Some(Outcome::Succeeded)) => Some(Skip::Succeeded),
+        (Reprocess::Missing, Some(_)) => Some(Skip::Failed),
+        (Reprocess::Failed, Some(_)) => None,
+    }
+}
+
+/// What the dry run shows: both ends, the boundaries in words, what
+/// `reprocess` skipped and when it would finish.
+fn preview(
+    view: &BackfillView<'_>,
+    d: &mut Pass,
+    plan: &Plan,
+    survey: &Survey,
+    windows: Option<&Windows>,
+) -> PlanPreview {
+    let skipped = &survey.skipped;
+    let mut preview = PlanPreview {
+        boundaries: Some(plan.describe_boundaries()),
+        first: survey.first.iter().map(|&t| time(t)).collect(),
+        last: survey.last.iter().map(|&t| time(t)).collect(),
+        skipped_by_reprocess: skipped.total() as i64,
+        skipped_reason: skipped_reason(survey.reprocess, survey.total + skipped.total(), skipped),
+        estimated_completion: None,
+    };
+    if let Some((asked, got)) = plan.count_cut_short() {
+        let message = format!(
+            "count asks for {asked} sessions but only {got} have passed by {}: the plan is shorter",
+            rfc3339_utc(view.now)
+        );
+        if !view.status.conditions.iter().any(|c| c.message == message) {
+            d.notes.push(Note {
+                warning: true,
+                reason: Reason::PlanCutShort,
+                message: message.clone(),
+            });
+        }
+        preview.boundaries = Some(format!("{}; {message}", plan.describe_boundaries()));
+    }
+    preview.estimated_completion = estimate_completion(
+        survey.total,
+        view.spec.max_in_flight.unwrap_or(1).max(1) as u64,
+        windows,
+        view.recent_durations,
+        view.now,
+    )
+    .map(time);
+    preview
+}
+
+/// Freezes the plan: the cron and zone as they are now, the first and
+/// last session and, when the ledger left sessions out, the set of those
+/// that run (so later outcomes do not move the plan).
+fn start(view: &BackfillView<'_>, d: &mut Pass, plan: &Plan, survey: &Survey) {
+    let clock = plan.clock();
+    let total = survey.total;
+    let selected = if survey.skipped.total() > 0 && total > 0 {
+        let mut kept: Vec<i64> = plan
+            .iter()
+            .map(|s| s.at)
+            .filter(|&at| skip(view, survey.reprocess, at).is_none())
+            .collect();
+        kept.sort_unstable();
+        session_set(clock, &kept).map(|set| set.bitmap)
+    } else {
+        None
+    };
+    d.status.run_id = Some(run_id(view.uid));
+    d.status.started_at = Some(time(view.now));
+    d.status.planned_until = Some(time(view.now));
+    d.status.run = Some(RunState {
+        schedule: clock.expr().to_string(),
+        time_zone: clock.zone().name().to_string(),
+        from: (total > 0).then(|| time(survey.lo)),
+        to: (total > 0).then(|| time(survey.hi + 1)),
+        launched: 0,
+        next_session: survey.first.first().map(|&t| time(t)),
+        selected: selected.unwrap_or_default(),
+        ..RunState::default()
+    });
 }
 
 /// Why `reprocess` leaves a planned session out.
