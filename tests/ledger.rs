@@ -8,27 +8,19 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
+use kube::api::ListParams;
 use serde_json::{Value, json};
 
 use common::backfills::{
     Env, FailStage, JobTracker, MINUTE, RUN_DEADLINE, RUN_FOR, apply, apply_hourly,
-    apply_hourly_backfill, backfill_manifest, get, hours, patch_spec, phase, schedule_manifest,
-    setup, summary, wait_event, wait_finished, wait_phase,
+    apply_hourly_backfill, backfill_manifest, get, hours, ledgers, patch_spec, phase,
+    schedule_manifest, setup, summary, wait_event, wait_finished, wait_phase,
 };
 use common::objects::{counter, eventually, rfc3339_utc, status};
 use common::operator::Operator;
 use common::{DEADLINE, repo_root};
 
 const FAILPOINT: &str = "BACKFILL_OPERATOR_FAILPOINT";
-
-fn ledgers(env: &Env) -> Api<DynamicObject> {
-    let resource = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("backfill.dev", "v1alpha1", "SessionLedger"),
-        "sessionledgers",
-    );
-    Api::namespaced_with(env.client.clone(), &env.ns.name, &resource)
-}
 
 /// The ledger objects' (succeeded, failed, killed) summed over months.
 async fn ledger_counts(env: &Env) -> (i64, i64, i64) {
