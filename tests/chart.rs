@@ -26,7 +26,8 @@ use serde_json::{Value, json};
 
 use common::accounts::service_account_kubeconfig;
 use common::api::{
-    Env, apply, apply_hourly, apply_hourly_backfill, get, patch_spec, schedule_manifest, setup,
+    Env, apply, apply_hourly, apply_hourly_backfill, get, ledgers, patch_spec, schedule_manifest,
+    setup,
 };
 use common::helm::{Release, chart, chart_yaml, run, run_ok};
 use common::operator::Operator;
@@ -781,14 +782,6 @@ async fn apply_january(env: &Env) {
         }),
     )
     .await;
-}
-
-fn ledgers(env: &Env) -> Api<DynamicObject> {
-    let resource = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("backfill.dev", "v1alpha1", "SessionLedger"),
-        "sessionledgers",
-    );
-    Api::namespaced_with(env.client.clone(), &env.ns.name, &resource)
 }
 
 /// The chart installed for one namespace; the operator binary runs with

@@ -8,11 +8,11 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
+use kube::api::ListParams;
 use serde_json::{Value, json};
 
 use common::api::{
-    Env, apply, apply_hourly, apply_hourly_backfill, backfill_manifest, get, patch_spec,
+    Env, apply, apply_hourly, apply_hourly_backfill, backfill_manifest, get, ledgers, patch_spec,
     schedule_manifest, setup,
 };
 use common::events::wait_event;
@@ -25,14 +25,6 @@ use common::tracker::JobTracker;
 use common::{DEADLINE, repo_root};
 
 const FAILPOINT: &str = "BACKFILL_OPERATOR_FAILPOINT";
-
-fn ledgers(env: &Env) -> Api<DynamicObject> {
-    let resource = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("backfill.dev", "v1alpha1", "SessionLedger"),
-        "sessionledgers",
-    );
-    Api::namespaced_with(env.client.clone(), &env.ns.name, &resource)
-}
 
 /// The ledger objects' (succeeded, failed, killed) summed over months.
 async fn ledger_counts(env: &Env) -> (i64, i64, i64) {

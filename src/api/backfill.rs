@@ -49,7 +49,7 @@ fn selection_fixed_once_started() -> String {
     namespaced,
     status = "BackfillStatus",
     shortname = "bf",
-    category = "backfill",
+    category = "backfill-operator",
     derive = "PartialEq",
     doc = "Runs past sessions of a Schedule as Jobs, with a concurrency limit, execution windows and counters of what happened.",
     printcolumn(name = "Schedule", type_ = "string", json_path = ".spec.scheduleRef.name"),

@@ -18,7 +18,7 @@ use super::ScheduleRef;
     kind = "SessionLedger",
     namespaced,
     shortname = "ledger",
-    category = "backfill",
+    category = "backfill-operator",
     derive = "PartialEq",
     doc = "The outcome of each session of a Schedule in one month, kept after its Jobs are gone. Written by the operator.",
     printcolumn(

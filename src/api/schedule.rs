@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
     namespaced,
     status = "ScheduleStatus",
     shortname = "sched",
-    category = "backfill",
+    category = "backfill-operator",
     derive = "PartialEq",
     doc = "A cron schedule in a time zone that runs one Job per session, like a CronJob, and keeps a durable record of every session's outcome.",
     printcolumn(name = "Schedule", type_ = "string", json_path = ".spec.schedule"),

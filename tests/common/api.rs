@@ -51,6 +51,16 @@ pub async fn setup(prefix: &str) -> Env {
     }
 }
 
+/// The SessionLedgers of the test's namespace (the operator writes them;
+/// a test reads them, or creates them to have some).
+pub fn ledgers(env: &Env) -> Api<DynamicObject> {
+    let resource = kube::api::ApiResource::from_gvk_with_plural(
+        &kube::api::GroupVersionKind::gvk("backfill.dev", "v1alpha1", "SessionLedger"),
+        "sessionledgers",
+    );
+    Api::namespaced_with(env.client.clone(), &env.ns.name, &resource)
+}
+
 /// A suspended Schedule in UTC running `cron`, whose pods carry
 /// `pod_annotations` (the kwok knobs), with `spec_patch` merged onto its
 /// spec (RFC 7386).

@@ -62,8 +62,8 @@ pub(super) fn advance(view: &BackfillView<'_>, d: &mut Pass) -> Result<(), Stall
         launched = launch(view, d, &mut run, in_flight, total);
     }
 
-    let settled = (run.launched.max(0) as u64).saturating_sub(done.len()) == 0
-        && running.is_empty();
+    let settled =
+        (run.launched.max(0) as u64).saturating_sub(done.len()) == 0 && running.is_empty();
     finish_run(view, d, &mut run, &outcomes, settled);
     run.done = outcomes.done.encode();
     run.failed = outcomes.failed.encode();
