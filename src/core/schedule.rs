@@ -122,33 +122,7 @@ fn pass(view: &ScheduleView<'_>) -> Pass {
                 &message,
             );
         }
-        Err(e) => {
-            let message = e.to_string();
-            let was = find_condition(&view.status.conditions, condition::STALLED)
-                .is_some_and(|c| c.status == "True" && c.message == message);
-            if !was {
-                d.notes.push(Note {
-                    warning: true,
-                    reason: Reason::InvalidSchedule,
-                    message: message.clone(),
-                });
-            }
-            d.status.next_schedule_time = None;
-            ks.set(
-                &mut d.status.conditions,
-                condition::STALLED,
-                true,
-                Reason::InvalidSchedule,
-                &message,
-            );
-            ks.set(
-                &mut d.status.conditions,
-                condition::READY,
-                false,
-                Reason::InvalidSchedule,
-                &message,
-            );
-        }
+        Err(e) => stalled(view, &mut d, &ks, &e.to_string()),
     }
     ks.set(
         &mut d.status.conditions,
@@ -173,6 +147,35 @@ fn pass(view: &ScheduleView<'_>) -> Pass {
         d.status.counted_jobs = view.status.counted_jobs.clone();
     }
     d
+}
+
+/// A cron or zone that cannot be evaluated: Stalled, with an Event when
+/// the message is new.
+fn stalled(view: &ScheduleView<'_>, d: &mut Pass, ks: &Kstatus<'_>, message: &str) {
+    let was = find_condition(&view.status.conditions, condition::STALLED)
+        .is_some_and(|c| c.status == "True" && c.message == message);
+    if !was {
+        d.notes.push(Note {
+            warning: true,
+            reason: Reason::InvalidSchedule,
+            message: message.to_string(),
+        });
+    }
+    d.status.next_schedule_time = None;
+    ks.set(
+        &mut d.status.conditions,
+        condition::STALLED,
+        true,
+        Reason::InvalidSchedule,
+        message,
+    );
+    ks.set(
+        &mut d.status.conditions,
+        condition::READY,
+        false,
+        Reason::InvalidSchedule,
+        message,
+    );
 }
 
 /// The pass as a decision: its Jobs built from the template, each with
@@ -357,9 +360,6 @@ fn schedule_sessions(view: &ScheduleView<'_>, clock: &ZonedCron, d: &mut Pass) {
     set_active(view, d, &running);
 
     let from = start.map_or(watermark + 1, |s| s.max(watermark + 1));
-    let due_iter = clock
-        .sessions_from(from)
-        .take_while(|s| s.at <= now && end.is_none_or(|e| s.at < e));
 
     let next_after = |at: i64| {
         clock
@@ -374,93 +374,12 @@ fn schedule_sessions(view: &ScheduleView<'_>, clock: &ZonedCron, d: &mut Pass) {
         return;
     }
 
-    let policy = spec.missed_sessions.clone().unwrap_or_default();
-    let deadline = spec.starting_deadline_seconds;
-    let in_deadline = |s: &Session| deadline.is_none_or(|dl| now - s.at <= dl);
-
-    // One pass over the due sessions, keeping only what the policy needs.
-    let window = policy.window_seconds.unwrap_or(DEFAULT_RUN_ALL_WINDOW);
-    let mut latest: Option<Session> = None;
-    let mut run_all: Vec<Session> = Vec::new();
-    for s in due_iter {
-        latest = Some(s);
-        if policy.policy == MissedSessionPolicy::RunAll
-            && now - s.at <= window
-            && in_deadline(&s)
-            && run_all.len() < MAX_STARTS_PER_PASS
-        {
-            run_all.push(s);
-        }
+    let mut due = Due::of(view, clock, from);
+    let forbidden = limit_concurrency(view, clock, d, &running, &mut due);
+    if let Some(through) = due.settled_through {
+        settle(view, clock, d, from, through, &due.candidates, forbidden);
     }
-
-    let mut candidates: Vec<Session> = match policy.policy {
-        MissedSessionPolicy::RunLatest => latest.filter(in_deadline).into_iter().collect(),
-        MissedSessionPolicy::RunAll => run_all,
-        MissedSessionPolicy::Skip => latest
-            .filter(|s| now - s.at <= ON_TIME_SECONDS && in_deadline(s))
-            .into_iter()
-            .collect(),
-    };
-    // With RunAll capped, sessions after the last candidate stay due.
-    let mut settled_through = latest.map(|s| s.at);
-    if policy.policy == MissedSessionPolicy::RunAll
-        && candidates.len() == MAX_STARTS_PER_PASS
-        && let Some(last) = candidates.last()
-    {
-        settled_through = Some(last.at);
-    }
-
-    let concurrency = spec.concurrency_policy.unwrap_or_default();
-    let mut forbidden = false;
-    match concurrency {
-        ConcurrencyPolicy::Allow => {}
-        ConcurrencyPolicy::Forbid => {
-            if !running.is_empty() {
-                forbidden = !candidates.is_empty();
-                candidates.clear();
-            } else if candidates.len() > 1 {
-                // One at a time: the oldest now, the others when it is done.
-                settled_through = Some(candidates[0].at);
-                candidates.truncate(1);
-            }
-        }
-        ConcurrencyPolicy::Replace => {
-            if let Some(last) = candidates.pop() {
-                candidates = vec![last];
-                if !running.is_empty() {
-                    d.replace = running.iter().map(|j| j.name.clone()).collect();
-                    d.notes.push(Note {
-                        warning: false,
-                        reason: Reason::JobReplaced,
-                        message: format!(
-                            "deleting {} for the session at {}",
-                            d.replace.join(", "),
-                            clock.zone().rfc3339(last.at)
-                        ),
-                    });
-                }
-            }
-        }
-    }
-
-    if let Some(through) = settled_through {
-        let settled = clock
-            .sessions_from(from)
-            .take_while(|s| s.at <= through)
-            .filter(|s| end.is_none_or(|e| s.at < e))
-            .count();
-        let missed = settled.saturating_sub(candidates.len()) as u64;
-        if missed > 0 {
-            // Candidates are the newest settled sessions; the missed ones
-            // come before them.
-            let last_missed = match candidates.first() {
-                Some(c) => clock.previous_before(c.at).map_or(through, |s| s.at),
-                None => through,
-            };
-            record_missed(view, clock, d, from, last_missed, missed, forbidden);
-        }
-        d.status.evaluated_through = Some(time(through));
-    }
+    let (candidates, latest) = (due.candidates, due.latest);
 
     let existing: BTreeSet<i64> = view.jobs.iter().filter_map(|j| j.session).collect();
     for s in &candidates {
@@ -485,6 +404,145 @@ fn schedule_sessions(view: &ScheduleView<'_>, clock: &ZonedCron, d: &mut Pass) {
     } else {
         next.map(|s| s.at)
     };
+}
+
+/// The sessions due since the watermark, as the missed-session policy
+/// reads them.
+struct Due {
+    /// The newest due session.
+    latest: Option<Session>,
+    /// The sessions to start, oldest first.
+    candidates: Vec<Session>,
+    /// Due sessions up to this one are settled by this pass.
+    settled_through: Option<i64>,
+}
+
+impl Due {
+    /// One pass over the due sessions from `from`, keeping only what the
+    /// policy needs.
+    fn of(view: &ScheduleView<'_>, clock: &ZonedCron, from: i64) -> Self {
+        let (spec, now) = (view.spec, view.now);
+        let end = spec.end_time.as_ref().map(seconds);
+        let policy = spec.missed_sessions.clone().unwrap_or_default();
+        let deadline = spec.starting_deadline_seconds;
+        let in_deadline = |s: &Session| deadline.is_none_or(|dl| now - s.at <= dl);
+        let window = policy.window_seconds.unwrap_or(DEFAULT_RUN_ALL_WINDOW);
+        let mut latest: Option<Session> = None;
+        let mut run_all: Vec<Session> = Vec::new();
+        let due = clock
+            .sessions_from(from)
+            .take_while(|s| s.at <= now && end.is_none_or(|e| s.at < e));
+        for s in due {
+            latest = Some(s);
+            if policy.policy == MissedSessionPolicy::RunAll
+                && now - s.at <= window
+                && in_deadline(&s)
+                && run_all.len() < MAX_STARTS_PER_PASS
+            {
+                run_all.push(s);
+            }
+        }
+        let candidates: Vec<Session> = match policy.policy {
+            MissedSessionPolicy::RunLatest => latest.filter(in_deadline).into_iter().collect(),
+            MissedSessionPolicy::RunAll => run_all,
+            MissedSessionPolicy::Skip => latest
+                .filter(|s| now - s.at <= ON_TIME_SECONDS && in_deadline(s))
+                .into_iter()
+                .collect(),
+        };
+        // With RunAll capped, sessions after the last candidate stay due.
+        let mut settled_through = latest.map(|s| s.at);
+        if policy.policy == MissedSessionPolicy::RunAll
+            && candidates.len() == MAX_STARTS_PER_PASS
+            && let Some(last) = candidates.last()
+        {
+            settled_through = Some(last.at);
+        }
+        Due {
+            latest,
+            candidates,
+            settled_through,
+        }
+    }
+}
+
+/// `concurrencyPolicy` against the Jobs running now: `Forbid` starts
+/// nothing while one runs (true when that held a session back) and one
+/// at a time otherwise; `Replace` deletes the running Jobs for the newest
+/// session.
+fn limit_concurrency(
+    view: &ScheduleView<'_>,
+    clock: &ZonedCron,
+    d: &mut Pass,
+    running: &[&ObservedJob],
+    due: &mut Due,
+) -> bool {
+    let candidates = &mut due.candidates;
+    match view.spec.concurrency_policy.unwrap_or_default() {
+        ConcurrencyPolicy::Allow => false,
+        ConcurrencyPolicy::Forbid => {
+            if !running.is_empty() {
+                let forbidden = !candidates.is_empty();
+                candidates.clear();
+                forbidden
+            } else {
+                if candidates.len() > 1 {
+                    // One at a time: the oldest now, the others when it is done.
+                    due.settled_through = Some(candidates[0].at);
+                    candidates.truncate(1);
+                }
+                false
+            }
+        }
+        ConcurrencyPolicy::Replace => {
+            if let Some(last) = candidates.pop() {
+                *candidates = vec![last];
+                if !running.is_empty() {
+                    d.replace = running.iter().map(|j| j.name.clone()).collect();
+                    d.notes.push(Note {
+                        warning: false,
+                        reason: Reason::JobReplaced,
+                        message: format!(
+                            "deleting {} for the session at {}",
+                            d.replace.join(", "),
+                            clock.zone().rfc3339(last.at)
+                        ),
+                    });
+                }
+            }
+            false
+        }
+    }
+}
+
+/// Moves the watermark to `through`, recording the settled sessions that
+/// do not run as missed.
+fn settle(
+    view: &ScheduleView<'_>,
+    clock: &ZonedCron,
+    d: &mut Pass,
+    from: i64,
+    through: i64,
+    candidates: &[Session],
+    forbidden: bool,
+) {
+    let end = view.spec.end_time.as_ref().map(seconds);
+    let settled = clock
+        .sessions_from(from)
+        .take_while(|s| s.at <= through)
+        .filter(|s| end.is_none_or(|e| s.at < e))
+        .count();
+    let missed = settled.saturating_sub(candidates.len()) as u64;
+    if missed > 0 {
+        // Candidates are the newest settled sessions; the missed ones
+        // come before them.
+        let last_missed = match candidates.first() {
+            Some(c) => clock.previous_before(c.at).map_or(through, |s| s.at),
+            None => through,
+        };
+        record_missed(view, clock, d, from, last_missed, missed, forbidden);
+    }
+    d.status.evaluated_through = Some(time(through));
 }
 
 /// The running Jobs, less those being replaced, plus those about to be

@@ -118,10 +118,35 @@ pub(super) fn step(view: &BackfillView<'_>, d: &mut Pass, ks: &Kstatus<'_>) {
         }
         return;
     };
+    if let Some((reason, message)) = refusal(request, d) {
+        let same = find_condition(&view.status.conditions, RERUN_REQUESTED)
+            .is_some_and(|c| c.status == "True" && c.reason == reason.as_str());
+        if !same {
+            d.notes.push(Note {
+                warning: reason == Reason::Cancelled,
+                reason: Reason::RerunWaiting,
+                message: message.clone(),
+            });
+        }
+        ks.set(
+            &mut d.status.conditions,
+            RERUN_REQUESTED,
+            true,
+            reason,
+            &message,
+        );
+        return;
+    }
+    plan_child(view, d, ks, request);
+}
+
+/// Why a request cannot be carried out now, if it cannot: the parent is
+/// a dry run, was cancelled, or has not finished.
+fn refusal(request: &str, d: &Pass) -> Option<(Reason, String)> {
     let phase = d.status.phase.unwrap_or_default();
     let finished = matches!(phase, BackfillPhase::Succeeded | BackfillPhase::Failed)
         && d.status.completed_at.is_some();
-    let refusal = match phase {
+    match phase {
         BackfillPhase::Planned => Some((
             Reason::DryRun,
             format!(
@@ -142,27 +167,12 @@ pub(super) fn step(view: &BackfillView<'_>, d: &mut Pass, ks: &Kstatus<'_>) {
             ),
         )),
         _ => None,
-    };
-    if let Some((reason, message)) = refusal {
-        let same = find_condition(&view.status.conditions, RERUN_REQUESTED)
-            .is_some_and(|c| c.status == "True" && c.reason == reason.as_str());
-        if !same {
-            d.notes.push(Note {
-                warning: phase == BackfillPhase::Cancelled,
-                reason: Reason::RerunWaiting,
-                message: message.clone(),
-            });
-        }
-        ks.set(
-            &mut d.status.conditions,
-            RERUN_REQUESTED,
-            true,
-            reason,
-            &message,
-        );
-        return;
     }
+}
 
+/// Plans the child of a finished parent's failures (or records that
+/// there is nothing to rerun).
+fn plan_child(view: &BackfillView<'_>, d: &mut Pass, ks: &Kstatus<'_>, request: &str) {
     let (Some(run), Some(run_id)) = (&d.status.run, &d.status.run_id) else {
         return;
     };
