@@ -105,7 +105,8 @@ pub async fn apply<K: Owner>(
         && !d.ledger.outcomes.is_empty()
     {
         failpoint("before-ledger-write");
-        ctx.record_outcomes(schedule, &d.ledger).await?;
+        let left_out = ctx.record_outcomes(schedule, &d.ledger).await?;
+        d.notes.extend(left_out);
     }
     // Indexes, not references, into the decision: a stream of borrowed
     // items makes the reconcile future not `Send` (rust-lang/rust#102211).

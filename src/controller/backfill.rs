@@ -18,6 +18,7 @@ use crate::api::{
 };
 use crate::core::backfill::{BackfillView, decide};
 use crate::core::decision::Decision;
+use crate::core::job::OwnerKind;
 use crate::core::ledger::LedgerIndex;
 use crate::core::observed::ObservedJob;
 use crate::core::zoned_cron::seconds;
@@ -33,9 +34,12 @@ pub async fn reconcile(backfill: Arc<Backfill>, ctx: Arc<Context>) -> Result<Act
     let name = backfill.name_any();
     let uid = backfill.uid().unwrap_or_default();
     ctx.synced().await;
-    let jobs = ctx.jobs_of(&uid);
+    let jobs = ctx.jobs_of(&ns, &uid);
 
-    let observed: Vec<_> = jobs.iter().map(|j| ObservedJob::of(j)).collect();
+    let observed: Vec<_> = jobs
+        .iter()
+        .map(|j| ObservedJob::of(j, OwnerKind::Backfill, &name))
+        .collect();
     let status = backfill.status.clone().unwrap_or_default();
     if backfill.meta().deletion_timestamp.is_some() {
         let decision = Decision::release_all(status, &observed);
@@ -153,7 +157,20 @@ fn add_jobs_of_others(
         .filter(|j| j.namespace().as_deref() == Some(ns))
         .filter(|j| j.labels().get(LABEL_SCHEDULE).map(String::as_str) == Some(schedule))
         .filter(|j| !j.owner_references().iter().any(|o| o.uid == uid))
-        .map(|j| ObservedJob::of(j));
+        .filter_map(|j| {
+            // Another owner's Job: the session of its name, as its
+            // controller's reference names the owner.
+            let owner = j
+                .owner_references()
+                .iter()
+                .find(|o| o.controller == Some(true))?;
+            let kind = match owner.kind.as_str() {
+                "Schedule" => OwnerKind::Schedule,
+                "Backfill" => OwnerKind::Backfill,
+                _ => return None,
+            };
+            Some(ObservedJob::of(j, kind, &owner.name))
+        });
     for job in others {
         let Some(at) = job.session else { continue };
         if job.running() {

@@ -92,9 +92,9 @@ impl Context {
         Ok(())
     }
 
-    /// The cached Jobs a Schedule or Backfill (by UID) owns.
-    pub fn jobs_of(&self, uid: &str) -> Vec<Arc<Job>> {
-        self.job_owners.jobs_of(uid, &self.jobs)
+    /// The cached Jobs a Schedule or Backfill (by namespace and UID) owns.
+    pub fn jobs_of(&self, ns: &str, uid: &str) -> Vec<Arc<Job>> {
+        self.job_owners.jobs_of(ns, uid, &self.jobs)
     }
 
     /// Waits until the Job and ledger caches hold their initial lists.

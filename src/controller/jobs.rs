@@ -4,7 +4,7 @@
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, PropagationPolicy};
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
@@ -36,18 +36,20 @@ where
                 && has_finalizer(job)
                 && let Some(ns) = job.namespace()
             {
+                // Only our own kinds, in the Job's namespace, keep the
+                // finalizer on: a reference to anything else (or to another
+                // namespace's object, which Kubernetes ignores too) must
+                // not hold a deletion up.
                 let mut orphan = true;
                 for owner in job.owner_references() {
                     let cached = match owner.kind.as_str() {
                         "Schedule" => schedules
-                            .state()
-                            .iter()
-                            .any(|s| alive(s.meta(), &owner.uid)),
+                            .get(&ObjectRef::new(&owner.name).within(&ns))
+                            .is_some_and(|s| alive(s.meta(), &owner.uid)),
                         "Backfill" => backfills
-                            .state()
-                            .iter()
-                            .any(|b| alive(b.meta(), &owner.uid)),
-                        _ => true,
+                            .get(&ObjectRef::new(&owner.name).within(&ns))
+                            .is_some_and(|b| alive(b.meta(), &owner.uid)),
+                        _ => continue,
                     };
                     if cached || owner_alive(&client, &ns, owner).await {
                         orphan = false;

@@ -16,7 +16,9 @@ use super::{Context, FIELD_MANAGER, missing};
 use crate::api::{LABEL_SCHEDULE, Schedule, SessionLedger};
 use crate::core::decision::LedgerRecord;
 use crate::core::ledger::{Ledger, LedgerIndex, Period, ledger_name};
+use crate::core::observed::Note;
 use crate::core::observed::Outcome;
+use crate::core::reason::Reason;
 use crate::core::zoned_cron::seconds;
 use crate::{Error, Result};
 
@@ -100,30 +102,64 @@ impl Context {
 
     /// Records outcomes of `schedule`'s sessions, decided by
     /// `record.attempt` (run by `record.owner`): one write per month
-    /// touched, none when the ledger holds them already.
-    pub async fn record_outcomes(&self, schedule: &Schedule, record: &LedgerRecord) -> Result<()> {
+    /// touched, none when the ledger holds them already. Months past the
+    /// retention are not written (the retention pass would delete them
+    /// again at once), and neither is a month whose object cannot be read
+    /// (someone edited it): the Schedule goes on, and the returned notes
+    /// say what was left out.
+    pub async fn record_outcomes(
+        &self,
+        schedule: &Schedule,
+        record: &LedgerRecord,
+    ) -> Result<Vec<Note>> {
         let ns = schedule
             .namespace()
             .ok_or_else(|| missing::<Schedule>(schedule, "namespace"))?;
+        let horizon = self.clock.now() - self.ledger_retention;
         let mut months: BTreeMap<Period, Vec<(i64, Outcome)>> = BTreeMap::new();
+        let mut past_retention = 0;
         for &(at, outcome) in &record.outcomes {
-            months
-                .entry(Period::of(at))
-                .or_default()
-                .push((at, outcome));
+            let period = Period::of(at);
+            if period.to <= horizon {
+                past_retention += 1;
+                continue;
+            }
+            months.entry(period).or_default().push((at, outcome));
+        }
+        let mut notes = Vec::new();
+        if past_retention > 0 {
+            notes.push(Note {
+                warning: false,
+                reason: Reason::PastLedgerRetention,
+                message: format!(
+                    "{past_retention} outcome(s) of sessions older than the ledger keeps (--ledger-retention-days) are in this object's status but not in the session ledger"
+                ),
+            });
         }
         for (period, outcomes) in months {
-            self.record_month(
-                schedule,
-                &ns,
-                period,
-                &record.attempt,
-                &record.owner,
-                &outcomes,
-            )
-            .await?;
+            let written = self
+                .record_month(
+                    schedule,
+                    &ns,
+                    period,
+                    &record.attempt,
+                    &record.owner,
+                    &outcomes,
+                )
+                .await;
+            match written {
+                Err(Error::UnreadableLedger { name, reason }) => notes.push(Note {
+                    warning: true,
+                    reason: Reason::UnreadableLedger,
+                    message: format!(
+                        "SessionLedger {name} cannot be read ({reason}), so {} outcome(s) were not recorded there; delete it and the operator writes the month anew from the outcomes it records next",
+                        outcomes.len()
+                    ),
+                }),
+                other => other?,
+            }
         }
-        Ok(())
+        Ok(notes)
     }
 
     async fn record_month(

@@ -1,6 +1,9 @@
-//! Which cached Jobs each owner (a Schedule's or Backfill's UID) has, so a
-//! reconcile reads its own Jobs instead of scanning every Job of the
-//! operator.
+//! Which cached Jobs each owner (a Schedule's or Backfill's namespace and
+//! UID) has, so a reconcile reads its own Jobs instead of scanning every
+//! Job of the operator. Owners are matched by namespace and UID: an owner
+//! reference is only ever honoured in its own namespace (as Kubernetes'
+//! garbage collector does), so a Job in one namespace naming the UID of
+//! an object in another is nobody's Job there.
 //!
 //! The index follows the Job watch's events the way the cache does (a
 //! listing replaces it whole), one step ahead of the cache: it is fed
@@ -15,10 +18,10 @@ use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 
-/// Job (namespace, name) by owner UID.
+/// Job (namespace, name) by owner (namespace, UID).
 #[derive(Default)]
 struct Index {
-    by_owner: HashMap<String, BTreeSet<(String, String)>>,
+    by_owner: HashMap<(String, String), BTreeSet<(String, String)>>,
     /// Each Job's owner UIDs as last seen, to move it when they change
     /// (the garbage collector strips them when an owner is deleted with
     /// orphaning).
@@ -36,7 +39,7 @@ impl Index {
             .collect();
         for uid in &uids {
             self.by_owner
-                .entry(uid.clone())
+                .entry((key.0.clone(), uid.clone()))
                 .or_default()
                 .insert(key.clone());
         }
@@ -45,10 +48,11 @@ impl Index {
 
     fn remove(&mut self, key: &(String, String)) {
         for uid in self.owners.remove(key).unwrap_or_default() {
-            if let Some(jobs) = self.by_owner.get_mut(&uid) {
+            let owner = (key.0.clone(), uid);
+            if let Some(jobs) = self.by_owner.get_mut(&owner) {
                 jobs.remove(key);
                 if jobs.is_empty() {
-                    self.by_owner.remove(&uid);
+                    self.by_owner.remove(&owner);
                 }
             }
         }
@@ -77,14 +81,14 @@ impl OwnerIndex {
         }
     }
 
-    /// The cached Jobs that `uid` owns.
-    pub fn jobs_of(&self, uid: &str, cache: &Store<Job>) -> Vec<Arc<Job>> {
+    /// The cached Jobs in namespace `ns` that the object `uid` owns.
+    pub fn jobs_of(&self, ns: &str, uid: &str, cache: &Store<Job>) -> Vec<Arc<Job>> {
         let keys: Vec<(String, String)> = {
             let guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
             guard
                 .0
                 .by_owner
-                .get(uid)
+                .get(&(ns.to_string(), uid.to_string()))
                 .map(|jobs| jobs.iter().cloned().collect())
                 .unwrap_or_default()
         };
@@ -104,8 +108,12 @@ mod tests {
     use watcher::Event;
 
     fn job(name: &str, owners: &[&str]) -> Job {
+        job_in("ns", name, owners)
+    }
+
+    fn job_in(ns: &str, name: &str, owners: &[&str]) -> Job {
         let mut job = Job::default();
-        job.metadata.namespace = Some("ns".into());
+        job.metadata.namespace = Some(ns.into());
         job.metadata.name = Some(name.into());
         job.metadata.owner_references = Some(
             owners
@@ -139,25 +147,28 @@ mod tests {
         feed(&index, &mut cache, Event::Init);
         feed(&index, &mut cache, Event::InitApply(job("a1", &["a"])));
         feed(&index, &mut cache, Event::InitApply(job("b1", &["b"])));
-        assert!(index.jobs_of("a", &store).is_empty(), "not listed yet");
+        assert!(
+            index.jobs_of("ns", "a", &store).is_empty(),
+            "not listed yet"
+        );
         feed(&index, &mut cache, Event::InitDone);
-        assert_eq!(names(index.jobs_of("a", &store)), ["a1"]);
+        assert_eq!(names(index.jobs_of("ns", "a", &store)), ["a1"]);
         feed(&index, &mut cache, Event::Apply(job("a2", &["a"])));
         feed(&index, &mut cache, Event::Apply(job("ab", &["a", "b"])));
-        assert_eq!(names(index.jobs_of("a", &store)), ["a1", "a2", "ab"]);
-        assert_eq!(names(index.jobs_of("b", &store)), ["ab", "b1"]);
+        assert_eq!(names(index.jobs_of("ns", "a", &store)), ["a1", "a2", "ab"]);
+        assert_eq!(names(index.jobs_of("ns", "b", &store)), ["ab", "b1"]);
         // Orphaned: its owner references stripped.
         feed(&index, &mut cache, Event::Apply(job("ab", &["b"])));
-        assert_eq!(names(index.jobs_of("a", &store)), ["a1", "a2"]);
+        assert_eq!(names(index.jobs_of("ns", "a", &store)), ["a1", "a2"]);
         feed(&index, &mut cache, Event::Delete(job("a1", &["a"])));
-        assert_eq!(names(index.jobs_of("a", &store)), ["a2"]);
+        assert_eq!(names(index.jobs_of("ns", "a", &store)), ["a2"]);
         // A listing replaces everything.
         feed(&index, &mut cache, Event::Init);
         feed(&index, &mut cache, Event::InitApply(job("c1", &["c"])));
         feed(&index, &mut cache, Event::InitDone);
-        assert!(index.jobs_of("a", &store).is_empty());
-        assert!(index.jobs_of("b", &store).is_empty());
-        assert_eq!(names(index.jobs_of("c", &store)), ["c1"]);
+        assert!(index.jobs_of("ns", "a", &store).is_empty());
+        assert!(index.jobs_of("ns", "b", &store).is_empty());
+        assert_eq!(names(index.jobs_of("ns", "c", &store)), ["c1"]);
     }
 
     #[test]
@@ -165,6 +176,28 @@ mod tests {
         let index = OwnerIndex::default();
         let cache = Writer::<Job>::default();
         index.apply(&Event::Apply(job("a1", &["a"])));
-        assert!(index.jobs_of("a", &cache.as_reader()).is_empty());
+        assert!(index.jobs_of("ns", "a", &cache.as_reader()).is_empty());
+    }
+
+    #[test]
+    fn an_owner_reference_counts_only_in_its_own_namespace() {
+        let index = OwnerIndex::default();
+        let mut cache = Writer::default();
+        let store = cache.as_reader();
+        feed(
+            &index,
+            &mut cache,
+            Event::Apply(job_in("a", "nightly-1", &["uid-a"])),
+        );
+        // Namespace b's Job of the same name claims namespace a's owner.
+        feed(
+            &index,
+            &mut cache,
+            Event::Apply(job_in("b", "nightly-1", &["uid-a"])),
+        );
+        let jobs = index.jobs_of("a", "uid-a", &store);
+        assert_eq!(names(jobs.clone()), ["nightly-1"]);
+        assert_eq!(jobs[0].namespace().as_deref(), Some("a"));
+        assert_eq!(names(index.jobs_of("b", "uid-a", &store)), ["nightly-1"]);
     }
 }

@@ -12,6 +12,7 @@ use super::{Context, missing};
 use crate::Result;
 use crate::api::Schedule;
 use crate::core::decision::Decision;
+use crate::core::job::OwnerKind;
 use crate::core::observed::ObservedJob;
 use crate::core::schedule::{RECENT_HORIZON, ScheduleView, decide};
 use crate::core::zoned_cron::seconds;
@@ -23,9 +24,13 @@ pub async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Act
         .ok_or_else(|| missing::<Schedule>(&schedule, "namespace"))?;
     let uid = schedule.uid().unwrap_or_default();
     ctx.synced().await;
-    let jobs = ctx.jobs_of(&uid);
+    let jobs = ctx.jobs_of(&ns, &uid);
 
-    let observed: Vec<_> = jobs.iter().map(|j| ObservedJob::of(j)).collect();
+    let name = schedule.name_any();
+    let observed: Vec<_> = jobs
+        .iter()
+        .map(|j| ObservedJob::of(j, OwnerKind::Schedule, &name))
+        .collect();
     let status = schedule.status.clone().unwrap_or_default();
     if schedule.meta().deletion_timestamp.is_some() {
         let decision = Decision::release_all(status, &observed);
@@ -38,7 +43,6 @@ pub async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Act
         .map(|t| ctx.clock.at_real(t + 1) - 1)
         .unwrap_or_else(|| ctx.clock.now());
     let created_from = created.map_or(created_at, |t| ctx.clock.at_real(t));
-    let name = schedule.name_any();
     let now = ctx.clock.now();
     // One read of the ledger cache serves the status and the retention.
     let ledgers = ctx.ledgers_of(&ns, &name);

@@ -299,8 +299,16 @@ fn parse_range(part: &str, spec: FieldSpec) -> Result<(u64, bool), String> {
     if range_step.next().is_some() {
         return Err(format!("too many slashes in {part:?}"));
     }
-    let (mut start, mut end, mut star) = if range == "*" || range == "?" {
-        (spec.min, spec.max, true)
+    // Day-of-week runs 0-6 in CronJob's parser (robfig/cron): `*` and the
+    // open end of `N/step` stop at Saturday. 7 for Sunday is accepted only
+    // when written.
+    let open_end = if spec.name == "day-of-week" {
+        6
+    } else {
+        spec.max
+    };
+    let (mut start, end, mut star) = if range == "*" || range == "?" {
+        (spec.min, open_end, true)
     } else {
         let mut bounds = range.split('-');
         let low = parse_value(bounds.next().unwrap_or_default(), spec)?;
@@ -312,7 +320,7 @@ fn parse_range(part: &str, spec: FieldSpec) -> Result<(u64, bool), String> {
             return Err(format!("too many hyphens in {part:?}"));
         }
         // "N/step" means "N-max/step", as robfig/cron reads it.
-        let high = high.unwrap_or(if step.is_some() { spec.max } else { low });
+        let high = high.unwrap_or(if step.is_some() { open_end } else { low });
         (low, high, false)
     };
     let step = match step {
@@ -330,10 +338,6 @@ fn parse_range(part: &str, spec: FieldSpec) -> Result<(u64, bool), String> {
             n
         }
     };
-    if spec.name == "day-of-week" && star {
-        // "*" covers 0-6; 7 would only repeat Sunday.
-        end = 6;
-    }
     if start < spec.min {
         return Err(format!("{start} is below the minimum {}", spec.min));
     }
@@ -477,6 +481,15 @@ mod tests {
         // (time, spec, expected match)
         let cases: &[(Civil, &str, bool)] = &[
             (c(2012, 7, 9, 15, 0), "0/15 * * * *", true),
+            // Day-of-week "1/2" is Monday, Wednesday, Friday: robfig's
+            // range ends at 6, so it never adds Sunday (7).
+            (c(2012, 7, 9, 0, 0), "0 0 * * 1/2", true),
+            (c(2012, 7, 11, 0, 0), "0 0 * * 1/2", true),
+            (c(2012, 7, 13, 0, 0), "0 0 * * 1/2", true),
+            (c(2012, 7, 8, 0, 0), "0 0 * * 1/2", false),
+            (c(2012, 7, 15, 0, 0), "0 0 * * 1/2", false),
+            (c(2012, 7, 14, 0, 0), "0 0 * * 1/2", false),
+            (c(2012, 7, 8, 0, 0), "0 0 * * 5-7", true),
             (c(2012, 7, 9, 15, 45), "0/15 * * * *", true),
             (c(2012, 7, 9, 15, 40), "0/15 * * * *", false),
             (c(2012, 7, 9, 15, 5), "5/15 * * * *", true),

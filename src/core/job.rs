@@ -39,6 +39,19 @@ pub fn job_name(kind: OwnerKind, owner: &str, session_at: i64) -> String {
     fit_name(owner, &suffix, MAX_NAME)
 }
 
+/// The session whose Job of `owner` is named `name`, if `name` is such a
+/// Job's name. A Job's name cannot change, so unlike its labels and
+/// annotations it says for certain which session the operator made it
+/// for.
+pub fn session_of_job(kind: OwnerKind, owner: &str, name: &str) -> Option<i64> {
+    let digits = match kind {
+        OwnerKind::Schedule => name.rsplit_once('-')?.1,
+        OwnerKind::Backfill => name.rsplit_once("-b")?.1,
+    };
+    let at: i64 = digits.parse().ok()?;
+    (job_name(kind, owner, at) == name).then_some(at)
+}
+
 /// `<base><suffix>` when it fits in `max` characters; else a prefix of
 /// `base` and a hash of the whole of it before the suffix, so that long
 /// names sharing a prefix stay apart. (Names are ASCII, as Kubernetes

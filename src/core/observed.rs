@@ -4,6 +4,7 @@
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
+use super::job::{OwnerKind, session_of_job};
 use super::reason::Reason;
 use super::zoned_cron::timestamp;
 use crate::api::{ANNOTATION_PLAN_INDEX, JOB_FINALIZER, LABEL_SESSION};
@@ -22,6 +23,10 @@ pub struct ObservedJob {
     pub has_finalizer: bool,
     /// A Backfill's Job: the session's index in the plan.
     pub plan_index: Option<u64>,
+    /// Its session label (and plan index, if any) are what the operator
+    /// wrote; when not, they are ignored: `session` is the session of its
+    /// name and `plan_index` is `None`.
+    pub as_written: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,8 +46,12 @@ pub enum Outcome {
 }
 
 impl ObservedJob {
-    /// What the decide steps need to know of a Job.
-    pub fn of(job: &Job) -> Self {
+    /// What the decide steps need to know of a Job of `owner` (a
+    /// Schedule's or a Backfill's name, as `kind` says). The session is
+    /// the one the Job's name was made from: a name cannot change, while
+    /// the session label and the plan-index annotation may have been
+    /// edited by anyone. They count only when they agree with the name.
+    pub fn of(job: &Job, kind: OwnerKind, owner: &str) -> Self {
         let meta = &job.metadata;
         let conditions = job
             .status
@@ -63,14 +72,26 @@ impl ObservedJob {
         };
         let label = |key: &str| meta.labels.as_ref().and_then(|l| l.get(key));
         let annotation = |key: &str| meta.annotations.as_ref().and_then(|a| a.get(key));
+        let name = meta.name.clone().unwrap_or_default();
+        let session = session_of_job(kind, owner, &name);
+        let labelled: Option<i64> = label(LABEL_SESSION).and_then(|s| s.parse().ok());
+        let plan_index: Option<u64> =
+            annotation(ANNOTATION_PLAN_INDEX).and_then(|s| s.parse().ok());
+        let as_written = session.is_some()
+            && labelled == session
+            && match kind {
+                OwnerKind::Schedule => annotation(ANNOTATION_PLAN_INDEX).is_none(),
+                OwnerKind::Backfill => plan_index.is_some(),
+            };
         ObservedJob {
-            name: meta.name.clone().unwrap_or_default(),
+            name,
             uid: meta.uid.clone().unwrap_or_default(),
-            session: label(LABEL_SESSION).and_then(|s| s.parse().ok()),
+            session,
             state,
             deleting: meta.deletion_timestamp.is_some(),
             has_finalizer: meta.finalizers.iter().flatten().any(|f| f == JOB_FINALIZER),
-            plan_index: annotation(ANNOTATION_PLAN_INDEX).and_then(|s| s.parse().ok()),
+            plan_index: plan_index.filter(|_| as_written),
+            as_written,
         }
     }
 

@@ -26,7 +26,26 @@ pub enum PlanError {
         "choose the sessions with exactly one of: from and to, from and count, sessions, sessionSet"
     )]
     NoSelection,
+    #[error(
+        "the plan spans more than {limit} sessions of schedule {expr:?} from {from}; a Backfill may span at most {limit} (its status keeps a bit per session, and must stay well under etcd's object limit): split it into Backfills of at most {limit} sessions each, for example one ending at {split}"
+    )]
+    TooLarge {
+        limit: u64,
+        expr: String,
+        from: String,
+        /// Where the first Backfill of a split would end.
+        split: String,
+    },
 }
+
+/// The most sessions of its Schedule a Backfill's plan may span, from its
+/// first session to its last, filtered out or not: its status keeps up to
+/// five bitmaps over that span (done, failed, killed, the sessions
+/// `reprocess` selected, and the failed set), a bit per session each, in
+/// base64. At this limit the worst case (every session failed or killed,
+/// spread over the whole span) is about 500 KiB, well under etcd's 1.5 MiB
+/// request limit; a year of minutely sessions (527,040) fits.
+pub const MAX_SESSIONS: u64 = 600_000;
 
 /// Which sessions, before filters and bounds.
 #[derive(Clone, Debug)]
@@ -45,6 +64,18 @@ pub enum Selection {
         to: i64,
         bits: Bitmap,
     },
+}
+
+impl Selection {
+    /// Explicit sessions as the plan needs them: ascending and distinct
+    /// by instant, however the user listed them (out of order, or one
+    /// instant twice, perhaps written with two offsets).
+    pub fn list(sessions: impl IntoIterator<Item = i64>) -> Self {
+        let mut list: Vec<i64> = sessions.into_iter().collect();
+        list.sort_unstable();
+        list.dedup();
+        Selection::List(list)
+    }
 }
 
 /// Which selected sessions to keep, in the schedule's local time.
@@ -196,9 +227,7 @@ impl Plan {
                 from: seconds(from),
                 count: count.max(0) as u64,
             },
-            (None, None, None, Some(list), None) => {
-                Selection::List(list.iter().map(seconds).collect())
-            }
+            (None, None, None, Some(list), None) => Selection::list(list.iter().map(seconds)),
             (None, None, None, None, Some(set)) => selection_of_set(set)?,
             _ => return Err(PlanError::NoSelection),
         };
@@ -216,6 +245,50 @@ impl Plan {
             .before(cutoff);
         plan.validate()?;
         Ok(plan)
+    }
+
+    /// Refuses a plan that spans more than `limit` sessions of the
+    /// schedule (see [`MAX_SESSIONS`]). It walks at most `limit + 1` of
+    /// them, however far the plan reaches.
+    pub fn check_span(&self, limit: u64) -> Result<(), PlanError> {
+        let (lo, hi, kept_max) = match &self.selection {
+            Selection::Range { from, to } => {
+                let (lo, hi) = self.clock_span(*from, *to);
+                (lo, hi, u64::MAX)
+            }
+            Selection::Count { from, count } => {
+                let (lo, hi) = self.clock_span(*from, i64::MAX);
+                (lo, hi, *count)
+            }
+            Selection::List(list) => match (list.first(), list.last()) {
+                (Some(&first), Some(&last)) => (first, last.saturating_add(1), u64::MAX),
+                _ => return Ok(()),
+            },
+            Selection::Set { from, to, .. } => (*from, *to, u64::MAX),
+        };
+        let mut kept = 0u64;
+        for (walked, s) in self
+            .clock
+            .sessions_from(lo)
+            .take_while(|s| s.at < hi)
+            .enumerate()
+        {
+            if walked as u64 == limit {
+                return Err(PlanError::TooLarge {
+                    limit,
+                    expr: self.clock.expr().to_string(),
+                    from: rfc3339_utc(lo),
+                    split: rfc3339_utc(s.at),
+                });
+            }
+            if self.filter.keeps(s) {
+                kept += 1;
+                if kept >= kept_max {
+                    break;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Every explicit session must be a session of the schedule.

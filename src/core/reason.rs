@@ -63,6 +63,8 @@ reasons! {
     JobsCreated,
     /// Backfill or Schedule: a Job ended without succeeding (Event).
     SessionFailed,
+    /// A Job's labels or annotations are not what the operator wrote: they are ignored, and the Job is counted by its name (Warning Event).
+    JobNotAsWritten,
     /// Backfill: waiting for a Schedule that does not exist yet, before it stalls.
     WaitingForSchedule,
     /// Stalled: the Schedule named by `scheduleRef` does not exist.
@@ -71,6 +73,8 @@ reasons! {
     InvalidSchedule,
     /// Stalled: the session selection cannot be planned.
     InvalidPlan,
+    /// Stalled: the plan spans more sessions than a Backfill may (600,000); split it.
+    PlanTooLarge,
     /// Stalled: the execution windows cannot be read.
     InvalidWindows,
     /// Stalled is False: nothing blocks the object.
@@ -91,6 +95,10 @@ reasons! {
     NothingToRerun,
     /// RerunRequested is False: no request is pending.
     Done,
+    /// Outcomes of sessions older than the ledger's retention were counted in status, not written to the ledger (Event).
+    PastLedgerRetention,
+    /// A SessionLedger object cannot be read; its month was not written, and the Schedule goes on (Warning Event).
+    UnreadableLedger,
     /// Schedule: sessions run on time.
     Scheduled,
     /// Schedule: `suspend` is set; no new Jobs start.

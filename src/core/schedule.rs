@@ -310,6 +310,16 @@ fn record_outcomes(view: &ScheduleView<'_>, d: &mut Pass) {
         if already.contains(job.name.as_str()) {
             continue;
         }
+        if !job.as_written {
+            d.notes.push(Note {
+                warning: true,
+                reason: Reason::JobNotAsWritten,
+                message: format!(
+                    "Job {}: its backfill.dev/session label is not what the operator wrote; it was ignored and the Job counted by the session of its name",
+                    job.name
+                ),
+            });
+        }
         let s = &mut d.status;
         match outcome {
             Outcome::Succeeded => {
@@ -666,6 +676,7 @@ mod tests {
             deleting: false,
             has_finalizer: true,
             plan_index: None,
+            as_written: true,
         }
     }
 
@@ -710,7 +721,10 @@ mod tests {
             self.status = d.status.clone();
             for new in &d.create {
                 let s = new.session;
-                assert_eq!(ObservedJob::of(&new.job).name, format!("nightly-{}", s.at));
+                assert_eq!(
+                    ObservedJob::of(&new.job, OwnerKind::Schedule, "nightly").name,
+                    format!("nightly-{}", s.at)
+                );
                 self.jobs
                     .push(job(&format!("nightly-{}", s.at), s.at, JobState::Active));
             }

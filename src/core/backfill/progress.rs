@@ -74,31 +74,41 @@ pub(super) fn advance(view: &BackfillView<'_>, d: &mut Pass) -> Result<(), Stall
 
 /// Counts each ended Job once per plan index, and releases every ended
 /// Job that still holds the finalizer.
+///
+/// A Job's plan index and session label are read back from the cluster,
+/// where anyone may have edited them: they count only when they are what
+/// this Backfill wrote (an index it launched, the session its name was
+/// made from). A Job that does not match is counted by the session of its
+/// name instead, found in the frozen plan with a Warning, or not at all
+/// when its name is no session of the plan.
 fn count_outcomes(view: &BackfillView<'_>, d: &mut Pass, outcomes: &mut Outcomes) {
+    let launched = d
+        .status
+        .run
+        .as_ref()
+        .map_or(0, |r| r.launched.max(0) as u64);
     let mut newly_failed = Vec::new();
+    let mut unmatched = Vec::new();
     for job in view.jobs {
-        let (Some(outcome), Some(index)) = (job.outcome(), job.plan_index) else {
+        let Some(outcome) = job.outcome() else {
             continue;
         };
         if !job.has_finalizer {
             continue;
         }
         d.release.push(job.name.clone());
-        if outcomes.done.contains(index) {
-            continue;
-        }
-        outcomes.done.insert(index);
-        let s = &mut d.status;
-        match outcome {
-            Outcome::Succeeded => s.succeeded_count += 1,
-            Outcome::Failed => {
-                s.failed_count += 1;
-                outcomes.failed.insert(index);
-                newly_failed.push(job);
+        match trusted_index(job, launched) {
+            Some(index) => {
+                if count(d, outcomes, index, outcome) {
+                    newly_failed.push(job);
+                }
             }
-            Outcome::Killed => {
-                s.killed_count += 1;
-                outcomes.killed.insert(index);
+            None => unmatched.push((job, outcome)),
+        }
+    }
+    if !unmatched.is_empty() {
+        for (job, outcome, index) in indexes_by_name(view, d, launched, unmatched) {
+            if count(d, outcomes, index, outcome) {
                 newly_failed.push(job);
             }
         }
@@ -125,6 +135,86 @@ fn count_outcomes(view: &BackfillView<'_>, d: &mut Pass, outcomes: &mut Outcomes
         reason: Reason::SessionFailed,
         message: format!("Job {} did not succeed", names.join(", ")),
     });
+}
+
+/// Counts `outcome` at `index` unless counted already; true for a new
+/// failure.
+fn count(d: &mut Pass, outcomes: &mut Outcomes, index: u64, outcome: Outcome) -> bool {
+    if outcomes.done.contains(index) {
+        return false;
+    }
+    outcomes.done.insert(index);
+    let s = &mut d.status;
+    match outcome {
+        Outcome::Succeeded => {
+            s.succeeded_count += 1;
+            false
+        }
+        Outcome::Failed => {
+            s.failed_count += 1;
+            outcomes.failed.insert(index);
+            true
+        }
+        Outcome::Killed => {
+            s.killed_count += 1;
+            outcomes.killed.insert(index);
+            true
+        }
+    }
+}
+
+/// The plan index of `job` as its annotation says, if that is what this
+/// Backfill wrote: an index it launched, on a Job whose labels agree with
+/// its name (`ObservedJob::of` checked that).
+fn trusted_index(job: &ObservedJob, launched: u64) -> Option<u64> {
+    job.plan_index.filter(|&i| i < launched)
+}
+
+/// The plan indexes of Jobs whose annotations cannot be trusted, by the
+/// session of their names: one walk over the launched part of the frozen
+/// plan, only when such a Job ends. Each gets a Warning.
+fn indexes_by_name<'j>(
+    view: &BackfillView<'_>,
+    d: &mut Pass,
+    launched: u64,
+    unmatched: Vec<(&'j ObservedJob, Outcome)>,
+) -> Vec<(&'j ObservedJob, Outcome, u64)> {
+    let mut wanted: std::collections::HashMap<i64, (&ObservedJob, Outcome)> = unmatched
+        .iter()
+        .filter_map(|&(job, outcome)| Some((job.session?, (job, outcome))))
+        .collect();
+    let mut found = Vec::new();
+    if let (false, Some(run)) = (wanted.is_empty(), &d.status.run)
+        && let Ok(plan) = frozen_plan(view.spec, run)
+    {
+        for (index, session) in plan.iter().take(launched as usize).enumerate() {
+            if let Some((job, outcome)) = wanted.remove(&session.at) {
+                found.push((job, outcome, index as u64));
+                if wanted.is_empty() {
+                    break;
+                }
+            }
+        }
+    }
+    for (job, _) in &unmatched {
+        let counted = found.iter().any(|(j, _, _)| j.name == job.name);
+        d.notes.push(Note {
+            warning: true,
+            reason: Reason::JobNotAsWritten,
+            message: if counted {
+                format!(
+                    "Job {}: its backfill.dev/plan-index annotation or backfill.dev/session label is not what the operator wrote; it was ignored and the Job counted by the session of its name",
+                    job.name
+                )
+            } else {
+                format!(
+                    "Job {} is not a Job this backfill launched (its name is no launched session of the plan); its outcome is not counted",
+                    job.name
+                )
+            },
+        });
+    }
+    found
 }
 
 /// Progress, the final phase once every session is processed, and, once

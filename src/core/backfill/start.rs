@@ -8,7 +8,7 @@ use super::view::{BackfillView, Pass};
 use super::{ESTIMATE_STEPS, PREVIEW};
 use crate::api::{BackfillPhase, CostEstimate, PlanPreview, Reprocess, RunState};
 use crate::core::observed::{Note, Outcome};
-use crate::core::plan::{Plan, session_set};
+use crate::core::plan::{MAX_SESSIONS, Plan, session_set};
 use crate::core::reason::Reason;
 use crate::core::windows::Windows;
 use crate::core::zoned_cron::{rfc3339_utc, time};
@@ -24,6 +24,7 @@ pub(super) fn plan_or_start(view: &BackfillView<'_>, d: &mut Pass) -> Result<(),
         ),
     })?;
     let plan = Plan::for_backfill(schedule, view.spec, Some(view.now))?;
+    plan.check_span(MAX_SESSIONS)?;
     let survey = Survey::of(view, &plan);
     let credits = view
         .spec

@@ -19,6 +19,7 @@ impl From<PlanError> for Stall {
     fn from(e: PlanError) -> Self {
         let reason = match e {
             PlanError::ZonedCron(_) => Reason::InvalidSchedule,
+            PlanError::TooLarge { .. } => Reason::PlanTooLarge,
             _ => Reason::InvalidPlan,
         };
         Stall {

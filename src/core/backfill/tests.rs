@@ -6,6 +6,7 @@ use crate::api::{BackfillPhase, BackfillSpec, BackfillStatus, ScheduleSpec};
 use crate::api::{ExecutionWindows, ScheduleRef, Window};
 use crate::core::Plan;
 use crate::core::decision::{Decision, Status};
+use crate::core::job::OwnerKind;
 use crate::core::ledger::LedgerIndex;
 use crate::core::observed::JobState;
 use crate::core::observed::{ObservedJob, Outcome};
@@ -106,7 +107,7 @@ impl Sim {
         for new in &d.create {
             self.created.push(new.session.at);
             // The Job as the controller reads it back.
-            let mut job = ObservedJob::of(&new.job);
+            let mut job = ObservedJob::of(&new.job, OwnerKind::Backfill, "bf");
             assert_eq!(
                 (job.session, job.plan_index, job.has_finalizer),
                 (Some(new.session.at), new.plan_index, true)
@@ -816,4 +817,232 @@ fn a_backfill_of_sessions_that_all_succeeded_runs_nothing_and_says_so() {
         "{}",
         note.message
     );
+}
+
+#[test]
+fn an_explicit_list_out_of_order_and_with_repeats_runs_each_session_once() {
+    let t = |s: &str| k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(s.parse().unwrap());
+    let mut s = Sim::new(BackfillSpec {
+        from: None,
+        to: None,
+        // 02:00, 00:00, 01:00, and 01:00 again written with another offset.
+        sessions: Some(vec![
+            t("2026-01-01T02:00:00Z"),
+            t("2026-01-01T00:00:00Z"),
+            t("2026-01-01T01:00:00Z"),
+            t("2026-01-01T02:00:00+01:00"),
+        ]),
+        max_in_flight: Some(1),
+        ..spec()
+    });
+    s.run_to_end(&[]);
+    let st = &s.status;
+    assert_eq!(st.phase, Some(BackfillPhase::Succeeded));
+    assert_eq!(
+        (st.total_estimated, st.processed_count, st.succeeded_count),
+        (3, 3, 3)
+    );
+    assert_eq!(
+        s.created,
+        [
+            "2026-01-01T00:00:00Z",
+            "2026-01-01T01:00:00Z",
+            "2026-01-01T02:00:00Z"
+        ]
+        .map(at)
+    );
+}
+
+/// The Job the Backfill "bf" makes for the session at `at`, with its
+/// metadata edited by `edit`, as the controller reads it back.
+fn read_back(
+    at: i64,
+    index: u64,
+    edit: impl FnOnce(&mut k8s_openapi::api::batch::v1::Job),
+) -> ObservedJob {
+    let clock = crate::core::ZonedCron::new("0 * * * *", None).unwrap();
+    let mut job = crate::core::job::Attempt {
+        kind: OwnerKind::Backfill,
+        owner: crate::core::job::controller_reference::<crate::api::Backfill>("bf", "uid-1"),
+        namespace: "ns",
+        schedule_name: "hourly",
+        schedule_uid: "schedule-uid",
+        backfill_name: Some("bf"),
+        attempt_name: "bf",
+        clock: &clock,
+        session: clock.sessions_from(at).next().unwrap(),
+        plan_index: Some(index),
+    }
+    .build_job(&Default::default());
+    edit(&mut job);
+    ObservedJob::of(&job, OwnerKind::Backfill, "bf")
+}
+
+#[test]
+fn labels_and_annotations_count_only_as_the_operator_wrote_them() {
+    let at = at("2026-01-01T03:00:00Z");
+    let as_built = read_back(at, 3, |_| {});
+    assert!(as_built.as_written);
+    assert_eq!((as_built.session, as_built.plan_index), (Some(at), Some(3)));
+    let relabelled = read_back(at, 3, |job| {
+        job.metadata
+            .labels
+            .as_mut()
+            .unwrap()
+            .insert(crate::api::LABEL_SESSION.into(), "0".into());
+    });
+    assert!(!relabelled.as_written);
+    assert_eq!(
+        (relabelled.session, relabelled.plan_index),
+        (Some(at), None)
+    );
+    let unindexed = read_back(at, 3, |job| {
+        job.metadata.annotations.as_mut().unwrap().insert(
+            crate::api::ANNOTATION_PLAN_INDEX.into(),
+            "not a number".into(),
+        );
+    });
+    assert!(!unindexed.as_written);
+    // A Job named for no session of this Backfill has none.
+    let renamed = read_back(at, 3, |job| job.metadata.name = Some("bf-x".into()));
+    assert_eq!(renamed.session, None);
+}
+
+#[test]
+fn a_job_whose_plan_index_was_edited_is_counted_by_its_name_once() {
+    let mut s = Sim::new(spec());
+    s.step();
+    // Someone annotates a running Job with an index far past the plan (the
+    // operator once tried to allocate a bitmap that long, and crashed),
+    // and relabels another.
+    s.jobs[0].plan_index = Some(9_000_000_000_000_000_000);
+    s.jobs[1] = ObservedJob {
+        uid: s.jobs[1].uid.clone(),
+        ..read_back(s.jobs[1].session.unwrap(), 1, |job| {
+            job.metadata
+                .labels
+                .as_mut()
+                .unwrap()
+                .insert(crate::api::LABEL_SESSION.into(), "12".into());
+        })
+    };
+    s.finish_all(&[]);
+    let d = s.step();
+    let warned: Vec<_> = d
+        .notes
+        .iter()
+        .filter(|n| n.reason == "JobNotAsWritten")
+        .collect();
+    assert_eq!(warned.len(), 2, "{:?}", d.notes);
+    assert_eq!(d.status.processed_count, 4);
+    s.run_to_end(&[]);
+    let st = &s.status;
+    assert_eq!(st.phase, Some(BackfillPhase::Succeeded));
+    assert_eq!(
+        (st.processed_count, st.succeeded_count, st.total_estimated),
+        (30, 30, 30)
+    );
+}
+
+#[test]
+fn a_plan_past_the_session_limit_stalls_at_once_and_says_how_to_split() {
+    // Minutely since 1970: 29.9 million sessions; refused after walking
+    // the limit, not the whole plan.
+    let mut s = Sim::new(BackfillSpec {
+        from: Some(time(0)),
+        to: Some(time(at("2026-11-30T00:00:00Z"))),
+        ..spec()
+    });
+    s.schedule = schedule("* * * * *");
+    s.now = at("2026-11-30T00:00:00Z");
+    let started = std::time::Instant::now();
+    let d = s.step();
+    let stalled = find_condition(&d.status.conditions, "Stalled").unwrap();
+    assert_eq!(
+        (stalled.status.as_str(), stalled.reason.as_str()),
+        ("True", "PlanTooLarge")
+    );
+    for words in [
+        "more than 600000 sessions",
+        "from 1970-01-01T00:00:00Z",
+        "split it",
+        "ending at 1971-02-21T16:00:00Z",
+    ] {
+        assert!(
+            stalled.message.contains(words),
+            "{words}: {}",
+            stalled.message
+        );
+    }
+    assert!(d.create.is_empty() && d.status.run.is_none());
+    assert!(d.notes.iter().any(|n| n.reason == "PlanTooLarge"));
+    println!("refused in {:?}", started.elapsed());
+
+    // A year of minutely sessions fits.
+    s.spec.from = Some(time(at("2025-01-01T00:00:00Z")));
+    s.spec.to = Some(time(at("2026-01-01T00:00:00Z")));
+    s.spec.dry_run = Some(true);
+    s.status = BackfillStatus::default();
+    let d = s.step();
+    assert_eq!(d.status.total_estimated, 525_600);
+    assert_eq!(d.status.phase, Some(BackfillPhase::Planned));
+
+    // Two listed sessions 50 years apart span too much as well: their
+    // failed set would be a bitmap over every session between.
+    s.spec.from = None;
+    s.spec.to = None;
+    s.spec.sessions = Some(vec![time(0), time(at("2020-01-01T00:00:00Z"))]);
+    s.status = BackfillStatus::default();
+    let d = s.step();
+    let stalled = find_condition(&d.status.conditions, "Stalled").unwrap();
+    assert_eq!(stalled.reason, "PlanTooLarge");
+}
+
+#[test]
+fn the_worst_status_at_the_session_limit_stays_well_under_a_mebibyte() {
+    use crate::core::bitmap::Bitmap;
+    let limit = crate::core::plan::MAX_SESSIONS;
+    let clock = crate::core::ZonedCron::new("* * * * *", None).unwrap();
+    let from = at("2026-01-01T00:00:00Z");
+    // Every session processed, alternately failed and killed; `reprocess`
+    // selected every other clock session over the whole span.
+    let (mut done, mut failed, mut killed, mut selected) =
+        (Bitmap::new(), Bitmap::new(), Bitmap::new(), Bitmap::new());
+    for i in 0..limit {
+        done.insert(i);
+        if i % 2 == 0 {
+            failed.insert(i);
+        } else {
+            killed.insert(i);
+        }
+        selected.insert(i);
+    }
+    let all: Vec<i64> = clock
+        .sessions_from(from)
+        .take(limit as usize)
+        .map(|s| s.at)
+        .collect();
+    let status = BackfillStatus {
+        run: Some(crate::api::RunState {
+            schedule: "* * * * *".into(),
+            time_zone: "UTC".into(),
+            from: Some(time(from)),
+            to: Some(time(from + limit as i64 * 60)),
+            launched: limit as i64,
+            selected: selected.encode(),
+            done: done.encode(),
+            failed: failed.encode(),
+            killed: killed.encode(),
+            ..Default::default()
+        }),
+        failed_sessions: Some(crate::api::SessionSummary {
+            count: limit as i64,
+            preview: all.iter().take(10).map(|&t| time(t)).collect(),
+            set: crate::core::plan::session_set(&clock, &all),
+        }),
+        ..Default::default()
+    };
+    let bytes = serde_json::to_vec(&status).unwrap().len();
+    println!("worst status at {limit} sessions: {bytes} bytes");
+    assert!(bytes < 600 * 1024, "{bytes} bytes");
 }

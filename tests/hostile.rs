@@ -1,0 +1,323 @@
+//! Careless or hostile input, end to end: objects and edits that once
+//! stalled a Backfill or crashed the operator for every namespace. Each
+//! test runs the operator as a real process against the local control
+//! plane and checks what a user expects instead: the Backfill finishes
+//! with true counters, or is refused with a message that says why, and
+//! the operator keeps running.
+
+mod common;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::json;
+
+use common::api::{Env, apply, apply_hourly, apply_hourly_backfill, schedule_manifest, setup};
+use common::events::wait_event;
+use common::instants::{at, rfc3339_utc};
+use common::jobs::JOB_FINALIZER;
+use common::kwok::RUN_FOR;
+use common::operator::{JobFinalizerSweep, Operator};
+use common::poll::eventually;
+use common::status::{
+    RUN_DEADLINE, condition_message, counters, phase, summary, wait_finished, wait_stalled,
+};
+use common::tracker::{JobTracker, assert_one_job_per_session};
+use common::{DEADLINE, FIELD_MANAGER};
+
+/// An explicit list out of order, with one instant twice (written with
+/// two offsets), runs each session once and finishes; it once ran the
+/// first entry and stayed Running at 1/3 forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_list_out_of_order_with_repeats_runs_each_session_once() {
+    let env = setup("hostile-list").await;
+    let tracker = JobTracker::start(&env.jobs).await;
+    let _operator = Operator::start(&env.ns.name, &[]).await;
+    apply_hourly(&env, None).await;
+    apply_hourly_backfill(
+        &env,
+        "shuffled",
+        json!({
+            "sessions": [
+                "2026-01-01T02:00:00Z",
+                "2026-01-01T00:00:00Z",
+                "2026-01-01T01:00:00Z",
+                "2026-01-01T02:00:00+01:00",
+            ],
+            "maxInFlight": 1,
+        }),
+    )
+    .await;
+    let bf = wait_finished(&env, "shuffled", RUN_DEADLINE, |_| {}).await;
+    assert_eq!(phase(&bf), "Succeeded", "{}", summary(&bf));
+    assert_eq!(counters(&bf), (3, 3, 0, 0, 3), "{}", summary(&bf));
+    let plan = [
+        "2026-01-01T00:00:00Z",
+        "2026-01-01T01:00:00Z",
+        "2026-01-01T02:00:00Z",
+    ]
+    .map(at);
+    assert_one_job_per_session(&tracker, "shuffled", &plan);
+}
+
+/// `kubectl annotate job … backfill.dev/plan-index=9000000000000000000`
+/// on a running Backfill Job once made the operator abort when the Job
+/// finished, and again at every restart. The annotation is now checked
+/// against what the operator wrote: the Job is counted by its name, with
+/// a Warning, and the operator never restarts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edited_plan_index_is_ignored_and_the_job_counted_once() {
+    let env = setup("hostile-index").await;
+    let tracker = JobTracker::start(&env.jobs).await;
+    let operator = Operator::start(&env.ns.name, &[]).await;
+    apply_hourly(&env, Some("4s")).await;
+    apply_hourly_backfill(
+        &env,
+        "edited",
+        json!({
+            "from": "2026-01-01T00:00:00Z",
+            "to": "2026-01-01T04:00:00Z",
+            "maxInFlight": 2,
+        }),
+    )
+    .await;
+    // The first Job, while it runs.
+    let first = eventually("the first Job", DEADLINE, || async {
+        let jobs = env
+            .jobs
+            .list(&Default::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        jobs.items
+            .into_iter()
+            .find(|j| {
+                j.status
+                    .as_ref()
+                    .and_then(|s| s.completion_time.as_ref())
+                    .is_none()
+            })
+            .ok_or_else(|| "no running Job yet".to_string())
+    })
+    .await;
+    let name = first.metadata.name.clone().unwrap();
+    env.jobs
+        .patch(
+            &name,
+            &PatchParams {
+                field_manager: Some("someone-else".into()),
+                ..PatchParams::default()
+            },
+            &Patch::Merge(json!({"metadata": {"annotations": {
+                "backfill.dev/plan-index": "9000000000000000000",
+            }}})),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("annotating {name}: {e}"));
+
+    let bf = wait_finished(&env, "edited", RUN_DEADLINE, |_| {}).await;
+    assert_eq!(phase(&bf), "Succeeded", "{}", summary(&bf));
+    assert_eq!(counters(&bf), (4, 4, 0, 0, 4), "{}", summary(&bf));
+    let warning = wait_event(&env, "edited", "Warning", "JobNotAsWritten").await;
+    assert!(warning.contains(&name), "{warning}");
+    assert!(operator.is_running(), "{}", operator.log_tail(40));
+    assert!(
+        operator
+            .log_lines_containing("memory allocation")
+            .is_empty(),
+        "{}",
+        operator.log_tail(40)
+    );
+    let plan: Vec<i64> = (0..4)
+        .map(|h| at("2026-01-01T00:00:00Z") + h * 3_600)
+        .collect();
+    assert_one_job_per_session(&tracker, "edited", &plan);
+}
+
+/// A minutely Backfill from 1970 once planned 29.9 million sessions and
+/// grew its status towards etcd's limit. It is refused before it starts,
+/// with a message that names the limit and where to split.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_past_the_session_limit_is_refused_with_where_to_split() {
+    let env = setup("hostile-huge").await;
+    let _operator = Operator::start(&env.ns.name, &[]).await;
+    apply(
+        &env.schedules,
+        &schedule_manifest("minutely", "* * * * *", &[], json!({})),
+    )
+    .await;
+    apply(
+        &env.backfills,
+        &common::api::backfill_manifest(
+            "since-1970",
+            "minutely",
+            json!({"from": "1970-01-01T00:00:00Z", "to": rfc3339_utc(at("2030-01-01T00:00:00Z"))}),
+        ),
+    )
+    .await;
+    let bf = wait_stalled(&env, "since-1970", "PlanTooLarge").await;
+    let message = condition_message(&bf, "Stalled");
+    for words in [
+        "more than 600000 sessions",
+        "split it",
+        "1971-02-21T16:00:00Z",
+    ] {
+        assert!(message.contains(words), "{words}: {message}");
+    }
+    assert!(bf.data["status"]["run"].is_null(), "{}", summary(&bf));
+    let jobs = env.jobs.list(&Default::default()).await.unwrap();
+    assert!(jobs.items.is_empty(), "a refused plan launched Jobs");
+    let size = serde_json::to_vec(&bf.data["status"]).unwrap().len();
+    assert!(size < 16 * 1024, "status of a refused plan: {size} bytes");
+}
+
+/// An owner reference is honoured in its own namespace only. A Job in
+/// namespace B that names a Schedule of namespace A as its owner (under
+/// the name of one of A's Jobs) is not A's: A's Schedule does not count
+/// it, and A's Job of that name keeps its outcome finalizer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_reference_across_namespaces_acts_on_nothing() {
+    let a = setup("hostile-owner-a").await;
+    let b = setup("hostile-owner-b").await;
+    // The operator below watches both namespaces; its own sweep knows
+    // neither by that name.
+    let _sweeps = [&a, &b].map(|env| JobFinalizerSweep {
+        namespace: env.ns.name.clone(),
+    });
+    let _operator = Operator::start(&format!("{},{}", a.ns.name, b.ns.name), &[]).await;
+    let schedule = apply(
+        &a.schedules,
+        &schedule_manifest("nightly", "0 0 * * *", &[], json!({})),
+    )
+    .await;
+    let uid = schedule.metadata.uid.clone().unwrap();
+    let name = "nightly-1767225600";
+    // A's Job of that name, its outcome not recorded yet by anyone.
+    let victim = finished_job(&a, name, &[JOB_FINALIZER]).await;
+    // The hostile Job in B. A second owner in B, which exists, keeps the
+    // garbage collector from deleting it (the first owner is not in its
+    // namespace, so Kubernetes counts it as absent).
+    let anchor: ConfigMap = Api::namespaced(b.client.clone(), &b.ns.name)
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "anchor"}})).unwrap(),
+        )
+        .await
+        .expect("a ConfigMap in B");
+    let owner = json!([
+        {
+            "apiVersion": "backfill.dev/v1alpha1",
+            "kind": "Schedule",
+            "name": "nightly",
+            "uid": uid,
+            "controller": true,
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "name": "anchor",
+            "uid": anchor.metadata.uid,
+        },
+    ]);
+    // It claims its owners once complete.
+    finished_job(&b, name, &[JOB_FINALIZER]).await;
+    b.jobs
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"ownerReferences": owner}})),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("giving B's Job an owner: {e}"));
+    // A's Schedule reconciles a few times with B's Job in the cache.
+    for deadline in 0..3 {
+        let generation = common::api::patch_spec(
+            &a.schedules,
+            "nightly",
+            json!({"startingDeadlineSeconds": 100 + deadline}),
+        )
+        .await;
+        eventually(
+            "the Schedule to observe its generation",
+            DEADLINE,
+            || async {
+                let s = common::api::get(&a.schedules, "nightly").await;
+                let observed = s.data["status"]["observedGeneration"].as_i64();
+                if observed == Some(generation) {
+                    Ok(s)
+                } else {
+                    Err(format!("observedGeneration {observed:?}"))
+                }
+            },
+        )
+        .await;
+    }
+    let counted =
+        common::api::get(&a.schedules, "nightly").await.data["status"]["succeededSessions"]
+            .as_i64();
+    let still = a.jobs.get_opt(name).await.unwrap();
+    let theirs = b.jobs.get(name).await.unwrap();
+
+    assert_eq!(counted.unwrap_or(0), 0, "A's Schedule counted B's Job");
+    let still = still.expect("A's Job of that name is gone");
+    assert_eq!(still.metadata.uid, victim.metadata.uid);
+    assert!(still.metadata.deletion_timestamp.is_none());
+    assert_eq!(
+        still.metadata.finalizers,
+        Some(vec![JOB_FINALIZER.to_string()]),
+        "A's Job lost its outcome finalizer through B's owner reference"
+    );
+    assert!(
+        theirs.metadata.deletion_timestamp.is_none(),
+        "B's Job was deleted"
+    );
+}
+
+/// A Job labelled as a Schedule's (so the operator watches it), with
+/// `finalizers` and no owner, once it completed.
+async fn finished_job(env: &Env, name: &str, finalizers: &[&str]) -> Job {
+    let job: Job = serde_json::from_value(json!({
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "labels": {"backfill.dev/schedule": "nightly", "backfill.dev/session": "1767225600"},
+            "finalizers": finalizers,
+        },
+        "spec": {
+            "backoffLimit": 0,
+            "template": {
+                "metadata": {"annotations": {RUN_FOR: "1s"}},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "main", "image": "busybox:1.37"}],
+                },
+            },
+        },
+    }))
+    .unwrap();
+    let pp = PostParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..PostParams::default()
+    };
+    env.jobs
+        .create(&pp, &job)
+        .await
+        .unwrap_or_else(|e| panic!("creating Job {name}: {e}"));
+    eventually(&format!("Job {name} to complete"), DEADLINE, || async {
+        let job = env.jobs.get(name).await.map_err(|e| e.to_string())?;
+        let complete = job
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| {
+                c.iter()
+                    .any(|c| c.type_ == "Complete" && c.status == "True")
+            });
+        if complete {
+            Ok(job)
+        } else {
+            Err(format!("{:?}", job.status))
+        }
+    })
+    .await
+}
