@@ -157,14 +157,12 @@ impl RunArgs {
                 .unwrap_or_else(|_| "backfill-operator".into());
             format!("{host}-{}", std::process::id())
         });
-        let duration = std::time::Duration::from_secs(self.lease_duration_seconds);
-        Ok(Some(crate::controller::leader::LeaseConfig {
+        Ok(Some(crate::controller::leader::LeaseConfig::new(
             namespace,
-            name: self.leader_election_id.clone(),
+            self.leader_election_id.clone(),
             identity,
-            duration,
-            renew_every: (duration / 7).max(std::time::Duration::from_millis(200)),
-        }))
+            std::time::Duration::from_secs(self.lease_duration_seconds),
+        )))
     }
 
     /// The operator's clock these flags ask for.

@@ -143,3 +143,110 @@ async fn one_replica_works_and_the_standby_takes_over_when_it_dies() {
             > 0.0
     );
 }
+
+/// Sends `signal` (`STOP`, `CONT`) to a process.
+fn signal(op: &Operator, signal: &str) {
+    let pid = op.pid().expect("a running replica").to_string();
+    let sent = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid])
+        .status()
+        .expect("running kill");
+    assert!(sent.success(), "kill -{signal} {pid}: {sent}");
+}
+
+/// A leader paused for twice the lease duration (SIGSTOP: a frozen node,
+/// a starved runtime) wakes up past its renew deadline: it makes no write
+/// after the standby took over (no reconcile of it gets as far as
+/// "applied"), it exits, and the standby finishes the work with no
+/// session run twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_leader_writes_nothing_once_the_standby_took_over() {
+    let env = setup("leader-paused").await;
+    let tracker = JobTracker::start(&env.jobs).await;
+    let ns = env.ns.name.clone();
+    let lease = LEASE_SECONDS.to_string();
+    let args = [
+        "--leader-elect",
+        "--leader-election-namespace",
+        &ns,
+        "--lease-duration-seconds",
+        &lease,
+    ];
+    let mut a = Operator::start_with_env(&ns, &args, &[("POD_NAME", "replica-a")]).await;
+    eventually("replica-a to lead", DEADLINE, || async {
+        if a.log_lines_containing("controllers started").is_empty() {
+            Err(a.log_tail(5))
+        } else {
+            Ok(())
+        }
+    })
+    .await;
+    let b = Operator::start_with_env(&ns, &args, &[("POD_NAME", "replica-b")]).await;
+    apply_hourly(&env, Some("2s")).await;
+    let (from, to) = ("2026-01-01T00:00:00Z", "2026-01-01T12:00:00Z");
+    apply_hourly_backfill(
+        &env,
+        "twelve",
+        json!({"from": from, "to": to, "maxInFlight": 2}),
+    )
+    .await;
+    wait_backfill(
+        &env,
+        "twelve",
+        "some sessions processed by the leader",
+        DEADLINE,
+        |bf| counter(bf, "processedCount") >= 2,
+    )
+    .await;
+
+    signal(&a, "STOP");
+    let stopped = Instant::now();
+    eventually("replica-b to take over", DEADLINE, || async {
+        if b.log_lines_containing("controllers started").is_empty() {
+            Err(b.log_tail(5))
+        } else {
+            Ok(())
+        }
+    })
+    .await;
+    // Paused for twice the lease duration in all.
+    let pause = Duration::from_secs(2 * LEASE_SECONDS);
+    eventually("the pause to last", pause + DEADLINE, || async {
+        if stopped.elapsed() >= pause {
+            Ok(())
+        } else {
+            Err(format!("{:?} of {pause:?}", stopped.elapsed()))
+        }
+    })
+    .await;
+    let before = a.all_logs().lines().count();
+    signal(&a, "CONT");
+    let status = a.wait_exit(DEADLINE).await;
+    assert!(!status.success(), "the old leader exited with {status}");
+    let after: Vec<String> = a
+        .all_logs()
+        .lines()
+        .skip(before)
+        .map(String::from)
+        .collect();
+    let writes: Vec<&String> = after.iter().filter(|l| l.contains("applied")).collect();
+    assert!(
+        writes.is_empty(),
+        "the old leader applied decisions after it woke up:\n{}",
+        writes
+            .iter()
+            .map(|l| l.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(
+        after.iter().any(|l| l.contains("leader Lease lost")),
+        "the old leader did not say it lost the Lease:\n{}",
+        after.join("\n")
+    );
+
+    let bf = wait_finished(&env, "twelve", RUN_DEADLINE, |_| {}).await;
+    assert_eq!(phase(&bf), "Succeeded", "{}", summary(&bf));
+    assert_eq!(counter(&bf, "succeededCount"), 12, "{}", summary(&bf));
+    assert_one_job_per_session(&tracker, "twelve", &hours(from, to));
+}

@@ -83,6 +83,7 @@ pub async fn apply<K: Owner>(
         ctx.delete(&ns, job).await?;
     }
 
+    ctx.leadership.check()?;
     let (made, created) = create_jobs(ctx, &ns, &d).await?;
     ctx.metrics
         .jobs_created
@@ -92,6 +93,7 @@ pub async fn apply<K: Owner>(
         .inc_by(made);
 
     if let Some(rerun) = &d.rerun {
+        ctx.leadership.check()?;
         let uid = owner.uid().unwrap_or_default();
         let child_uid = create_child(ctx, &ns, &uid, rerun).await?;
         d.status.child_created(rerun, &child_uid);
@@ -99,12 +101,14 @@ pub async fn apply<K: Owner>(
     }
 
     if owner.current_status() != Some(&d.status) {
+        ctx.leadership.check()?;
         write_status(ctx, owner, &d.status).await?;
     }
     if let Some(schedule) = ledger_of
         && !d.ledger.outcomes.is_empty()
     {
         failpoint("before-ledger-write");
+        ctx.leadership.check()?;
         let left_out = ctx.record_outcomes(schedule, &d.ledger).await?;
         d.notes.extend(left_out);
     }

@@ -10,7 +10,7 @@ use kube::runtime::events::Recorder;
 use kube::runtime::reflector::Store;
 
 use super::jobs::{delete_job, release_finalizer};
-use super::{OperatorClock, owners};
+use super::{OperatorClock, leader, owners};
 use crate::Result;
 use crate::api::{Schedule, SessionLedger};
 use crate::metrics::Metrics;
@@ -41,6 +41,9 @@ pub struct Context {
     pub clock: OperatorClock,
     pub recent: Recent,
     pub metrics: Arc<Metrics>,
+    /// Checked before every write: a leader past its renew deadline
+    /// writes nothing.
+    pub leadership: leader::Leadership,
 }
 
 /// What this process did lately, so that a pass working from a cache that
@@ -74,6 +77,7 @@ impl Recent {
 impl Context {
     /// Removes a Job's outcome finalizer, once.
     pub async fn release(&self, ns: &str, name: &str) -> Result<()> {
+        self.leadership.check()?;
         let key = format!("release/{ns}/{name}");
         if !self.recent.seen(&key, 0) {
             release_finalizer(&self.client, ns, name).await?;
@@ -84,6 +88,7 @@ impl Context {
 
     /// Deletes a Job, once.
     pub async fn delete(&self, ns: &str, name: &str) -> Result<()> {
+        self.leadership.check()?;
         let key = format!("delete/{ns}/{name}");
         if !self.recent.seen(&key, 0) {
             delete_job(&self.client, ns, name).await?;

@@ -24,16 +24,19 @@ pub fn release_orphans<S>(
     schedules: Store<Schedule>,
     backfills: Store<Backfill>,
     client: Client,
+    leadership: super::leader::Leadership,
 ) -> impl futures::Stream<Item = std::result::Result<Job, watcher::Error>> + Send + 'static
 where
     S: futures::Stream<Item = std::result::Result<Job, watcher::Error>> + Send + 'static,
 {
     events.then(move |event| {
         let (schedules, backfills, client) = (schedules.clone(), backfills.clone(), client.clone());
+        let leadership = leadership.clone();
         async move {
             if let Ok(job) = &event
                 && job.meta().deletion_timestamp.is_some()
                 && has_finalizer(job)
+                && leadership.check().is_ok()
                 && let Some(ns) = job.namespace()
             {
                 // Only our own kinds, in the Job's namespace, keep the

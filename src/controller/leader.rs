@@ -3,7 +3,16 @@
 //! takes it only after seeing it unchanged for a whole lease duration (its
 //! own clock measures that, so clocks that disagree do not matter). Writes
 //! carry the resourceVersion they read, so two replicas never both win.
+//!
+//! A leader stops writing before a standby may take over: its lead lasts
+//! a renew deadline (two thirds of the lease duration, as client-go's
+//! defaults) from the moment it sent its last successful renewal, every
+//! Lease request gets a timeout within that deadline, and every write of
+//! the controllers checks [`Leadership::check`] first. A leader paused (a
+//! stopped process, a starved runtime) wakes up past its deadline and
+//! writes nothing, whatever its tasks do first.
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -23,9 +32,68 @@ pub struct LeaseConfig {
     pub identity: String,
     /// How long a Lease stays valid without a renewal.
     pub duration: Duration,
-    /// How often the holder renews; a holder that cannot renew for
-    /// `duration` stops.
+    /// How often the holder renews.
     pub renew_every: Duration,
+    /// How long after it sent its last successful renewal the holder
+    /// still leads: shorter than `duration`, so it has stopped before a
+    /// standby may take over.
+    pub renew_deadline: Duration,
+}
+
+impl LeaseConfig {
+    /// The config for a lease `duration`: renewals 7 times per duration,
+    /// a renew deadline of two thirds of it.
+    pub fn new(namespace: String, name: String, identity: String, duration: Duration) -> Self {
+        Self {
+            namespace,
+            name,
+            identity,
+            duration,
+            renew_every: (duration / 7).max(Duration::from_millis(200)),
+            renew_deadline: duration * 2 / 3,
+        }
+    }
+}
+
+/// Whether this process may write: always without leader election, and
+/// with it only until the renew deadline of its last successful renewal.
+#[derive(Clone, Debug, Default)]
+pub struct Leadership {
+    /// `None`: no leader election. Else the end of the current lead.
+    until: Option<Arc<Mutex<Option<Instant>>>>,
+}
+
+impl Leadership {
+    /// A process that runs without leader election.
+    pub fn always() -> Self {
+        Self::default()
+    }
+
+    fn elected() -> Self {
+        Self {
+            until: Some(Arc::new(Mutex::new(None))),
+        }
+    }
+
+    fn extend_to(&self, until: Instant) {
+        if let Some(lead) = &self.until {
+            *lead.lock().unwrap_or_else(|e| e.into_inner()) = Some(until);
+        }
+    }
+
+    /// `Ok` while this process may write.
+    pub fn check(&self) -> Result<()> {
+        let Some(lead) = &self.until else {
+            return Ok(());
+        };
+        let until = *lead.lock().unwrap_or_else(|e| e.into_inner());
+        match until {
+            Some(until) if Instant::now() < until => Ok(()),
+            _ => Err(Error::LeaseLost(
+                "its renew deadline passed; no more writes".into(),
+            )),
+        }
+    }
 }
 
 /// What a replica does with the Lease it sees.
@@ -55,6 +123,7 @@ pub fn step(spec: Option<&LeaseSpec>, identity: &str, unchanged_for: Duration) -
 pub struct Elector {
     api: Api<Lease>,
     config: LeaseConfig,
+    leadership: Leadership,
     /// The last holder and renew time seen, and since when.
     seen: Option<(String, String, Instant)>,
 }
@@ -64,8 +133,14 @@ impl Elector {
         Self {
             api: Api::namespaced(client, &config.namespace),
             config,
+            leadership: Leadership::elected(),
             seen: None,
         }
+    }
+
+    /// What the controllers check before each write.
+    pub fn leadership(&self) -> Leadership {
+        self.leadership.clone()
     }
 
     /// Waits until this replica holds the Lease.
@@ -84,27 +159,25 @@ impl Elector {
         }
     }
 
-    /// Renews the Lease until a renewal has failed for a whole lease
-    /// duration (or someone else took it): returns then, and the replica
-    /// must stop working.
+    /// Renews the Lease until the renew deadline passes without a
+    /// successful renewal (or someone else took it): returns then, and the
+    /// replica must stop working. The writes have stopped already:
+    /// [`Leadership::check`] fails from the deadline on.
     pub async fn hold(&mut self) -> Error {
-        let mut last_renewal = Instant::now();
         loop {
             tokio::time::sleep(self.config.renew_every).await;
+            if self.leadership.check().is_err() {
+                return Error::LeaseLost(format!(
+                    "not renewed within its renew deadline of {:?}",
+                    self.config.renew_deadline
+                ));
+            }
             match self.try_once().await {
-                Ok(true) => last_renewal = Instant::now(),
+                Ok(true) => {}
                 Ok(false) => {
                     return Error::LeaseLost("another replica took it".into());
                 }
-                Err(e) => {
-                    warn!(error = %e, "renewing the leader Lease failed");
-                    if last_renewal.elapsed() >= self.config.duration {
-                        return Error::LeaseLost(format!(
-                            "could not renew it for {:?}",
-                            self.config.duration
-                        ));
-                    }
-                }
+                Err(e) => warn!(error = %e, "renewing the leader Lease failed"),
             }
         }
     }
@@ -124,8 +197,26 @@ impl Elector {
         }
     }
 
-    /// One look at the Lease; true when this replica holds it afterwards.
+    /// One look at the Lease, within a renew period; true when this
+    /// replica holds it afterwards, and then it leads until the renew
+    /// deadline counted from before the request was sent.
     async fn try_once(&mut self) -> Result<bool> {
+        let sent = Instant::now();
+        let held = tokio::time::timeout(self.config.renew_every, self.read_and_write())
+            .await
+            .map_err(|_| {
+                Error::LeaseLost(format!(
+                    "a Lease request took over {:?}",
+                    self.config.renew_every
+                ))
+            })??;
+        if held {
+            self.leadership.extend_to(sent + self.config.renew_deadline);
+        }
+        Ok(held)
+    }
+
+    async fn read_and_write(&mut self) -> Result<bool> {
         let now = MicroTime(jiff::Timestamp::now());
         let current = self.api.get_opt(&self.config.name).await?;
         let spec = current.as_ref().and_then(|l| l.spec.as_ref());
@@ -207,6 +298,21 @@ mod tests {
             lease_duration_seconds: Some(15),
             ..LeaseSpec::default()
         }
+    }
+
+    #[test]
+    fn a_lead_ends_at_its_renew_deadline_before_a_standby_may_take_over() {
+        let config = LeaseConfig::new("ns".into(), "l".into(), "a".into(), Duration::from_secs(15));
+        assert_eq!(config.renew_deadline, Duration::from_secs(10));
+        assert!(config.renew_every * 2 < config.renew_deadline);
+        assert!(Leadership::always().check().is_ok());
+        let lead = Leadership::elected();
+        assert!(lead.check().is_err(), "no renewal yet");
+        lead.extend_to(Instant::now() + Duration::from_secs(60));
+        assert!(lead.check().is_ok());
+        // A process paused past its deadline: every write is refused.
+        lead.extend_to(Instant::now() - Duration::from_millis(1));
+        assert!(matches!(lead.check(), Err(Error::LeaseLost(_))));
     }
 
     #[test]

@@ -62,12 +62,23 @@ pub async fn run(client: Client, settings: Settings) -> Result<()> {
         elector = Some(e);
     }
     metrics.leader.set(1);
+    let leadership = elector
+        .as_ref()
+        .map_or_else(leader::Leadership::always, leader::Elector::leadership);
+    let controllers = run_controllers(
+        client,
+        settings,
+        metrics.clone(),
+        backfills,
+        stop,
+        leadership,
+    );
     let result = match elector.as_mut() {
         Some(e) => tokio::select! {
-            r = run_controllers(client, settings, metrics.clone(), backfills, stop) => r,
+            r = controllers => r,
             lost = e.hold() => Err(lost),
         },
-        None => run_controllers(client, settings, metrics.clone(), backfills, stop).await,
+        None => controllers.await,
     };
     metrics.leader.set(0);
     if let (Some(e), Ok(())) = (elector.as_mut(), &result) {
@@ -100,6 +111,7 @@ async fn run_controllers(
     metrics: Arc<Metrics>,
     backfill_slot: Arc<std::sync::Mutex<Option<Store<Backfill>>>>,
     stop: future::Shared<future::BoxFuture<'static, ()>>,
+    leadership: leader::Leadership,
 ) -> Result<()> {
     let ns = settings.namespaces.as_slice();
     // One watch of the operator's Jobs feeds both controllers and the
@@ -171,6 +183,7 @@ async fn run_controllers(
         clock: settings.clock,
         recent: Recent::default(),
         metrics,
+        leadership: leadership.clone(),
     });
 
     let ready = {
@@ -212,8 +225,8 @@ async fn run_controllers(
             ctx,
         )
         .for_each(log_result);
-    let job_loop =
-        release_orphans(job_events, schedules, backfills, client).for_each(|_| future::ready(()));
+    let job_loop = release_orphans(job_events, schedules, backfills, client, leadership)
+        .for_each(|_| future::ready(()));
 
     let ledger_loop = ledger_events.for_each(|_| future::ready(()));
     let schedule_watch = schedule_events.for_each(|_| future::ready(()));
