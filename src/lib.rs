@@ -33,6 +33,10 @@ pub enum Error {
         name: String,
         owner: String,
     },
+    /// A name the operator must create is still held by an object being
+    /// deleted. Retried after a short backoff.
+    #[error("{kind} {name} is still being deleted; its name is retried shortly")]
+    NameInUse { kind: &'static str, name: String },
     /// A SessionLedger object that cannot be read.
     #[error("SessionLedger {name} cannot be read: {reason}")]
     UnreadableLedger { name: String, reason: String },
@@ -60,7 +64,7 @@ impl Error {
             Error::MissingField { .. }
             | Error::NameTaken { .. }
             | Error::UnreadableLedger { .. } => "invalid_object",
-            Error::LedgerContended { .. } => "conflict",
+            Error::LedgerContended { .. } | Error::NameInUse { .. } => "conflict",
             Error::LeaseLost(_) => "lease",
             Error::Startup(_) => "startup",
         }

@@ -321,3 +321,51 @@ async fn finished_job(env: &Env, name: &str, finalizers: &[&str]) -> Job {
     })
     .await
 }
+
+/// A Backfill deleted with `--cascade=orphan` leaves its Jobs; applied
+/// again under the same name, its Jobs' names are taken by Jobs it does
+/// not own. It once took them for its own and waited for them forever;
+/// now each such session counts as failed, with a Warning that says why,
+/// and the Backfill finishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_names_taken_by_orphaned_jobs_fail_their_sessions_instead_of_hanging() {
+    let env = setup("hostile-taken").await;
+    let _operator = Operator::start(&env.ns.name, &[]).await;
+    apply_hourly(&env, None).await;
+    let spec = json!({
+        "from": "2026-01-01T00:00:00Z",
+        "to": "2026-01-01T02:00:00Z",
+        "reprocess": "All",
+    });
+    apply_hourly_backfill(&env, "again", spec.clone()).await;
+    let bf = wait_finished(&env, "again", RUN_DEADLINE, |_| {}).await;
+    assert_eq!(phase(&bf), "Succeeded", "{}", summary(&bf));
+    env.backfills
+        .delete("again", &kube::api::DeleteParams::orphan())
+        .await
+        .expect("deleting the Backfill, orphaning its Jobs");
+    eventually("the Backfill to be gone", DEADLINE, || async {
+        match env.backfills.get_opt("again").await {
+            Ok(None) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let jobs = env.jobs.list(&Default::default()).await.unwrap();
+    assert_eq!(jobs.items.len(), 2, "the orphaned Jobs");
+
+    apply_hourly_backfill(&env, "again", spec).await;
+    let bf = wait_finished(&env, "again", RUN_DEADLINE, |_| {}).await;
+    assert_eq!(phase(&bf), "Failed", "{}", summary(&bf));
+    assert_eq!(counters(&bf), (2, 0, 2, 0, 2), "{}", summary(&bf));
+    let warning = wait_event(&env, "again", "Warning", "JobNameTaken").await;
+    assert!(warning.contains("again-b1767225600"), "{warning}");
+    // The orphaned Jobs are left as they were.
+    let after = env.jobs.list(&Default::default()).await.unwrap();
+    let uids = |list: &kube::core::ObjectList<Job>| {
+        let mut uids: Vec<_> = list.items.iter().map(|j| j.metadata.uid.clone()).collect();
+        uids.sort();
+        uids
+    };
+    assert_eq!(uids(&after), uids(&jobs));
+}

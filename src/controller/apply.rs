@@ -9,12 +9,13 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::{debug, warn};
 
-use super::jobs::create_job;
+use super::jobs::{Created, create_job};
 use super::{Context, FIELD_MANAGER, missing};
 use crate::api::{Backfill, BackfillStatus, Schedule, ScheduleStatus};
 use crate::core::backfill::rerun::{RerunChild, is_child_of};
 use crate::core::decision::{Decision, Status};
 use crate::core::observed::Note;
+use crate::core::reason::Reason;
 use crate::metrics::ControllerLabels;
 use crate::{Error, Result};
 
@@ -84,7 +85,22 @@ pub async fn apply<K: Owner>(
     }
 
     ctx.leadership.check()?;
-    let (made, created) = create_jobs(ctx, &ns, &d).await?;
+    let (made, created, taken) = create_jobs(ctx, &ns, &d).await?;
+    for i in taken {
+        let new = &d.create[i];
+        d.status.job_name_taken(new);
+        d.notes.push(Note {
+            warning: true,
+            reason: Reason::JobNameTaken,
+            message: format!(
+                "Job {} exists and is not this {}'s (an earlier object of the same name, or orphaned): the session at {} is counted as {}; delete that Job to run the session again",
+                new.job.name_any(),
+                K::kind(&()),
+                crate::core::zoned_cron::rfc3339_utc(new.session.at),
+                if new.plan_index.is_some() { "failed" } else { "not run" },
+            ),
+        });
+    }
     ctx.metrics
         .jobs_created
         .get_or_create(&ControllerLabels {
@@ -134,37 +150,36 @@ pub async fn apply<K: Owner>(
     })
 }
 
-/// Creates the decision's Jobs; returns how many it made and their Events
-/// (a Job that existed already was made by an earlier pass). The first
-/// error comes back once every create has been tried.
-async fn create_jobs<S>(ctx: &Context, ns: &str, d: &Decision<S>) -> Result<(u64, Vec<Note>)> {
-    let results: Vec<(Result<bool>, Option<Note>)> = futures::stream::iter(0..d.create.len())
-        .map(|i| async move {
-            let new = &d.create[i];
-            (
-                create_job(&ctx.client, ns, &new.job).await,
-                new.created.clone(),
-            )
-        })
+/// Creates the decision's Jobs; returns how many it made, their Events
+/// (a Job that existed already was made by an earlier pass), and which
+/// (by index in `d.create`) found their name taken by another owner's Job.
+/// The first error comes back once every create has been tried.
+async fn create_jobs<S>(
+    ctx: &Context,
+    ns: &str,
+    d: &Decision<S>,
+) -> Result<(u64, Vec<Note>, Vec<usize>)> {
+    let results: Vec<(usize, Result<Created>)> = futures::stream::iter(0..d.create.len())
+        .map(|i| async move { (i, create_job(&ctx.client, ns, &d.create[i].job).await) })
         .buffer_unordered(CONCURRENCY)
         .collect()
         .await;
-    let mut notes = Vec::new();
-    let mut made = 0;
-    let mut error = None;
-    for (result, note) in results {
+    let (mut made, mut notes, mut taken, mut error) = (0, Vec::new(), Vec::new(), None);
+    for (i, result) in results {
         match result {
-            Ok(true) => {
+            Ok(Created::Made) => {
                 made += 1;
-                notes.extend(note);
+                notes.extend(d.create[i].created.clone());
             }
-            Ok(false) => {}
+            Ok(Created::Existed) => {}
+            Ok(Created::Taken) => taken.push(i),
             Err(e) => error = error.or(Some(e)),
         }
     }
+    taken.sort_unstable();
     match error {
         Some(e) => Err(e),
-        None => Ok((made, notes)),
+        None => Ok((made, notes, taken)),
     }
 }
 

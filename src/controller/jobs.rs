@@ -101,17 +101,54 @@ pub fn has_finalizer(job: &Job) -> bool {
     job.finalizers().iter().any(|f| f == JOB_FINALIZER)
 }
 
-/// Creates a Job; one that exists already (a retry after a crash, or a
-/// stale cache) is fine: its name is the session's.
-pub async fn create_job(client: &Client, ns: &str, job: &Job) -> Result<bool> {
+/// What creating a Job came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Created {
+    Made,
+    /// It existed already, ours: a retry after a crash, or a stale cache.
+    Existed,
+    /// Its name is taken by a Job of another owner (an earlier Backfill of
+    /// the same name whose Jobs are still being collected, or orphaned).
+    Taken,
+}
+
+/// Creates a Job owned (as controller) by `job`'s owner reference.
+pub async fn create_job(client: &Client, ns: &str, job: &Job) -> Result<Created> {
     let api: Api<Job> = Api::namespaced(client.clone(), ns);
     let pp = PostParams {
         field_manager: Some(FIELD_MANAGER.to_string()),
         ..PostParams::default()
     };
     match api.create(&pp, job).await {
-        Ok(_) => Ok(true),
-        Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+        Ok(_) => Ok(Created::Made),
+        Err(kube::Error::Api(e)) if e.code == 409 => {
+            let owner = job.owner_references().first().map(|o| o.uid.as_str());
+            match api.get_opt(&job.name_any()).await? {
+                Some(existing)
+                    if existing
+                        .owner_references()
+                        .iter()
+                        .any(|o| Some(o.uid.as_str()) == owner && o.controller == Some(true)) =>
+                {
+                    Ok(Created::Existed)
+                }
+                // Another owner's Job on its way out (an earlier object of
+                // the same name, deleted): the name is free soon, and the
+                // pass is retried as a whole, creating this one then.
+                Some(existing) if existing.metadata.deletion_timestamp.is_some() => {
+                    Err(Error::NameInUse {
+                        kind: "Job",
+                        name: job.name_any(),
+                    })
+                }
+                Some(_) => Ok(Created::Taken),
+                // Gone in between: retried as a whole too.
+                None => Err(Error::NameInUse {
+                    kind: "Job",
+                    name: job.name_any(),
+                }),
+            }
+        }
         Err(e) => Err(Error::Kube(e)),
     }
 }

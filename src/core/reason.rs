@@ -63,6 +63,8 @@ reasons! {
     JobsCreated,
     /// Backfill or Schedule: a Job ended without succeeding (Event).
     SessionFailed,
+    /// A Job's name is taken by another owner's Job; a Backfill counts the session as failed (Warning Event).
+    JobNameTaken,
     /// A Job's labels or annotations are not what the operator wrote: they are ignored, and the Job is counted by its name (Warning Event).
     JobNotAsWritten,
     /// Backfill: waiting for a Schedule that does not exist yet, before it stalls.

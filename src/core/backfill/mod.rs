@@ -184,6 +184,12 @@ impl Status for BackfillStatus {
     fn child_created(&mut self, child: &RerunChild, child_uid: &str) {
         child.record_in(self, child_uid);
     }
+
+    fn job_name_taken(&mut self, job: &NewJob) {
+        if let Some(index) = job.plan_index {
+            progress::count_not_launched(self, index, job.session.at);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use super::FAILURE_PREVIEW;
 use super::run::{failed_sessions, frozen_plan};
 use super::status::Stall;
 use super::view::{BackfillView, Pass};
-use crate::api::{BackfillPhase, RunState, SessionSummary};
+use crate::api::{BackfillPhase, BackfillStatus, RunState, SessionSummary};
 use crate::core::bitmap::Bitmap;
 use crate::core::observed::{Note, ObservedJob, Outcome};
 use crate::core::plan::{Order, session_set};
@@ -135,6 +135,36 @@ fn count_outcomes(view: &BackfillView<'_>, d: &mut Pass, outcomes: &mut Outcomes
         reason: Reason::SessionFailed,
         message: format!("Job {} did not succeed", names.join(", ")),
     });
+}
+
+/// A launched session whose Job could not be created (its name is taken
+/// by another owner's Job) counts as failed, so the run never waits for
+/// it; its rerun can follow once that Job is gone.
+pub(super) fn count_not_launched(status: &mut BackfillStatus, index: u64, session: i64) {
+    let Some(run) = status.run.as_mut() else {
+        return;
+    };
+    let mut done = Bitmap::decode(&run.done).unwrap_or_default();
+    if done.contains(index) {
+        return;
+    }
+    let mut failed = Bitmap::decode(&run.failed).unwrap_or_default();
+    done.insert(index);
+    failed.insert(index);
+    run.done = done.encode();
+    run.failed = failed.encode();
+    status.failed_count += 1;
+    status.processed_count = done.len() as i64;
+    status.running_count = (status.running_count - 1).max(0);
+    status.progress = Some(format!("{}/{}", done.len(), status.total_estimated));
+    let summary = status
+        .failed_sessions
+        .get_or_insert_with(SessionSummary::default);
+    summary.count += 1;
+    if summary.preview.len() < FAILURE_PREVIEW {
+        summary.preview.push(time(session));
+        summary.preview.sort_by_key(seconds);
+    }
 }
 
 /// Counts `outcome` at `index` unless counted already; true for a new
