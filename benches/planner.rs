@@ -10,7 +10,10 @@
 //!
 //! Prints sessions per second, the ratios, and the bytes the planner
 //! allocates for plans of 10,000 and 1,000,000 sessions (flat: the plan is
-//! an iterator). Criterion then measures each again on its own.
+//! an iterator). Then the largest Backfill allowed (`MAX_SESSIONS`
+//! minutely sessions) through `decide`: a dry run and a real start, their
+//! time beside the bare engine's walk of as many sessions, and the peak
+//! heap each needs. Criterion then measures each again on its own.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
@@ -25,15 +28,102 @@ use criterion::Criterion;
 
 struct Counting;
 static ALLOCATED: AtomicU64 = AtomicU64::new(0);
+/// Bytes allocated and not yet freed, and the most of them since reset.
+static LIVE: AtomicU64 = AtomicU64::new(0);
+static PEAK: AtomicU64 = AtomicU64::new(0);
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         ALLOCATED.fetch_add(layout.size() as u64, Ordering::Relaxed);
+        let live = LIVE.fetch_add(layout.size() as u64, Ordering::Relaxed) + layout.size() as u64;
+        PEAK.fetch_max(live, Ordering::Relaxed);
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as u64, Ordering::Relaxed);
         unsafe { System.dealloc(ptr, layout) }
     }
+}
+
+/// Runs `f`; returns its result, how long it took and the most heap it
+/// held at once beyond what was live before.
+fn peak_of<T>(f: impl FnOnce() -> T) -> (T, Duration, u64) {
+    let base = LIVE.load(Ordering::Relaxed);
+    PEAK.store(base, Ordering::Relaxed);
+    let start = Instant::now();
+    let out = f();
+    let took = start.elapsed();
+    (out, took, PEAK.load(Ordering::Relaxed) - base)
+}
+
+/// The largest Backfill allowed, minutely, through `decide`: as a dry
+/// run, then started. Prints time and peak heap beside the bare engine.
+fn largest_backfill() {
+    use backfill_operator::api::{BackfillSpec, BackfillStatus, ScheduleRef, ScheduleSpec};
+    use backfill_operator::core::backfill::{BackfillView, decide};
+    use backfill_operator::core::ledger::LedgerIndex;
+    use backfill_operator::core::plan::MAX_SESSIONS;
+    use backfill_operator::core::zoned_cron::time;
+
+    let n = if std::env::args().any(|a| a == "--bench") {
+        MAX_SESSIONS
+    } else {
+        10_000
+    };
+    let schedule = ScheduleSpec {
+        schedule: "* * * * *".into(),
+        ..ScheduleSpec::default()
+    };
+    let spec = |dry_run| BackfillSpec {
+        schedule_ref: ScheduleRef {
+            name: "minutely".into(),
+        },
+        from: Some(time(FROM)),
+        to: Some(time(FROM + n as i64 * 60)),
+        dry_run: Some(dry_run),
+        max_in_flight: Some(100),
+        ..serde_json::from_value(serde_json::json!({"scheduleRef": {"name": "minutely"}})).unwrap()
+    };
+    let ledger = LedgerIndex::default();
+    let status = BackfillStatus::default();
+    let now = FROM + n as i64 * 60 + 3_600;
+    let run = |spec: &BackfillSpec| {
+        decide(&BackfillView {
+            name: "largest",
+            namespace: Some("bench"),
+            uid: "6f1c3d5e-2a4b-4c8d-9e0f-1a2b3c4d5e6f",
+            schedule_uid: "0f1c3d5e-2a4b-4c8d-9e0f-1a2b3c4d5e6f",
+            generation: Some(1),
+            spec,
+            status: &status,
+            created_by: None,
+            schedule: Some(&schedule),
+            jobs: &[],
+            recent_durations: &[60],
+            rerun_request: None,
+            ledger: &ledger,
+            created: None,
+            now,
+        })
+    };
+    let (dry, dry_spec) = (spec(true), spec(false));
+    let (planned, t_dry, heap_dry) = peak_of(|| run(&dry));
+    let (started, t_start, heap_start) = peak_of(|| run(&dry_spec));
+    assert_eq!(planned.status.total_estimated, n as i64);
+    assert_eq!(started.create.len(), 100);
+    let walk = ZonedCron::new("* * * * *", None).unwrap();
+    let (_, t_walk, _) = peak_of(|| black_box(walk.sessions_from(FROM).take(n as usize).count()));
+    println!("the largest Backfill allowed, {n} minutely sessions, through decide:");
+    println!(
+        "  dry run: {t_dry:?}, peak heap {} KiB; start (plan frozen, first 100 Jobs built): {t_start:?}, peak heap {} KiB",
+        heap_dry / 1024,
+        heap_start / 1024
+    );
+    println!(
+        "  bare engine walking as many sessions: {t_walk:?}; ratio dry run / walk: {:.1}, start / walk: {:.1}",
+        t_dry.as_secs_f64() / t_walk.as_secs_f64(),
+        t_start.as_secs_f64() / t_walk.as_secs_f64()
+    );
 }
 
 #[global_allocator]
@@ -147,6 +237,7 @@ fn side_by_side() {
 
 fn main() {
     side_by_side();
+    largest_backfill();
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }

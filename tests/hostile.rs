@@ -13,7 +13,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 use common::api::{Env, apply, apply_hourly, apply_hourly_backfill, schedule_manifest, setup};
-use common::events::wait_event;
+use common::events::{wait_event, wait_event_about};
 use common::instants::{at, rfc3339_utc};
 use common::jobs::JOB_FINALIZER;
 use common::kwok::RUN_FOR;
@@ -368,4 +368,59 @@ async fn job_names_taken_by_orphaned_jobs_fail_their_sessions_instead_of_hanging
         uids
     };
     assert_eq!(uids(&after), uids(&jobs));
+}
+
+/// A Schedule resuming after suspend once started the latest missed
+/// session while a Backfill's Job ran that very session: the same session
+/// twice at once. It now leaves a session another Job of it runs alone,
+/// and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_schedule_does_not_start_a_session_a_backfill_runs() {
+    let env = setup("hostile-twice").await;
+    // The operator's clock starts just before the session: the Schedule
+    // exists before it is due, and once it has passed, it stays the latest
+    // due session for most of a minute of real time.
+    let operator = Operator::start(
+        &env.ns.name,
+        &["--time-origin", "2025-12-31T23:59:45Z", "--time-scale", "1"],
+    )
+    .await;
+    apply(
+        &env.schedules,
+        &schedule_manifest("minutely", "* * * * *", &[(RUN_FOR, "120s")], json!({})),
+    )
+    .await;
+    let session = "2026-01-01T00:00:00Z";
+    operator.wait_until_virtual(at(session) as f64 + 1.0).await;
+    apply(
+        &env.backfills,
+        &common::api::backfill_manifest("first", "minutely", json!({"sessions": [session]})),
+    )
+    .await;
+    let backfill_job = "first-b1767225600";
+    eventually("the Backfill's Job to run", DEADLINE, || async {
+        match env.jobs.get_opt(backfill_job).await {
+            Ok(Some(_)) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+
+    common::api::patch_spec(&env.schedules, "minutely", json!({"suspend": false})).await;
+    let note = wait_event_about(
+        &env,
+        "Schedule",
+        "minutely",
+        "Normal",
+        "SessionRunElsewhere",
+    )
+    .await;
+    assert!(note.contains(backfill_job), "{note}");
+    let jobs = env.jobs.list(&Default::default()).await.unwrap();
+    let names: Vec<_> = jobs
+        .items
+        .iter()
+        .filter_map(|j| j.metadata.name.clone())
+        .collect();
+    assert_eq!(names, [backfill_job], "the session ran twice at once");
 }

@@ -43,6 +43,26 @@ async fn metric(op: &Operator, name: &str) -> f64 {
     http::sample(&body, name)
 }
 
+/// Replica a, leading, then replica b, standing by.
+async fn replicas(ns: &str, args: &[&str]) -> (Operator, Operator) {
+    let a = Operator::start_with_env(ns, args, &[("POD_NAME", "replica-a")]).await;
+    wait_leading(&a, "replica-a").await;
+    let b = Operator::start_with_env(ns, args, &[("POD_NAME", "replica-b")]).await;
+    (a, b)
+}
+
+/// Waits until `op` runs its controllers: it leads.
+async fn wait_leading(op: &Operator, who: &str) {
+    eventually(&format!("{who} to lead"), DEADLINE, || async {
+        if op.log_lines_containing("controllers started").is_empty() {
+            Err(op.log_tail(5))
+        } else {
+            Ok(())
+        }
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_replica_works_and_the_standby_takes_over_when_it_dies() {
     let env = setup("leader").await;
@@ -58,16 +78,7 @@ async fn one_replica_works_and_the_standby_takes_over_when_it_dies() {
         "--listen-address",
         "127.0.0.1:0",
     ];
-    let mut a = Operator::start_with_env(&ns, &args, &[("POD_NAME", "replica-a")]).await;
-    eventually("replica-a to lead", DEADLINE, || async {
-        if a.log_lines_containing("controllers started").is_empty() {
-            Err(a.log_tail(5))
-        } else {
-            Ok(())
-        }
-    })
-    .await;
-    let b = Operator::start_with_env(&ns, &args, &[("POD_NAME", "replica-b")]).await;
+    let (mut a, b) = replicas(&ns, &args).await;
 
     apply_hourly(&env, Some("1s")).await;
     let (from, to) = ("2026-01-01T00:00:00Z", "2026-01-01T20:00:00Z");
@@ -172,16 +183,7 @@ async fn a_paused_leader_writes_nothing_once_the_standby_took_over() {
         "--lease-duration-seconds",
         &lease,
     ];
-    let mut a = Operator::start_with_env(&ns, &args, &[("POD_NAME", "replica-a")]).await;
-    eventually("replica-a to lead", DEADLINE, || async {
-        if a.log_lines_containing("controllers started").is_empty() {
-            Err(a.log_tail(5))
-        } else {
-            Ok(())
-        }
-    })
-    .await;
-    let b = Operator::start_with_env(&ns, &args, &[("POD_NAME", "replica-b")]).await;
+    let (mut a, b) = replicas(&ns, &args).await;
     apply_hourly(&env, Some("2s")).await;
     let (from, to) = ("2026-01-01T00:00:00Z", "2026-01-01T12:00:00Z");
     apply_hourly_backfill(
@@ -201,14 +203,7 @@ async fn a_paused_leader_writes_nothing_once_the_standby_took_over() {
 
     signal(&a, "STOP");
     let stopped = Instant::now();
-    eventually("replica-b to take over", DEADLINE, || async {
-        if b.log_lines_containing("controllers started").is_empty() {
-            Err(b.log_tail(5))
-        } else {
-            Ok(())
-        }
-    })
-    .await;
+    wait_leading(&b, "replica-b").await;
     // Paused for twice the lease duration in all.
     let pause = Duration::from_secs(2 * LEASE_SECONDS);
     eventually("the pause to last", pause + DEADLINE, || async {

@@ -13,9 +13,7 @@ use tracing::instrument;
 use super::apply::apply;
 use super::{Context, FIELD_MANAGER, missing};
 use crate::Result;
-use crate::api::{
-    ANNOTATION_CREATED_BY, ANNOTATION_RERUN_FAILED, Backfill, LABEL_SCHEDULE, Schedule,
-};
+use crate::api::{ANNOTATION_CREATED_BY, ANNOTATION_RERUN_FAILED, Backfill, Schedule};
 use crate::core::backfill::{BackfillView, decide};
 use crate::core::decision::Decision;
 use crate::core::job::OwnerKind;
@@ -58,23 +56,18 @@ pub async fn reconcile(backfill: Arc<Backfill>, ctx: Arc<Context>) -> Result<Act
             .await?
             .map(Arc::new),
     };
-    // Only a plan that has not started yet is estimated: the durations
-    // are not read on every pass of a running backfill.
-    // Other owners' Jobs are read (a scan of the whole cache) before the
-    // start only.
-    let all_jobs = if backfill.status.as_ref().is_none_or(|s| s.run.is_none()) {
-        ctx.jobs.state()
-    } else {
-        Vec::new()
-    };
-    let recent_durations = recent_durations(&all_jobs, &ns, schedule_name);
-    // `reprocess` is judged once, at the start.
-    let ledger = if status.run.is_none() {
+    // Only a plan that has not started yet is estimated, and judged by
+    // `reprocess`: the Schedule's other Jobs are read before the start
+    // only (through the index of the Schedule's Jobs, not the whole cache).
+    let (recent_durations, ledger) = if status.run.is_none() {
+        let schedule_jobs = ctx
+            .job_owners
+            .jobs_of_schedule(&ns, schedule_name, &ctx.jobs);
         let mut index = ctx.ledger_index(&ctx.ledgers_of(&ns, schedule_name), None);
-        add_jobs_of_others(&mut index, &all_jobs, &ns, schedule_name, &uid);
-        index
+        add_jobs_of_others(&mut index, ctx.jobs_of_others(&ns, schedule_name, &uid));
+        (recent_durations(&schedule_jobs), index)
     } else {
-        LedgerIndex::default()
+        (Vec::new(), LedgerIndex::default())
     };
     let schedule_uid = schedule.as_ref().and_then(|s| s.uid()).unwrap_or_default();
     let decision = decide(&BackfillView {
@@ -141,36 +134,11 @@ fn created_by(backfill: &Backfill) -> Option<String> {
         })
 }
 
-/// Adds to `index` what Jobs of the Schedule not owned by `uid` (a
-/// scheduled run, another Backfill) know and the ledger does not yet: the
-/// sessions they run now, and the outcomes of those that ended but still
-/// hold their outcome finalizer (not recorded yet).
-fn add_jobs_of_others(
-    index: &mut LedgerIndex,
-    jobs: &[Arc<Job>],
-    ns: &str,
-    schedule: &str,
-    uid: &str,
-) {
-    let others = jobs
-        .iter()
-        .filter(|j| j.namespace().as_deref() == Some(ns))
-        .filter(|j| j.labels().get(LABEL_SCHEDULE).map(String::as_str) == Some(schedule))
-        .filter(|j| !j.owner_references().iter().any(|o| o.uid == uid))
-        .filter_map(|j| {
-            // Another owner's Job: the session of its name, as its
-            // controller's reference names the owner.
-            let owner = j
-                .owner_references()
-                .iter()
-                .find(|o| o.controller == Some(true))?;
-            let kind = match owner.kind.as_str() {
-                "Schedule" => OwnerKind::Schedule,
-                "Backfill" => OwnerKind::Backfill,
-                _ => return None,
-            };
-            Some(ObservedJob::of(j, kind, &owner.name))
-        });
+/// Adds to `index` what Jobs of the Schedule not owned by this Backfill
+/// (a scheduled run, another Backfill) know and the ledger does not yet:
+/// the sessions they run now, and the outcomes of those that ended but
+/// still hold their outcome finalizer (not recorded yet).
+fn add_jobs_of_others(index: &mut LedgerIndex, others: Vec<ObservedJob>) {
     for job in others {
         let Some(at) = job.session else { continue };
         if job.running() {
@@ -182,11 +150,9 @@ fn add_jobs_of_others(
 }
 
 /// How long the Schedule's recent finished Jobs took, in seconds.
-fn recent_durations(jobs: &[Arc<Job>], ns: &str, schedule: &str) -> Vec<i64> {
+fn recent_durations(jobs: &[Arc<Job>]) -> Vec<i64> {
     let mut finished: Vec<(i64, i64)> = jobs
         .iter()
-        .filter(|j| j.namespace().as_deref() == Some(ns))
-        .filter(|j| j.labels().get(LABEL_SCHEDULE).map(String::as_str) == Some(schedule))
         .filter_map(|j| {
             let s = j.status.as_ref()?;
             let start = seconds(s.start_time.as_ref()?);

@@ -13,7 +13,10 @@ use super::jobs::{delete_job, release_finalizer};
 use super::{OperatorClock, leader, owners};
 use crate::Result;
 use crate::api::{Schedule, SessionLedger};
+use crate::core::job::OwnerKind;
+use crate::core::observed::ObservedJob;
 use crate::metrics::Metrics;
+use kube::ResourceExt;
 
 /// Shared by every reconcile: one client, one recorder, the Job cache and
 /// the clock.
@@ -100,6 +103,29 @@ impl Context {
     /// The cached Jobs a Schedule or Backfill (by namespace and UID) owns.
     pub fn jobs_of(&self, ns: &str, uid: &str) -> Vec<Arc<Job>> {
         self.job_owners.jobs_of(ns, uid, &self.jobs)
+    }
+
+    /// Jobs of the Schedule `schedule` in `ns` that `uid` does not own (the
+    /// Schedule's scheduled runs, other Backfills), as their owners made
+    /// them: each read back against its controller's kind and name.
+    pub fn jobs_of_others(&self, ns: &str, schedule: &str, uid: &str) -> Vec<ObservedJob> {
+        self.job_owners
+            .jobs_of_schedule(ns, schedule, &self.jobs)
+            .iter()
+            .filter(|j| !j.owner_references().iter().any(|o| o.uid == uid))
+            .filter_map(|j| {
+                let owner = j
+                    .owner_references()
+                    .iter()
+                    .find(|o| o.controller == Some(true))?;
+                let kind = match owner.kind.as_str() {
+                    "Schedule" => OwnerKind::Schedule,
+                    "Backfill" => OwnerKind::Backfill,
+                    _ => return None,
+                };
+                Some(ObservedJob::of(j, kind, &owner.name))
+            })
+            .collect()
     }
 
     /// Waits until the Job and ledger caches hold their initial lists.

@@ -18,6 +18,8 @@ use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 
+use crate::api::LABEL_SCHEDULE;
+
 /// Job (namespace, name) by owner (namespace, UID).
 #[derive(Default)]
 struct Index {
@@ -26,6 +28,10 @@ struct Index {
     /// (the garbage collector strips them when an owner is deleted with
     /// orphaning).
     owners: HashMap<(String, String), Vec<String>>,
+    /// Job (namespace, name) by (namespace, `backfill.dev/schedule`
+    /// label), whoever owns it: a session is never run twice at once.
+    by_schedule: HashMap<(String, String), BTreeSet<(String, String)>>,
+    schedules: HashMap<(String, String), String>,
 }
 
 impl Index {
@@ -43,10 +49,26 @@ impl Index {
                 .or_default()
                 .insert(key.clone());
         }
+        if let Some(schedule) = job.labels().get(LABEL_SCHEDULE) {
+            self.by_schedule
+                .entry((key.0.clone(), schedule.clone()))
+                .or_default()
+                .insert(key.clone());
+            self.schedules.insert(key.clone(), schedule.clone());
+        }
         self.owners.insert(key, uids);
     }
 
     fn remove(&mut self, key: &(String, String)) {
+        if let Some(schedule) = self.schedules.remove(key) {
+            let label = (key.0.clone(), schedule);
+            if let Some(jobs) = self.by_schedule.get_mut(&label) {
+                jobs.remove(key);
+                if jobs.is_empty() {
+                    self.by_schedule.remove(&label);
+                }
+            }
+        }
         for uid in self.owners.remove(key).unwrap_or_default() {
             let owner = (key.0.clone(), uid);
             if let Some(jobs) = self.by_owner.get_mut(&owner) {
@@ -79,6 +101,24 @@ impl OwnerIndex {
             watcher::Event::InitApply(job) => listing.get_or_insert_default().insert(job),
             watcher::Event::InitDone => *index = listing.take().unwrap_or_default(),
         }
+    }
+
+    /// The cached Jobs in namespace `ns` labelled as the Schedule
+    /// `schedule`'s, whoever owns them.
+    pub fn jobs_of_schedule(&self, ns: &str, schedule: &str, cache: &Store<Job>) -> Vec<Arc<Job>> {
+        let keys: Vec<(String, String)> = {
+            let guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            guard
+                .0
+                .by_schedule
+                .get(&(ns.to_string(), schedule.to_string()))
+                .map(|jobs| jobs.iter().cloned().collect())
+                .unwrap_or_default()
+        };
+        keys.into_iter()
+            .filter_map(|(ns, name)| cache.get(&ObjectRef::new(&name).within(&ns)))
+            .filter(|j| j.labels().get(LABEL_SCHEDULE).map(String::as_str) == Some(schedule))
+            .collect()
     }
 
     /// The cached Jobs in namespace `ns` that the object `uid` owns.

@@ -47,6 +47,13 @@ pub async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Act
     // One read of the ledger cache serves the status and the retention.
     let ledgers = ctx.ledgers_of(&ns, &name);
     let ledger = ctx.ledger_index(&ledgers, Some((now - RECENT_HORIZON, now + 1)));
+    // Sessions a Backfill's Job runs now are not started twice.
+    let run_elsewhere: std::collections::BTreeMap<i64, String> = ctx
+        .jobs_of_others(&ns, &name, &uid)
+        .into_iter()
+        .filter(|j| j.running())
+        .filter_map(|j| Some((j.session?, j.name)))
+        .collect();
     let decision = decide(&ScheduleView {
         name: &name,
         namespace: &ns,
@@ -58,6 +65,7 @@ pub async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Act
         status: &status,
         jobs: &observed,
         ledger: &ledger,
+        run_elsewhere: &run_elsewhere,
         now,
     });
 

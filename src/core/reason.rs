@@ -107,6 +107,8 @@ reasons! {
     Suspended,
     /// Schedule: Reconciling is False; a Schedule is never in progress.
     Idle,
+    /// Schedule: a due session is not started because another Job of the Schedule (a Backfill's) runs it now (Event).
+    SessionRunElsewhere,
     /// Schedule: a Job was created for a session (Event).
     JobCreated,
     /// Schedule: `Replace` deleted the running Job before its successor (Event).

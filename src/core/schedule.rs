@@ -51,6 +51,9 @@ pub struct ScheduleView<'a> {
     pub jobs: &'a [ObservedJob],
     /// The session ledger over the last [`RECENT_HORIZON`].
     pub ledger: &'a LedgerIndex,
+    /// Sessions another owner's Job of this Schedule (a Backfill's) runs
+    /// now, with that Job's name: a session is never run twice at once.
+    pub run_elsewhere: &'a std::collections::BTreeMap<i64, String>,
     pub now: i64,
 }
 
@@ -393,6 +396,19 @@ fn schedule_sessions(view: &ScheduleView<'_>, clock: &ZonedCron, d: &mut Pass) {
 
     let existing: BTreeSet<i64> = view.jobs.iter().filter_map(|j| j.session).collect();
     for s in &candidates {
+        if let Some(job) = view.run_elsewhere.get(&s.at) {
+            // That Job is this session's attempt: its outcome reaches the
+            // ledger like a scheduled run's would.
+            d.notes.push(Note {
+                warning: false,
+                reason: Reason::SessionRunElsewhere,
+                message: format!(
+                    "the session at {} is not started: Job {job} runs it now",
+                    clock.zone().rfc3339(s.at)
+                ),
+            });
+            continue;
+        }
         if !existing.contains(&s.at) {
             d.create.push(*s);
         }
@@ -711,6 +727,7 @@ mod tests {
                 status: &self.status,
                 jobs: &self.jobs,
                 ledger: &self.ledger,
+                run_elsewhere: &Default::default(),
                 now: at(now),
             })
         }
@@ -1006,6 +1023,7 @@ mod tests {
                 status: &c.status,
                 jobs: &c.jobs,
                 ledger: &c.ledger,
+                run_elsewhere: &Default::default(),
                 now,
             });
             runs.extend(created(&d));

@@ -1046,3 +1046,82 @@ fn the_worst_status_at_the_session_limit_stays_well_under_a_mebibyte() {
     println!("worst status at {limit} sessions: {bytes} bytes");
     assert!(bytes < 600 * 1024, "{bytes} bytes");
 }
+
+mod hostile_jobs {
+    //! Any Jobs at all, with any labels and annotations, into `decide`.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A Job as anyone could have left it: any name (one of ours or not),
+    /// session label, plan index, state and finalizer.
+    fn any_job() -> impl Strategy<Value = ObservedJob> {
+        (
+            0i64..40,
+            any::<bool>(),
+            proptest::option::of(prop_oneof![0u64..40, any::<u64>()]),
+            0u8..3,
+            any::<bool>(),
+            any::<bool>(),
+        )
+            .prop_map(|(hour, named_for_us, index, state, deleting, finalizer)| {
+                let at = at("2026-01-01T00:00:00Z") + hour * 3_600;
+                let name = if named_for_us {
+                    format!("bf-b{at}")
+                } else {
+                    format!("other-{hour}")
+                };
+                let mut job = read_back(at, 0, |job| {
+                    job.metadata.name = Some(name);
+                    let annotations = job.metadata.annotations.as_mut().unwrap();
+                    match index {
+                        Some(i) => annotations
+                            .insert(crate::api::ANNOTATION_PLAN_INDEX.into(), i.to_string()),
+                        None => annotations.remove(crate::api::ANNOTATION_PLAN_INDEX),
+                    };
+                });
+                job.state =
+                    [JobState::Active, JobState::Succeeded, JobState::Failed][state as usize];
+                job.deleting = deleting;
+                job.has_finalizer = finalizer;
+                job
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// Never a panic, bitmaps no longer than the plan, quickly, and the
+        /// counters still add up.
+        #[test]
+        fn any_jobs_are_decided_safely(
+            max_in_flight in 1i32..6,
+            steps in 0usize..4,
+            jobs in proptest::collection::vec(any_job(), 0..30),
+        ) {
+            let mut s = Sim::new(BackfillSpec {
+                max_in_flight: Some(max_in_flight),
+                ..spec()
+            });
+            for _ in 0..steps {
+                s.step();
+                s.finish_all(&[]);
+            }
+            s.jobs.extend(jobs);
+            let started = std::time::Instant::now();
+            let d = s.step();
+            prop_assert!(started.elapsed() < std::time::Duration::from_secs(2));
+            let st = &d.status;
+            prop_assert_eq!(
+                st.processed_count,
+                st.succeeded_count + st.failed_count + st.killed_count
+            );
+            prop_assert!(st.processed_count <= st.total_estimated);
+            let run = st.run.clone().unwrap_or_default();
+            // 30 sessions: four bytes of bits, in base64.
+            for bits in [&run.done, &run.failed, &run.killed] {
+                prop_assert!(bits.len() <= 8, "{}", bits);
+            }
+        }
+    }
+}
