@@ -424,3 +424,72 @@ async fn a_resumed_schedule_does_not_start_a_session_a_backfill_runs() {
         .collect();
     assert_eq!(names, [backfill_job], "the session ran twice at once");
 }
+
+/// Deleting a namespace while its Backfill runs and its Schedule has Jobs
+/// completes while the operator runs: every outcome finalizer comes off
+/// (the owners' own when they go, then the orphans'), none holds the
+/// namespace up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_with_running_jobs_is_deleted_within_two_minutes() {
+    let env = setup("hostile-nsdelete").await;
+    let _operator = Operator::start(&env.ns.name, &[]).await;
+    apply_hourly(&env, Some("300s")).await;
+    apply_hourly_backfill(
+        &env,
+        "long",
+        json!({
+            "from": "2026-01-01T00:00:00Z",
+            "to": "2026-01-01T06:00:00Z",
+            "maxInFlight": 3,
+        }),
+    )
+    .await;
+    eventually(
+        "three running Jobs with the outcome finalizer",
+        DEADLINE,
+        || async {
+            let jobs = env
+                .jobs
+                .list(&Default::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            let held = jobs
+                .items
+                .iter()
+                .filter(|j| {
+                    j.metadata
+                        .finalizers
+                        .iter()
+                        .flatten()
+                        .any(|f| f == JOB_FINALIZER)
+                })
+                .count();
+            if held == 3 {
+                Ok(())
+            } else {
+                Err(format!("{held} held"))
+            }
+        },
+    )
+    .await;
+
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(env.client.clone());
+    namespaces
+        .delete(&env.ns.name, &kube::api::DeleteParams::background())
+        .await
+        .expect("deleting the namespace");
+    let deleted = std::time::Instant::now();
+    eventually(
+        "the namespace to be gone",
+        std::time::Duration::from_secs(120),
+        || async {
+            match namespaces.get_opt(&env.ns.name).await {
+                Ok(None) => Ok(()),
+                Ok(Some(ns)) => Err(format!("{:?}", ns.status)),
+                Err(e) => Err(e.to_string()),
+            }
+        },
+    )
+    .await;
+    println!("namespace gone {:?} after its deletion", deleted.elapsed());
+}
