@@ -379,7 +379,8 @@ async fn a_resumed_schedule_does_not_start_a_session_a_backfill_runs() {
     let env = setup("hostile-twice").await;
     // The operator's clock starts just before the session: the Schedule
     // exists before it is due, and once it has passed, it stays the latest
-    // due session for most of a minute of real time.
+    // due session for most of a minute of real time. The Backfill is
+    // applied 20 s past it, however late the operator's clock started.
     let operator = Operator::start(
         &env.ns.name,
         &["--time-origin", "2025-12-31T23:59:45Z", "--time-scale", "1"],
@@ -391,7 +392,7 @@ async fn a_resumed_schedule_does_not_start_a_session_a_backfill_runs() {
     )
     .await;
     let session = "2026-01-01T00:00:00Z";
-    operator.wait_until_virtual(at(session) as f64 + 1.0).await;
+    operator.wait_until_virtual(at(session) as f64 + 20.0).await;
     apply(
         &env.backfills,
         &common::api::backfill_manifest("first", "minutely", json!({"sessions": [session]})),
@@ -401,7 +402,10 @@ async fn a_resumed_schedule_does_not_start_a_session_a_backfill_runs() {
     eventually("the Backfill's Job to run", DEADLINE, || async {
         match env.jobs.get_opt(backfill_job).await {
             Ok(Some(_)) => Ok(()),
-            other => Err(format!("{other:?}")),
+            other => Err(format!(
+                "{other:?}; {}",
+                summary(&common::api::get(&env.backfills, "first").await)
+            )),
         }
     })
     .await;

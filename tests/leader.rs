@@ -51,6 +51,28 @@ async fn replicas(ns: &str, args: &[&str]) -> (Operator, Operator) {
     (a, b)
 }
 
+/// Applies the hourly Schedule, its pods running `run_for`, and a
+/// Backfill `name` over `[from, to)`, 2 at a time; waits until the leader
+/// processed `processed` sessions.
+async fn start_backfill(
+    env: &common::api::Env,
+    name: &str,
+    (from, to): (&str, &str),
+    run_for: &str,
+    processed: i64,
+) {
+    apply_hourly(env, Some(run_for)).await;
+    apply_hourly_backfill(env, name, json!({"from": from, "to": to, "maxInFlight": 2})).await;
+    wait_backfill(
+        env,
+        name,
+        "some sessions processed by the leader",
+        DEADLINE,
+        |bf| counter(bf, "processedCount") >= processed,
+    )
+    .await;
+}
+
 /// Waits until `op` runs its controllers: it leads.
 async fn wait_leading(op: &Operator, who: &str) {
     eventually(&format!("{who} to lead"), DEADLINE, || async {
@@ -80,22 +102,8 @@ async fn one_replica_works_and_the_standby_takes_over_when_it_dies() {
     ];
     let (mut a, b) = replicas(&ns, &args).await;
 
-    apply_hourly(&env, Some("1s")).await;
     let (from, to) = ("2026-01-01T00:00:00Z", "2026-01-01T20:00:00Z");
-    apply_hourly_backfill(
-        &env,
-        "twenty",
-        json!({"from": from, "to": to, "maxInFlight": 2}),
-    )
-    .await;
-    wait_backfill(
-        &env,
-        "twenty",
-        "some sessions processed by the leader",
-        DEADLINE,
-        |bf| counter(bf, "processedCount") >= 4,
-    )
-    .await;
+    start_backfill(&env, "twenty", (from, to), "1s", 4).await;
 
     // The standby does nothing, and says so; both are ready.
     assert_eq!(metric(&a, "backfill_operator_leader").await, 1.0);
@@ -184,22 +192,8 @@ async fn a_paused_leader_writes_nothing_once_the_standby_took_over() {
         &lease,
     ];
     let (mut a, b) = replicas(&ns, &args).await;
-    apply_hourly(&env, Some("2s")).await;
     let (from, to) = ("2026-01-01T00:00:00Z", "2026-01-01T12:00:00Z");
-    apply_hourly_backfill(
-        &env,
-        "twelve",
-        json!({"from": from, "to": to, "maxInFlight": 2}),
-    )
-    .await;
-    wait_backfill(
-        &env,
-        "twelve",
-        "some sessions processed by the leader",
-        DEADLINE,
-        |bf| counter(bf, "processedCount") >= 2,
-    )
-    .await;
+    start_backfill(&env, "twelve", (from, to), "2s", 2).await;
 
     signal(&a, "STOP");
     let stopped = Instant::now();

@@ -106,37 +106,36 @@ impl OwnerIndex {
     /// The cached Jobs in namespace `ns` labelled as the Schedule
     /// `schedule`'s, whoever owns them.
     pub fn jobs_of_schedule(&self, ns: &str, schedule: &str, cache: &Store<Job>) -> Vec<Arc<Job>> {
-        let keys: Vec<(String, String)> = {
-            let guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-            guard
-                .0
-                .by_schedule
-                .get(&(ns.to_string(), schedule.to_string()))
-                .map(|jobs| jobs.iter().cloned().collect())
-                .unwrap_or_default()
-        };
-        keys.into_iter()
-            .filter_map(|(ns, name)| cache.get(&ObjectRef::new(&name).within(&ns)))
+        let key = (ns.to_string(), schedule.to_string());
+        self.cached(|index| index.by_schedule.get(&key), cache)
             .filter(|j| j.labels().get(LABEL_SCHEDULE).map(String::as_str) == Some(schedule))
             .collect()
     }
 
     /// The cached Jobs in namespace `ns` that the object `uid` owns.
     pub fn jobs_of(&self, ns: &str, uid: &str, cache: &Store<Job>) -> Vec<Arc<Job>> {
+        let key = (ns.to_string(), uid.to_string());
+        self.cached(|index| index.by_owner.get(&key), cache)
+            // The cache may hold a newer Job of that name, of another owner.
+            .filter(|j| j.owner_references().iter().any(|o| o.uid == uid))
+            .collect()
+    }
+
+    /// The cached Jobs of the set `pick` finds in the index (a name the
+    /// cache lacks yet is skipped).
+    fn cached<'c>(
+        &self,
+        pick: impl FnOnce(&Index) -> Option<&BTreeSet<(String, String)>>,
+        cache: &'c Store<Job>,
+    ) -> impl Iterator<Item = Arc<Job>> + 'c {
         let keys: Vec<(String, String)> = {
             let guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-            guard
-                .0
-                .by_owner
-                .get(&(ns.to_string(), uid.to_string()))
+            pick(&guard.0)
                 .map(|jobs| jobs.iter().cloned().collect())
                 .unwrap_or_default()
         };
         keys.into_iter()
-            .filter_map(|(ns, name)| cache.get(&ObjectRef::new(&name).within(&ns)))
-            // The cache may hold a newer Job of that name, of another owner.
-            .filter(|j| j.owner_references().iter().any(|o| o.uid == uid))
-            .collect()
+            .filter_map(move |(ns, name)| cache.get(&ObjectRef::new(&name).within(&ns)))
     }
 }
 

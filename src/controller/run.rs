@@ -14,7 +14,7 @@ use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use tracing::{debug, info, warn};
 
-use super::jobs::release_orphans;
+use super::jobs::{has_finalizer, release_orphans};
 use super::{Context, FIELD_MANAGER, Recent, Settings, backfill, leader, owners, schedule, scope};
 use crate::api::{Backfill, LABEL_SCHEDULE, Schedule, SessionLedger};
 use crate::metrics::Metrics;
@@ -155,18 +155,29 @@ async fn run_controllers(
     let (schedule_changes, schedules_for_backfills) =
         (subscribe(&schedule_writer)?, subscribe(&schedule_writer)?);
     let (deleted_tx, deleted_schedules) = futures::channel::mpsc::unbounded::<Arc<Schedule>>();
+    // Owners gone (a Schedule or Backfill without finalizers goes at once,
+    // e.g. with its namespace): their Jobs' finalizers come off, whatever
+    // order the watches tell of the owner and its Jobs in.
+    let (gone_tx, gone_owners) = futures::channel::mpsc::unbounded::<(String, String)>();
+    let schedule_gone = gone_tx.clone();
     let schedule_events = scope::watch(&client, ns, watcher::Config::default(), schedules.clone())
         .reflect_shared(schedule_writer)
         .inspect(move |event| {
             if let Ok(watcher::Event::Delete(s)) = event {
-                // The receiver goes only when the operator stops.
+                // The receivers go only when the operator stops.
                 let _ = deleted_tx.unbounded_send(Arc::new(s.clone()));
+                let _ = schedule_gone.unbounded_send(owner_key(s));
             }
         });
     let (backfills, backfill_writer) = reflector::store_shared::<Backfill>(256);
     let backfill_changes = subscribe(&backfill_writer)?;
     let backfill_events = scope::watch(&client, ns, watcher::Config::default(), backfills.clone())
-        .reflect_shared(backfill_writer);
+        .reflect_shared(backfill_writer)
+        .inspect(move |event| {
+            if let Ok(watcher::Event::Delete(b)) = event {
+                let _ = gone_tx.unbounded_send(owner_key(b));
+            }
+        });
     *backfill_slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(backfills.clone());
 
     let ctx = Arc::new(Context {
@@ -222,11 +233,21 @@ async fn run_controllers(
                 measured("backfill", ctx.clone(), backfill::reconcile(obj, ctx))
             },
             error_policy,
-            ctx,
+            ctx.clone(),
         )
         .for_each(log_result);
     let job_loop = release_orphans(job_events, schedules, backfills, client, leadership)
         .for_each(|_| future::ready(()));
+    let gone_loop = gone_owners.for_each(|(ns, uid)| {
+        let ctx = ctx.clone();
+        async move {
+            for job in ctx.jobs_of(&ns, &uid).iter().filter(|j| has_finalizer(j)) {
+                if let Err(e) = ctx.release(&ns, &job.name_any()).await {
+                    warn!(job = %job.name_any(), error = %e, "releasing a Job of a deleted owner failed");
+                }
+            }
+        }
+    });
 
     let ledger_loop = ledger_events.for_each(|_| future::ready(()));
     let schedule_watch = schedule_events.for_each(|_| future::ready(()));
@@ -242,12 +263,21 @@ async fn run_controllers(
         _ = future::join(schedule_loop, backfill_loop) => {}
         _ = drain => warn!(seconds = SHUTDOWN_DRAIN.as_secs(), "reconciles still running after the stop signal; stopping anyway"),
         _ = job_loop => warn!("the Job watch ended"),
+        _ = gone_loop => warn!("the deleted owners' channel ended"),
         _ = ledger_loop => warn!("the SessionLedger watch ended"),
         _ = schedule_watch => warn!("the Schedule watch ended"),
         _ = backfill_watch => warn!("the Backfill watch ended"),
     }
     info!("stopped");
     Ok(())
+}
+
+/// The (namespace, UID) an owner's Jobs are indexed by.
+fn owner_key<K: Resource>(obj: &K) -> (String, String) {
+    (
+        obj.namespace().unwrap_or_default(),
+        obj.uid().unwrap_or_default(),
+    )
 }
 
 /// For a watch's `inspect`: tells `synced` once the initial list is in.
