@@ -34,8 +34,9 @@ pub enum Error {
         owner: String,
     },
     /// A name the operator must create is still held by an object being
-    /// deleted. Retried after a short backoff.
-    #[error("{kind} {name} is still being deleted; its name is retried shortly")]
+    /// deleted, or by one its cache does not show yet. Retried after a
+    /// short backoff.
+    #[error("{kind} {name} exists but is being deleted or not cached yet; retried shortly")]
     NameInUse { kind: &'static str, name: String },
     /// A SessionLedger object that cannot be read.
     #[error("SessionLedger {name} cannot be read: {reason}")]

@@ -160,7 +160,10 @@ async fn create_jobs<S>(
     d: &Decision<S>,
 ) -> Result<(u64, Vec<Note>, Vec<usize>)> {
     let results: Vec<(usize, Result<Created>)> = futures::stream::iter(0..d.create.len())
-        .map(|i| async move { (i, create_job(&ctx.client, ns, &d.create[i].job).await) })
+        .map(|i| async move {
+            let job = &d.create[i].job;
+            (i, create_job(&ctx.client, &ctx.jobs, ns, job).await)
+        })
         .buffer_unordered(CONCURRENCY)
         .collect()
         .await;

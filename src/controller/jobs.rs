@@ -112,8 +112,16 @@ pub enum Created {
     Taken,
 }
 
-/// Creates a Job owned (as controller) by `job`'s owner reference.
-pub async fn create_job(client: &Client, ns: &str, job: &Job) -> Result<Created> {
+/// Creates a Job owned (as controller) by `job`'s owner reference. On a
+/// name conflict the Job cache (`cache`, synced before any reconcile)
+/// tells whose Job holds the name; one it does not show yet makes the
+/// pass retry shortly.
+pub async fn create_job(
+    client: &Client,
+    cache: &Store<Job>,
+    ns: &str,
+    job: &Job,
+) -> Result<Created> {
     let api: Api<Job> = Api::namespaced(client.clone(), ns);
     let pp = PostParams {
         field_manager: Some(FIELD_MANAGER.to_string()),
@@ -123,7 +131,7 @@ pub async fn create_job(client: &Client, ns: &str, job: &Job) -> Result<Created>
         Ok(_) => Ok(Created::Made),
         Err(kube::Error::Api(e)) if e.code == 409 => {
             let owner = job.owner_references().first().map(|o| o.uid.as_str());
-            match api.get_opt(&job.name_any()).await? {
+            match cache.get(&ObjectRef::new(&job.name_any()).within(ns)) {
                 Some(existing)
                     if existing
                         .owner_references()
@@ -142,7 +150,8 @@ pub async fn create_job(client: &Client, ns: &str, job: &Job) -> Result<Created>
                     })
                 }
                 Some(_) => Ok(Created::Taken),
-                // Gone in between: retried as a whole too.
+                // Not in the cache yet (or gone in between): retried as a
+                // whole too.
                 None => Err(Error::NameInUse {
                     kind: "Job",
                     name: job.name_any(),
