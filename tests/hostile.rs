@@ -15,7 +15,7 @@ use serde_json::json;
 use common::api::{Env, apply, apply_hourly, apply_hourly_backfill, schedule_manifest, setup};
 use common::events::{wait_event, wait_event_about};
 use common::instants::{at, rfc3339_utc};
-use common::jobs::JOB_FINALIZER;
+use common::jobs::{JOB_FINALIZER, holds_outcome};
 use common::kwok::RUN_FOR;
 use common::operator::{JobFinalizerSweep, Operator};
 use common::poll::eventually;
@@ -457,17 +457,7 @@ async fn a_namespace_with_running_jobs_is_deleted_within_two_minutes() {
                 .list(&Default::default())
                 .await
                 .map_err(|e| e.to_string())?;
-            let held = jobs
-                .items
-                .iter()
-                .filter(|j| {
-                    j.metadata
-                        .finalizers
-                        .iter()
-                        .flatten()
-                        .any(|f| f == JOB_FINALIZER)
-                })
-                .count();
+            let held = jobs.items.iter().filter(|j| holds_outcome(j)).count();
             if held == 3 {
                 Ok(())
             } else {

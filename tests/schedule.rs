@@ -29,7 +29,7 @@ use common::events::{assert_event_about, events_about, wait_event_about};
 use common::instants::{MINUTE, rfc3339_utc};
 use common::jobs::{
     ANNOTATION_ATTEMPT_NAME, ANNOTATION_SESSION_TIME, ANNOTATION_SESSION_UUID, JOB_FINALIZER,
-    LABEL_SCHEDULE, LABEL_SESSION, Outcome, annotation, label, outcome,
+    LABEL_SCHEDULE, LABEL_SESSION, Outcome, annotation, holds_outcome, label, outcome,
 };
 use common::kwok::{OUTCOME, RUN_FOR};
 use common::operator::Operator;
@@ -732,11 +732,7 @@ async fn jobs_carry_the_session_in_the_schedules_zone() {
     assert_eq!(owners[0].controller, Some(true));
     if outcome(&job).is_none() {
         assert!(
-            job.metadata
-                .finalizers
-                .iter()
-                .flatten()
-                .any(|f| f == JOB_FINALIZER),
+            holds_outcome(&job),
             "running Job {name} lacks the {JOB_FINALIZER} finalizer"
         );
     }
@@ -953,13 +949,7 @@ async fn crashes_neither_duplicate_jobs_nor_bend_counters() {
             let held: Vec<String> = jobs_of(&env.jobs, "sturdy")
                 .await
                 .iter()
-                .filter(|j| {
-                    j.metadata
-                        .finalizers
-                        .iter()
-                        .flatten()
-                        .any(|f| f == JOB_FINALIZER)
-                })
+                .filter(|j| holds_outcome(j))
                 .flat_map(|j| j.metadata.name.clone())
                 .collect();
             if seen.iter().all(|j| j.outcome.is_some())

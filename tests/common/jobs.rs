@@ -13,6 +13,15 @@ pub const ANNOTATION_ATTEMPT_NAME: &str = "backfill.dev/attempt-name";
 /// Held by the operator on its Jobs until it has counted their outcome.
 pub const JOB_FINALIZER: &str = "backfill.dev/outcome";
 
+/// Whether the Job still carries the operator's outcome finalizer.
+pub fn holds_outcome(job: &Job) -> bool {
+    job.metadata
+        .finalizers
+        .iter()
+        .flatten()
+        .any(|f| f == JOB_FINALIZER)
+}
+
 /// How a Job ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
