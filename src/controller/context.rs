@@ -78,9 +78,18 @@ impl Recent {
 }
 
 impl Context {
+    /// `Ok` while this process may write (it leads, or runs without
+    /// leader election); says at debug level which write follows, so a
+    /// log shows every write this process started.
+    pub fn may_write(&self, what: &'static str) -> Result<()> {
+        self.leadership.check()?;
+        tracing::debug!(what, "writing");
+        Ok(())
+    }
+
     /// Removes a Job's outcome finalizer, once.
     pub async fn release(&self, ns: &str, name: &str) -> Result<()> {
-        self.leadership.check()?;
+        self.may_write("release a finalizer")?;
         let key = format!("release/{ns}/{name}");
         if !self.recent.seen(&key, 0) {
             release_finalizer(&self.client, ns, name).await?;
@@ -91,7 +100,7 @@ impl Context {
 
     /// Deletes a Job, once.
     pub async fn delete(&self, ns: &str, name: &str) -> Result<()> {
-        self.leadership.check()?;
+        self.may_write("delete a Job")?;
         let key = format!("delete/{ns}/{name}");
         if !self.recent.seen(&key, 0) {
             delete_job(&self.client, ns, name).await?;

@@ -249,7 +249,7 @@ impl Context {
     /// Deletes the months of `ledgers` (one Schedule's) that ended more
     /// than the retention ago.
     pub async fn prune_ledgers(&self, ledgers: &[Arc<SessionLedger>], now: i64) -> Result<()> {
-        self.leadership.check()?;
+        self.may_write("prune ledgers")?;
         let horizon = now - self.ledger_retention;
         for old in ledgers.iter().filter(|l| seconds(&l.spec.to) <= horizon) {
             let (ns, name) = (old.namespace().unwrap_or_default(), old.name_any());
