@@ -92,8 +92,10 @@ impl<S> Decision<S> {
 /// The session and outcome of each Job in `release`: what the ledger
 /// records before the Jobs may go.
 pub fn released_outcomes(jobs: &[ObservedJob], release: &[String]) -> Vec<(i64, Outcome)> {
+    // A set: a pass may release thousands of a large Backfill's Jobs.
+    let release: std::collections::HashSet<&str> = release.iter().map(String::as_str).collect();
     jobs.iter()
-        .filter(|j| release.contains(&j.name))
+        .filter(|j| release.contains(j.name.as_str()))
         .filter_map(|j| Some((j.session?, j.outcome()?)))
         .collect()
 }
