@@ -85,6 +85,7 @@ fn largest_backfill() {
         ..serde_json::from_value(serde_json::json!({"scheduleRef": {"name": "minutely"}})).unwrap()
     };
     let ledger = LedgerIndex::default();
+    let elsewhere = std::collections::BTreeMap::new();
     let status = BackfillStatus::default();
     let now = FROM + n as i64 * 60 + 3_600;
     let run = |spec: &BackfillSpec| {
@@ -102,6 +103,7 @@ fn largest_backfill() {
             recent_durations: &[60],
             rerun_request: None,
             ledger: &ledger,
+            run_elsewhere: &elsewhere,
             created: None,
             now,
         })

@@ -20,7 +20,8 @@ use common::kwok::RUN_FOR;
 use common::operator::{JobFinalizerSweep, Operator};
 use common::poll::eventually;
 use common::status::{
-    RUN_DEADLINE, condition_message, counters, phase, summary, wait_finished, wait_stalled,
+    RUN_DEADLINE, condition, condition_message, counters, phase, summary, wait_finished,
+    wait_phase, wait_stalled,
 };
 use common::tracker::{JobTracker, assert_one_job_per_session};
 use common::{DEADLINE, FIELD_MANAGER};
@@ -360,6 +361,19 @@ async fn job_names_taken_by_orphaned_jobs_fail_their_sessions_instead_of_hanging
     assert_eq!(counters(&bf), (2, 0, 2, 0, 2), "{}", summary(&bf));
     let warning = wait_event(&env, "again", "Warning", "JobNameTaken").await;
     assert!(warning.contains("again-b1767225600"), "{warning}");
+    let taken = condition(&bf, "JobNameTaken").expect("a JobNameTaken condition");
+    assert_eq!(
+        (&taken["status"], &taken["reason"]),
+        (&json!("True"), &json!("JobNameTaken")),
+        "{taken}"
+    );
+    assert!(
+        taken["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("again-b"),
+        "{taken}"
+    );
     // The orphaned Jobs are left as they were.
     let after = env.jobs.list(&Default::default()).await.unwrap();
     let uids = |list: &kube::core::ObjectList<Job>| {
@@ -486,4 +500,66 @@ async fn a_namespace_with_running_jobs_is_deleted_within_two_minutes() {
     )
     .await;
     println!("namespace gone {:?} after its deletion", deleted.elapsed());
+}
+
+/// Two Backfills over the same sessions, with `reprocess: All`, once ran
+/// the shared sessions twice at once. The second now waits (phase
+/// `Waiting`, reason `SessionRunElsewhere`, with an Event naming the Job)
+/// until the first's Job of that session ends, is woken by that end, and
+/// then runs its sessions; no session ever has two active Jobs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_waits_for_a_session_another_backfill_runs() {
+    let env = setup("hostile-exclusive").await;
+    let tracker = JobTracker::start_all(&env.jobs).await;
+    let _operator = Operator::start(&env.ns.name, &[]).await;
+    apply_hourly(&env, Some("20s")).await;
+    let all = |from: &str, to: &str| json!({"from": from, "to": to, "maxInFlight": 4, "reprocess": "All"});
+    apply_hourly_backfill(
+        &env,
+        "first",
+        all("2026-01-01T00:00:00Z", "2026-01-01T02:00:00Z"),
+    )
+    .await;
+    tracker
+        .wait("both of first's Jobs running", "first", |jobs| {
+            jobs.iter().filter(|j| j.active()).count() == 2
+        })
+        .await;
+
+    // Its first session is first's: it waits for it, launching nothing.
+    apply_hourly_backfill(
+        &env,
+        "second",
+        all("2026-01-01T00:00:00Z", "2026-01-01T04:00:00Z"),
+    )
+    .await;
+    let waiting = wait_phase(&env, "second", "Waiting").await;
+    let ready = condition(&waiting, "Ready").expect("a Ready condition");
+    assert_eq!(ready["reason"], "SessionRunElsewhere", "{ready}");
+    let note = wait_event(&env, "second", "Normal", "SessionRunElsewhere").await;
+    assert!(note.contains("first-b1767225600"), "{note}");
+    assert!(
+        tracker.of("second").is_empty(),
+        "{}",
+        tracker.history("second")
+    );
+
+    let bf = wait_finished(&env, "second", RUN_DEADLINE, |_| {}).await;
+    assert_eq!(phase(&bf), "Succeeded", "{}", summary(&bf));
+    assert_eq!(counters(&bf), (4, 4, 0, 0, 4), "{}", summary(&bf));
+    let first = wait_finished(&env, "first", RUN_DEADLINE, |_| {}).await;
+    assert_eq!(phase(&first), "Succeeded", "{}", summary(&first));
+    // Every session of second ran once, none while first's ran it.
+    let hour = |h: i64| at("2026-01-01T00:00:00Z") + h * 3_600;
+    assert_one_job_per_session(&tracker, "second", &[hour(0), hour(1), hour(2), hour(3)]);
+    assert_eq!(
+        tracker.sessions_run_twice_at_once(),
+        Vec::<Vec<String>>::new()
+    );
+    let first_ended = tracker
+        .of("first")
+        .iter()
+        .filter(|j| j.session == Some(hour(0)))
+        .count();
+    assert_eq!(first_ended, 1);
 }

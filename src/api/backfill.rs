@@ -296,7 +296,9 @@ pub enum BackfillPhase {
     Planned,
     /// Launching and running Jobs.
     Running,
-    /// Outside every execution window; see `nextWindowStart`.
+    /// Not launching for now: outside every execution window (see
+    /// `nextWindowStart`), or the next session's attempt runs in another
+    /// Job of the Schedule (the Ready condition names it).
     Waiting,
     /// Suspended.
     Paused,
@@ -408,6 +410,12 @@ pub struct BackfillStatus {
     /// Jobs running now.
     #[serde(default)]
     pub running_count: i64,
+    /// Planned sessions left out after the start: another Job of the
+    /// Schedule ran them while this backfill waited for it, and
+    /// `reprocess` does not run them again. They are no longer in
+    /// `totalEstimated`.
+    #[serde(default)]
+    pub skipped_count: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -484,4 +492,9 @@ pub struct RunState {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     #[schemars(length(max = 1_048_576))]
     pub killed: String,
+    /// Base64 bitmap of the plan indexes left out after the start
+    /// (`skippedCount`); they are in `done` too.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 1_048_576))]
+    pub skipped: String,
 }

@@ -100,4 +100,7 @@ pub mod condition {
     pub const RERUN_REQUESTED: &str = "RerunRequested";
     /// The Schedule's cron or zone changed under a started Backfill.
     pub const SCHEDULE_CHANGED: &str = "ScheduleChanged";
+    /// A Backfill's session could not be launched: its Job's name is
+    /// taken by another owner's Job. True from then on, for the run.
+    pub const JOB_NAME_TAKEN: &str = "JobNameTaken";
 }

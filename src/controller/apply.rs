@@ -90,7 +90,7 @@ pub async fn apply<K: Owner>(
     let (made, created, taken) = create_jobs(ctx, &ns, &d).await?;
     for i in taken {
         let new = &d.create[i];
-        d.status.job_name_taken(new);
+        d.status.job_name_taken(new, ctx.clock.now());
         d.notes.push(Note {
             warning: true,
             reason: Reason::JobNameTaken,

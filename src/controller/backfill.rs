@@ -1,6 +1,7 @@
 //! The Backfill controller: observe the Backfill, its Schedule and its
 //! Jobs, `decide`, act.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::batch::v1::Job;
@@ -13,12 +14,17 @@ use tracing::instrument;
 use super::apply::apply;
 use super::{Context, FIELD_MANAGER, missing};
 use crate::Result;
-use crate::api::{ANNOTATION_CREATED_BY, ANNOTATION_RERUN_FAILED, Backfill, Schedule};
+use crate::api::{
+    ANNOTATION_CREATED_BY, ANNOTATION_RERUN_FAILED, Backfill, BackfillPhase, BackfillSpec,
+    BackfillStatus, LABEL_SCHEDULE, Reprocess, Schedule, SessionOrder, condition,
+};
 use crate::core::backfill::{BackfillView, decide};
 use crate::core::decision::Decision;
 use crate::core::job::OwnerKind;
 use crate::core::ledger::LedgerIndex;
 use crate::core::observed::ObservedJob;
+use crate::core::observed::find_condition;
+use crate::core::reason::Reason;
 use crate::core::zoned_cron::seconds;
 
 /// Recent Jobs whose durations estimate a dry run.
@@ -56,18 +62,51 @@ pub async fn reconcile(backfill: Arc<Backfill>, ctx: Arc<Context>) -> Result<Act
             .await?
             .map(Arc::new),
     };
-    // Only a plan that has not started yet is estimated, and judged by
-    // `reprocess`: the Schedule's other Jobs are read before the start
-    // only (through the index of the Schedule's Jobs, not the whole cache).
-    let (recent_durations, ledger) = if status.run.is_none() {
-        let schedule_jobs = ctx
-            .job_owners
-            .jobs_of_schedule(&ns, schedule_name, &ctx.jobs);
-        let mut index = ctx.ledger_index(&ctx.ledgers_of(&ns, schedule_name), None);
-        add_jobs_of_others(&mut index, ctx.jobs_of_others(&ns, schedule_name, &uid));
-        (recent_durations(&schedule_jobs), index)
+    // Jobs of the Schedule that others own (its scheduled runs, other
+    // Backfills) are read while there is something to start or launch,
+    // through the index of the Schedule's Jobs, not the whole cache: a
+    // session one of them runs waits for it, and what they decided
+    // counts for `reprocess`.
+    let looking = status.run.is_none() || launching(&backfill.spec, &status);
+    let others = if looking {
+        ctx.jobs_of_others(&ns, schedule_name, &uid)
     } else {
-        (Vec::new(), LedgerIndex::default())
+        Vec::new()
+    };
+    let run_elsewhere: BTreeMap<i64, String> = others
+        .iter()
+        .filter(|j| j.running())
+        .filter_map(|j| Some((j.session?, j.name.clone())))
+        .collect();
+    // Only a plan that has not started yet is estimated; `reprocess`
+    // judges it against the whole ledger, and then each session still
+    // to launch against the months it may reach.
+    let recent_durations = if status.run.is_none() {
+        recent_durations(
+            &ctx.job_owners
+                .jobs_of_schedule(&ns, schedule_name, &ctx.jobs),
+        )
+    } else {
+        Vec::new()
+    };
+    let ledger = match (&status.run, backfill.spec.reprocess.unwrap_or_default()) {
+        (None, _) => Some(None),
+        (Some(_), Reprocess::All) => None,
+        (Some(run), _) => run.next_session.as_ref().map(|next| {
+            let at = seconds(next);
+            match backfill.spec.order.unwrap_or_default() {
+                SessionOrder::Oldest => Some((at, i64::MAX)),
+                SessionOrder::Newest => Some((i64::MIN, at + 1)),
+            }
+        }),
+    };
+    let ledger = match ledger {
+        Some(bounds) if looking => {
+            let mut index = ctx.ledger_index(&ctx.ledgers_of(&ns, schedule_name), bounds);
+            add_jobs_of_others(&mut index, others);
+            index
+        }
+        _ => LedgerIndex::default(),
     };
     let schedule_uid = schedule.as_ref().and_then(|s| s.uid()).unwrap_or_default();
     let decision = decide(&BackfillView {
@@ -87,6 +126,7 @@ pub async fn reconcile(backfill: Arc<Backfill>, ctx: Arc<Context>) -> Result<Act
             .get(ANNOTATION_RERUN_FAILED)
             .map(String::as_str),
         ledger: &ledger,
+        run_elsewhere: &run_elsewhere,
         created: backfill
             .meta()
             .creation_timestamp
@@ -96,6 +136,16 @@ pub async fn reconcile(backfill: Arc<Backfill>, ctx: Arc<Context>) -> Result<Act
     });
 
     apply(&ctx, backfill.as_ref(), schedule.as_deref(), decision).await
+}
+
+/// Whether a started run may launch more Jobs: not finished or
+/// cancelled.
+fn launching(spec: &BackfillSpec, status: &BackfillStatus) -> bool {
+    let over = matches!(
+        status.phase,
+        Some(BackfillPhase::Succeeded | BackfillPhase::Failed | BackfillPhase::Cancelled)
+    );
+    !over && spec.cancel != Some(true)
 }
 
 /// The Backfills of a Schedule, reconciled when it changes (created,
@@ -112,6 +162,52 @@ pub fn backfills_of(
         .filter(|b| b.namespace() == ns && b.spec.schedule_ref.name == name)
         .map(|b| ObjectRef::from_obj(b.as_ref()))
         .collect()
+}
+
+/// The Backfills a change of `job` concerns: its owner's, and once it
+/// ended, the Backfills of its Schedule whose launches wait for another
+/// attempt of a session to end (phase `Waiting`, reason
+/// `SessionRunElsewhere`).
+pub fn backfills_of_job(
+    backfills: &kube::runtime::reflector::Store<Backfill>,
+    job: &Job,
+) -> Vec<ObjectRef<Backfill>> {
+    let ns = job.namespace();
+    let mut refs: Vec<ObjectRef<Backfill>> = job
+        .owner_references()
+        .iter()
+        .filter(|o| o.kind == "Backfill" && o.api_version == Backfill::api_version(&()))
+        .map(|o| ObjectRef::new(&o.name).within(ns.as_deref().unwrap_or_default()))
+        .collect();
+    let schedule = job.labels().get(LABEL_SCHEDULE);
+    let ended = job.meta().deletion_timestamp.is_some()
+        || job.status.as_ref().is_some_and(|s| {
+            s.conditions
+                .iter()
+                .flatten()
+                .any(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
+        });
+    if let (true, Some(schedule)) = (ended, schedule) {
+        refs.extend(
+            backfills
+                .state()
+                .iter()
+                .filter(|b| b.namespace() == ns && &b.spec.schedule_ref.name == schedule)
+                .filter(|b| waiting_elsewhere(b))
+                .map(|b| ObjectRef::from_obj(b.as_ref())),
+        );
+    }
+    refs
+}
+
+/// Whether the Backfill waits for another Job of its Schedule to end.
+fn waiting_elsewhere(backfill: &Backfill) -> bool {
+    let Some(status) = &backfill.status else {
+        return false;
+    };
+    status.phase == Some(BackfillPhase::Waiting)
+        && find_condition(&status.conditions, condition::READY)
+            .is_some_and(|c| Reason::SessionRunElsewhere == c.reason.as_str())
 }
 
 /// `backfill.dev/created-by`, else the field manager that created it.

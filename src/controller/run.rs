@@ -221,8 +221,13 @@ async fn run_controllers(
         )
         .for_each(log_result);
     let mapper_store = backfills.clone();
+    let job_store = backfills.clone();
     let backfill_loop = Controller::for_shared_stream(backfill_changes, backfills.clone())
-        .owns_shared_stream(backfill_jobs)
+        // A Job reconciles its Backfill, and when it ends, the Backfills
+        // of its Schedule waiting for that session's attempt to end.
+        .watches_shared_stream(backfill_jobs, move |job| {
+            backfill::backfills_of_job(&job_store, &job)
+        })
         .watches_shared_stream(
             futures::stream::select(schedules_for_backfills, deleted_schedules),
             move |s| backfill::backfills_of(&mapper_store, &s),

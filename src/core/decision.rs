@@ -60,10 +60,11 @@ pub trait Status: Clone + PartialEq + serde::Serialize {
     /// with this UID. Only Backfills make children.
     fn child_created(&mut self, _child: &RerunChild, _child_uid: &str) {}
 
-    /// The Job for `job`'s session could not be created: its name is
-    /// taken by another owner's Job. A Backfill counts the session as
-    /// failed; a Schedule's session is not run (it is settled already).
-    fn job_name_taken(&mut self, _job: &NewJob) {}
+    /// The Job for `job`'s session could not be created at `now`: its
+    /// name is taken by another owner's Job. A Backfill counts the
+    /// session as failed and says so in a condition; a Schedule's session
+    /// is not run (it is settled already).
+    fn job_name_taken(&mut self, _job: &NewJob, _now: i64) {}
 }
 
 impl<S> Decision<S> {

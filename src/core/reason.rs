@@ -63,7 +63,7 @@ reasons! {
     JobsCreated,
     /// Backfill or Schedule: a Job ended without succeeding (Event).
     SessionFailed,
-    /// A Job's name is taken by another owner's Job; a Backfill counts the session as failed (Warning Event).
+    /// A Job's name is taken by another owner's Job; a Backfill counts the session as failed (Warning Event, and the Backfill's `JobNameTaken` condition).
     JobNameTaken,
     /// A Job's labels or annotations are not what the operator wrote: they are ignored, and the Job is counted by its name (Warning Event).
     JobNotAsWritten,
@@ -107,8 +107,10 @@ reasons! {
     Suspended,
     /// Schedule: Reconciling is False; a Schedule is never in progress.
     Idle,
-    /// Schedule: a due session is not started because another Job of the Schedule (a Backfill's) runs it now (Event).
+    /// Schedule: a due session is not started because another Job of the Schedule (a Backfill's) runs it now (Event). Backfill (phase `Waiting`, and Event): its next session runs in another Job of the Schedule; it launches nothing more until that Job ends.
     SessionRunElsewhere,
+    /// Backfill: a session it waited for was decided by another Job of the Schedule, and `reprocess` does not run it again: it is left out (`skippedCount`) (Event).
+    SessionDecidedElsewhere,
     /// Schedule: a Job was created for a session (Event).
     JobCreated,
     /// Schedule: `Replace` deleted the running Job before its successor (Event).

@@ -78,6 +78,9 @@ struct Tracked {
     max_active: BTreeMap<String, (usize, Vec<String>)>,
     /// Per owner: the most Jobs unfinished at once.
     max_unfinished: BTreeMap<String, usize>,
+    /// Every time two or more Jobs of one Schedule were active for one
+    /// session at once, whoever owned them: their names.
+    shared: Vec<Vec<String>>,
     /// Per owner, what happened, in the order the watch told: "+name"
     /// created, "name=Succeeded|Failed" finished, "name~" deletion
     /// requested, "-name" gone.
@@ -165,6 +168,18 @@ impl Tracked {
             return;
         };
         let owner = self.owner(seen).to_string();
+        if let (true, Some(session)) = (seen.active(), seen.session) {
+            let schedule = &seen.schedule;
+            let sharing: Vec<String> = self
+                .jobs
+                .values()
+                .filter(|s| s.active() && s.session == Some(session) && &s.schedule == schedule)
+                .map(|s| s.name.clone())
+                .collect();
+            if sharing.len() > 1 {
+                self.shared.push(sharing);
+            }
+        }
         self.history
             .extend(history.into_iter().map(|h| (owner.clone(), h)));
         let mine: Vec<&Seen> = self
@@ -228,6 +243,7 @@ impl JobTracker {
             jobs: BTreeMap::new(),
             max_active: BTreeMap::new(),
             max_unfinished: BTreeMap::new(),
+            shared: Vec::new(),
             history: Vec::new(),
         }));
         let synced = Arc::new(AtomicBool::new(false));
@@ -289,6 +305,12 @@ impl JobTracker {
 
     fn state(&self) -> std::sync::MutexGuard<'_, Tracked> {
         self.state.lock().expect("tracker lock")
+    }
+
+    /// Each time two or more Jobs of one Schedule were active for the
+    /// same session at once, whoever owned them: their names.
+    pub fn sessions_run_twice_at_once(&self) -> Vec<Vec<String>> {
+        self.state().shared.clone()
     }
 
     /// Every Job of `owner` ever seen, by session then name.

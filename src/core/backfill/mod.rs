@@ -32,7 +32,7 @@ use status::{clear_stall, finish_status, in_grace, stalled, waiting_for_schedule
 use view::Pass;
 
 /// A condition: the Schedule's cron or zone changed under a started run.
-pub use crate::api::condition::SCHEDULE_CHANGED;
+pub use crate::api::condition::{JOB_NAME_TAKEN, SCHEDULE_CHANGED};
 /// Sessions shown at each end of a preview, and failures listed by time.
 pub const PREVIEW: usize = 5;
 pub const FAILURE_PREVIEW: usize = 10;
@@ -185,10 +185,28 @@ impl Status for BackfillStatus {
         child.record_in(self, child_uid);
     }
 
-    fn job_name_taken(&mut self, job: &NewJob) {
-        if let Some(index) = job.plan_index {
-            progress::count_not_launched(self, index, job.session.at);
-        }
+    fn job_name_taken(&mut self, job: &NewJob, now: i64) {
+        let Some(index) = job.plan_index else {
+            return;
+        };
+        progress::count_not_launched(self, index, job.session.at);
+        let name = job.job.metadata.name.as_deref().unwrap_or_default();
+        let before = self.conditions.clone();
+        let ks = Kstatus {
+            before: &before,
+            generation: self.observed_generation,
+            now,
+        };
+        ks.set(
+            &mut self.conditions,
+            JOB_NAME_TAKEN,
+            true,
+            Reason::JobNameTaken,
+            &format!(
+                "the Job name {name} of the session at {} is taken by a Job this backfill does not own: the session is counted as failed; delete that Job, then rerun the failed sessions",
+                crate::core::zoned_cron::rfc3339_utc(job.session.at)
+            ),
+        );
     }
 }
 

@@ -5,19 +5,28 @@ use super::FAILURE_PREVIEW;
 use super::run::{failed_sessions, frozen_plan};
 use super::status::Stall;
 use super::view::{BackfillView, Pass};
-use crate::api::{BackfillPhase, BackfillStatus, RunState, SessionSummary};
+use crate::api::{BackfillPhase, BackfillStatus, Reprocess, RunState, SessionSummary, condition};
 use crate::core::bitmap::Bitmap;
-use crate::core::observed::{Note, ObservedJob, Outcome};
+use crate::core::observed::{Note, ObservedJob, Outcome, find_condition};
 use crate::core::plan::{Order, session_set};
 use crate::core::reason::Reason;
 use crate::core::windows::Windows;
 use crate::core::zoned_cron::{ZonedCron, rfc3339_utc, seconds, time};
 
-/// The outcomes of a run so far: bitmaps over plan indexes.
+/// The outcomes of a run so far: bitmaps over plan indexes. `done`
+/// holds every index settled: counted, or `skipped` after the start.
 struct Outcomes {
     done: Bitmap,
     failed: Bitmap,
     killed: Bitmap,
+    skipped: Bitmap,
+}
+
+impl Outcomes {
+    /// Sessions processed: counted with an outcome (not skipped).
+    fn processed(&self) -> u64 {
+        self.done.len() - self.skipped.len()
+    }
 }
 
 /// Records outcomes, then launches, pauses, waits or cancels.
@@ -27,19 +36,23 @@ pub(super) fn advance(view: &BackfillView<'_>, d: &mut Pass) -> Result<(), Stall
         done: Bitmap::decode(&run.done).unwrap_or_default(),
         failed: Bitmap::decode(&run.failed).unwrap_or_default(),
         killed: Bitmap::decode(&run.killed).unwrap_or_default(),
+        skipped: Bitmap::decode(&run.skipped).unwrap_or_default(),
     };
+    // The skipped are settled in `done`; a bitmap someone edited is
+    // made to agree.
+    outcomes.done.union_with(&outcomes.skipped);
     count_outcomes(view, d, &mut outcomes);
-    let done = &outcomes.done;
+    // The plan's length: what is left to run, and what was left out.
+    let planned = (d.status.total_estimated.max(0) as u64) + outcomes.skipped.len();
 
     let running: Vec<&ObservedJob> = view.jobs.iter().filter(|j| j.running()).collect();
     // In flight: launched and not yet counted. That includes Jobs the
     // cache does not show yet, so a pass right after a launch never
     // launches past `maxInFlight`.
     let in_flight = (run.launched.max(0) as u64)
-        .saturating_sub(done.len())
+        .saturating_sub(outcomes.done.len())
         .max(running.len() as u64);
     d.status.running_count = in_flight as i64;
-    let total = d.status.total_estimated.max(0) as u64;
     let phase = d.status.phase.unwrap_or_default();
     let ended = matches!(phase, BackfillPhase::Succeeded | BackfillPhase::Failed);
 
@@ -59,15 +72,18 @@ pub(super) fn advance(view: &BackfillView<'_>, d: &mut Pass) -> Result<(), Stall
         d.status.next_window_start = None;
     } else {
         d.status.phase = Some(BackfillPhase::Running);
-        launched = launch(view, d, &mut run, in_flight, total);
+        launched = launch(view, d, &mut run, &mut outcomes, in_flight, planned);
     }
+    d.status.skipped_count = outcomes.skipped.len() as i64;
+    d.status.total_estimated = (planned - outcomes.skipped.len()) as i64;
 
     let settled =
-        (run.launched.max(0) as u64).saturating_sub(done.len()) == 0 && running.is_empty();
-    finish_run(view, d, &mut run, &outcomes, settled);
+        (run.launched.max(0) as u64).saturating_sub(outcomes.done.len()) == 0 && running.is_empty();
+    finish_run(view, d, &mut run, &outcomes, planned, settled);
     run.done = outcomes.done.encode();
     run.failed = outcomes.failed.encode();
     run.killed = outcomes.killed.encode();
+    run.skipped = outcomes.skipped.encode();
     d.status.run = Some(run);
     launched
 }
@@ -154,9 +170,11 @@ pub(super) fn count_not_launched(status: &mut BackfillStatus, index: u64, sessio
     run.done = done.encode();
     run.failed = failed.encode();
     status.failed_count += 1;
-    status.processed_count = done.len() as i64;
+    let skipped = Bitmap::decode(&run.skipped).unwrap_or_default();
+    let processed = done.len().saturating_sub(skipped.len());
+    status.processed_count = processed as i64;
     status.running_count = (status.running_count - 1).max(0);
-    status.progress = Some(format!("{}/{}", done.len(), status.total_estimated));
+    status.progress = Some(format!("{processed}/{}", status.total_estimated));
     let summary = status
         .failed_sessions
         .get_or_insert_with(SessionSummary::default);
@@ -255,13 +273,15 @@ fn finish_run(
     d: &mut Pass,
     run: &mut RunState,
     outcomes: &Outcomes,
+    planned: u64,
     settled: bool,
 ) {
     let total = d.status.total_estimated.max(0) as u64;
-    let processed = outcomes.done.len();
+    let processed = outcomes.processed();
     d.status.processed_count = processed as i64;
     d.status.progress = Some(format!("{processed}/{total}"));
-    let all_done = run.launched as u64 >= total && processed >= run.launched as u64;
+    let launched = run.launched.max(0) as u64;
+    let all_done = launched >= planned && outcomes.done.len() >= launched;
     let bad = outcomes.failed.len() + outcomes.killed.len();
     if let Some(BackfillPhase::Running | BackfillPhase::Waiting) = d.status.phase
         && all_done
@@ -296,15 +316,21 @@ fn finish_run(
 }
 
 /// Launches up to `maxInFlight` Jobs in plan order, inside the windows.
+///
+/// One Job per session at a time per Schedule: launching stops at a
+/// session another Job of the Schedule runs now, until that Job ends.
+/// A session decided by another attempt since the start is then left
+/// out when `reprocess` would not run it again.
 fn launch(
     view: &BackfillView<'_>,
     d: &mut Pass,
     run: &mut RunState,
+    outcomes: &mut Outcomes,
     running: u64,
-    total: u64,
+    planned: u64,
 ) -> Result<(), Stall> {
     let launched = run.launched.max(0) as u64;
-    if launched >= total {
+    if launched >= planned {
         d.status.next_window_start = None;
         return Ok(());
     }
@@ -349,29 +375,96 @@ fn launch(
     }
     d.status.next_window_start = None;
     let max = view.spec.max_in_flight.unwrap_or(1).max(1) as u64;
-    let slots = max.saturating_sub(running).min(total - launched);
+    let slots = max.saturating_sub(running);
     if slots == 0 {
         return Ok(());
     }
     let plan = frozen_plan(view.spec, run)?;
     let resume = run.next_session.as_ref().map(seconds);
-    let mut sessions = match (resume, plan.order()) {
+    let rest = match (resume, plan.order()) {
         (Some(at), Order::Ascending) => plan.not_before(Some(at)),
         (Some(at), Order::Descending) => plan.before(Some(at + 1)),
         (None, _) => return Ok(()),
-    }
-    .iter()
-    .take(slots as usize + 1)
-    .collect::<Vec<_>>();
-    let next = if sessions.len() > slots as usize {
-        sessions.pop()
-    } else {
-        None
     };
-    for (k, s) in sessions.into_iter().enumerate() {
-        d.create.push((launched + k as u64, s));
+    let reprocess = view.spec.reprocess.unwrap_or_default();
+    let mut index = launched;
+    let mut next = None;
+    let mut left_out = Vec::new();
+    for s in rest.iter() {
+        if index >= planned {
+            break;
+        }
+        if d.create.len() as u64 == slots {
+            next = Some(s);
+            break;
+        }
+        if let Some(job) = view.run_elsewhere.get(&s.at) {
+            hold_for(view, d, s.at, job);
+            next = Some(s);
+            break;
+        }
+        if decided_elsewhere(view, reprocess, s.at) {
+            outcomes.done.insert(index);
+            outcomes.skipped.insert(index);
+            left_out.push(s.at);
+        } else {
+            d.create.push((index, s));
+        }
+        index += 1;
     }
-    run.launched = (launched + d.create.len() as u64) as i64;
+    if !left_out.is_empty() {
+        d.notes.push(Note {
+            warning: false,
+            reason: Reason::SessionDecidedElsewhere,
+            message: format!(
+                "{} session(s) left out, from {}: another Job of the Schedule decided them while this backfill waited, and reprocess {reprocess:?} does not run them again",
+                left_out.len(),
+                rfc3339_utc(left_out[0])
+            ),
+        });
+    }
+    run.launched = index as i64;
     run.next_session = next.map(|s| time(s.at));
     Ok(())
 }
+
+/// Whether a session still to launch was decided since the start by
+/// another attempt, in a way `reprocess` does not run again: `Missing`
+/// leaves out any outcome, `Failed` a success, `All` nothing.
+fn decided_elsewhere(view: &BackfillView<'_>, reprocess: Reprocess, at: i64) -> bool {
+    match (reprocess, view.ledger.outcome(at)) {
+        (Reprocess::All, _) | (_, None) => false,
+        (Reprocess::Missing, Some(_)) => true,
+        (Reprocess::Failed, Some(outcome)) => outcome == Outcome::Succeeded,
+    }
+}
+
+/// Launching waits for `job`, another Job of the Schedule, which runs
+/// the session at `at`: the phase is `Waiting`, with an Event when the
+/// wait begins.
+fn hold_for(view: &BackfillView<'_>, d: &mut Pass, at: i64, job: &str) {
+    let message = format!(
+        "the session at {} runs in Job {job}, another attempt of it: this backfill launches it, or leaves it out as reprocess says, once that Job ends",
+        rfc3339_utc(at)
+    );
+    let was = view.status.phase == Some(BackfillPhase::Waiting)
+        && find_condition(&view.status.conditions, condition::READY).is_some_and(|c| {
+            Reason::SessionRunElsewhere == c.reason.as_str() && c.message == message
+        });
+    if !was {
+        d.notes.push(Note {
+            warning: false,
+            reason: Reason::SessionRunElsewhere,
+            message: message.clone(),
+        });
+    }
+    d.status.phase = Some(BackfillPhase::Waiting);
+    d.hold = Some((Reason::SessionRunElsewhere, message));
+    // That Job's end wakes this backfill (the controller maps it here);
+    // a look now and then covers an end seen before this status was.
+    d.wake_at = Some(view.now + HOLD_RECHECK);
+}
+
+/// How often a backfill waiting for another Job of its Schedule looks
+/// again without being woken (seconds).
+const HOLD_RECHECK: i64 = 30;

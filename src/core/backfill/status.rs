@@ -131,7 +131,7 @@ pub(super) fn finish_status(d: &mut Pass, ks: &Kstatus<'_>, before: BackfillPhas
         BackfillPhase::Waiting => (false, true, Reason::Waiting),
         BackfillPhase::Paused => (false, false, Reason::Paused),
     };
-    let message = format!(
+    let mut message = format!(
         "{} of {} sessions processed: {} succeeded, {} failed, {} killed, {} running",
         d.status.processed_count,
         d.status.total_estimated,
@@ -140,6 +140,11 @@ pub(super) fn finish_status(d: &mut Pass, ks: &Kstatus<'_>, before: BackfillPhas
         d.status.killed_count,
         d.status.running_count
     );
+    let mut reason = reason;
+    if let (BackfillPhase::Waiting, Some((why, what))) = (phase, &d.hold) {
+        reason = *why;
+        message = what.clone();
+    }
     ks.set(
         &mut d.status.conditions,
         condition::READY,

@@ -58,6 +58,8 @@ struct Sim {
     /// The `backfill.dev/rerun-failed` annotation.
     rerun: Option<String>,
     ledger: LedgerIndex,
+    /// Sessions other Jobs of the Schedule run now.
+    elsewhere: std::collections::BTreeMap<i64, String>,
 }
 
 impl Sim {
@@ -71,6 +73,7 @@ impl Sim {
             now: at("2026-06-01T00:00:00Z"),
             rerun: None,
             ledger: LedgerIndex::default(),
+            elsewhere: Default::default(),
         }
     }
 
@@ -96,6 +99,7 @@ impl Sim {
             recent_durations: &[120, 60, 90],
             rerun_request: self.rerun.as_deref(),
             ledger: &self.ledger,
+            run_elsewhere: &self.elsewhere,
             created,
             now,
         })
@@ -697,7 +701,8 @@ fn reprocess_skips_what_the_ledger_says_is_done() {
         let preview = d.status.preview.clone().unwrap();
         assert_eq!(preview.skipped_by_reprocess, 30 - total);
         assert_eq!(preview.first[0], time(start + first * 3_600));
-        // Frozen: a ledger that changes after the start moves nothing.
+        // After the start, only what another attempt decided since
+        // leaves a session out; an emptied ledger decides nothing.
         s.ledger = LedgerIndex::default();
         s.run_to_end(&[]);
         let want: Vec<i64> = (first..30).map(|i| start + i * 3_600).collect();
@@ -741,6 +746,8 @@ fn sessions_a_job_runs_now_are_left_out_except_by_all() {
         let why = d.status.preview.clone().unwrap().skipped_reason;
         assert_eq!(why.is_some(), !reason.is_empty(), "{why:?}");
         assert!(why.unwrap_or_default().contains(reason), "{reprocess:?}");
+        // Those Jobs have ended by the time the run gets there.
+        s.ledger = LedgerIndex::default();
         s.run_to_end(&[]);
         assert_eq!(
             running.iter().any(|r| s.created.contains(r)),
@@ -1124,4 +1131,133 @@ mod hostile_jobs {
             }
         }
     }
+}
+
+/// The hourly Sim with session `k` (of spec()) run by another Job now.
+fn held_at(reprocess: Reprocess, k: i64) -> (Sim, i64) {
+    let at = at("2026-01-01T00:00:00Z") + k * 3_600;
+    let mut s = Sim::new(BackfillSpec {
+        reprocess: Some(reprocess),
+        ..spec()
+    });
+    s.elsewhere.insert(at, "hourly-other".into());
+    (s, at)
+}
+
+#[test]
+fn a_session_another_job_runs_waits_for_it_then_runs_or_is_left_out() {
+    let start = at("2026-01-01T00:00:00Z");
+    for (reprocess, other, runs_again) in [
+        (Reprocess::All, Outcome::Succeeded, true),
+        (Reprocess::Failed, Outcome::Succeeded, false),
+        (Reprocess::Failed, Outcome::Failed, true),
+        (Reprocess::Missing, Outcome::Failed, false),
+    ] {
+        let case = format!("{reprocess:?} after {other:?}");
+        let (mut s, held) = held_at(reprocess, 2);
+        let d = s.step();
+        // Sessions 0 and 1 launch; 2 waits, and so does all after it.
+        assert_eq!(d.create.len(), 2, "{case}");
+        assert_eq!(s.status.phase, Some(BackfillPhase::Waiting), "{case}");
+        let ready = find_condition(&s.status.conditions, "Ready").unwrap();
+        assert_eq!(ready.reason, "SessionRunElsewhere", "{case}");
+        assert!(ready.message.contains("hourly-other"), "{}", ready.message);
+        let waits = |d: &Decision<BackfillStatus>| {
+            d.notes
+                .iter()
+                .filter(|n| n.reason == Reason::SessionRunElsewhere)
+                .count()
+        };
+        assert_eq!(waits(&d), 1, "{case}");
+        assert!(d.wake_at.is_some(), "{case}");
+        // Still running elsewhere: no launch, no second Event, even with
+        // its own Jobs done.
+        s.finish_all(&[]);
+        let d = s.step();
+        assert_eq!((d.create.len(), waits(&d)), (0, 0), "{case}");
+        assert_eq!(s.status.phase, Some(BackfillPhase::Waiting));
+        assert_eq!(s.status.processed_count, 2);
+        // The other attempt ends and its outcome is known.
+        s.elsewhere.clear();
+        s.ledger.add_unrecorded(held, other);
+        let d = s.step();
+        assert_eq!(s.status.phase, Some(BackfillPhase::Running), "{case}");
+        assert_eq!(
+            d.create.first().map(|j| j.session.at) == Some(held),
+            runs_again,
+            "{case}"
+        );
+        let left_out = d
+            .notes
+            .iter()
+            .any(|n| n.reason == Reason::SessionDecidedElsewhere);
+        assert_eq!(left_out, !runs_again, "{case}");
+        assert_eq!(d.create.len(), 4, "{case}: the slots are filled past it");
+        s.run_to_end(&[]);
+        let skipped = i64::from(!runs_again);
+        assert_eq!(s.status.skipped_count, skipped, "{case}");
+        assert_eq!(s.status.total_estimated, 30 - skipped, "{case}");
+        assert_eq!(s.status.processed_count, 30 - skipped, "{case}");
+        assert_eq!(s.status.succeeded_count, 30 - skipped, "{case}");
+        assert_eq!(
+            s.status.progress.as_deref(),
+            Some(format!("{0}/{0}", 30 - skipped).as_str())
+        );
+        assert_eq!(s.status.phase, Some(BackfillPhase::Succeeded), "{case}");
+        assert_eq!(s.created.contains(&held), runs_again, "{case}");
+        let mut created = s.created.clone();
+        created.dedup();
+        assert_eq!(created.len(), s.created.len(), "{case}: each session once");
+        let want: Vec<i64> = (0..30)
+            .map(|i| start + i * 3_600)
+            .filter(|&t| runs_again || t != held)
+            .collect();
+        assert_eq!(s.created, want, "{case}");
+    }
+}
+
+#[test]
+fn sessions_left_out_after_the_start_end_the_run_when_they_are_the_last() {
+    // Newest first, and the last session (the oldest) is decided
+    // elsewhere while this waits: the run still ends, with the counters
+    // adding up.
+    let (mut s, held) = held_at(Reprocess::Missing, 0);
+    s.spec.order = Some(crate::api::SessionOrder::Newest);
+    s.spec.max_in_flight = Some(30);
+    let d = s.step();
+    assert_eq!(d.create.len(), 29);
+    s.finish_all(&[]);
+    s.step();
+    assert_eq!(s.status.phase, Some(BackfillPhase::Waiting));
+    s.elsewhere.clear();
+    s.ledger.add_unrecorded(held, Outcome::Succeeded);
+    let d = s.step();
+    assert!(d.create.is_empty());
+    assert_eq!(s.status.phase, Some(BackfillPhase::Succeeded));
+    assert_eq!(
+        (
+            s.status.processed_count,
+            s.status.total_estimated,
+            s.status.skipped_count
+        ),
+        (29, 29, 1)
+    );
+    assert!(s.status.completed_at.is_some());
+}
+
+#[test]
+fn a_job_name_taken_fails_its_session_and_sets_a_condition() {
+    let mut s = Sim::new(spec());
+    let d = s.step();
+    let mut status = d.status.clone();
+    status.job_name_taken(&d.create[1], s.now + 5);
+    assert_eq!((status.failed_count, status.processed_count), (1, 1));
+    let c = find_condition(&status.conditions, JOB_NAME_TAKEN).unwrap();
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("True", "JobNameTaken")
+    );
+    let name = d.create[1].job.metadata.name.clone().unwrap();
+    assert!(c.message.contains(&name), "{}", c.message);
+    assert_eq!(c.last_transition_time, time(s.now + 5));
 }

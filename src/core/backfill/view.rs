@@ -5,6 +5,7 @@ use crate::api::{BackfillSpec, BackfillStatus, ScheduleSpec};
 use crate::core::ledger::LedgerIndex;
 use crate::core::observed::Note;
 use crate::core::observed::ObservedJob;
+use crate::core::reason::Reason;
 use crate::core::zoned_cron::Session;
 
 /// Everything `decide` looks at.
@@ -27,9 +28,14 @@ pub struct BackfillView<'a> {
     pub recent_durations: &'a [i64],
     /// The `backfill.dev/rerun-failed` annotation.
     pub rerun_request: Option<&'a str>,
-    /// The Schedule's session ledger, read before the start for
-    /// `reprocess`.
+    /// The Schedule's session ledger, with what its other Jobs know and
+    /// it does not yet, for `reprocess`: read before the start, and for
+    /// the sessions still to launch.
     pub ledger: &'a LedgerIndex,
+    /// Sessions another Job of the Schedule (a scheduled run, another
+    /// Backfill) runs now, with that Job's name: a session waits for its
+    /// other attempt to end.
+    pub run_elsewhere: &'a std::collections::BTreeMap<i64, String>,
     /// When the Backfill was created, on the operator's clock.
     pub created: Option<i64>,
     pub now: i64,
@@ -52,4 +58,7 @@ pub struct Pass {
     pub wake_at: Option<i64>,
     /// A rerun child to create; `status` records it already.
     pub rerun: Option<RerunChild>,
+    /// Why launching is held back other than by a window: the reason
+    /// and message of Ready and Reconciling while `Waiting`.
+    pub hold: Option<(Reason, String)>,
 }
