@@ -52,6 +52,10 @@ pub enum Error {
     /// permission or CRD).
     #[error("{0}")]
     Startup(String),
+    /// The decide step of one object panicked: a bug. That object is
+    /// retried with backoff; the others go on.
+    #[error("deciding {object} failed: {message}; this is a bug, please report it")]
+    DecidePanicked { object: String, message: String },
 }
 
 impl Error {
@@ -68,6 +72,7 @@ impl Error {
             Error::LedgerContended { .. } | Error::NameInUse { .. } => "conflict",
             Error::LeaseLost(_) => "lease",
             Error::Startup(_) => "startup",
+            Error::DecidePanicked { .. } => "bug",
         }
     }
 

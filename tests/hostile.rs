@@ -63,9 +63,11 @@ async fn a_session_list_out_of_order_with_repeats_runs_each_session_once() {
 
 /// `kubectl annotate job … backfill.dev/plan-index=9000000000000000000`
 /// on a running Backfill Job once made the operator abort when the Job
-/// finished, and again at every restart. The annotation is now checked
-/// against what the operator wrote: the Job is counted by its name, with
-/// a Warning, and the operator never restarts.
+/// finished, and again at every restart; an index edited to another one
+/// the Backfill launched once made it wait forever for the session it
+/// displaced. The annotation is now checked against what the operator
+/// wrote: each such Job is counted by its name, with a Warning, the
+/// Backfill finishes, and the operator never restarts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edited_plan_index_is_ignored_and_the_job_counted_once() {
     let env = setup("hostile-index").await;
@@ -82,44 +84,61 @@ async fn an_edited_plan_index_is_ignored_and_the_job_counted_once() {
         }),
     )
     .await;
-    // The first Job, while it runs.
-    let first = eventually("the first Job", DEADLINE, || async {
+    // Both running Jobs, while they run: one gets an index far past the
+    // plan, the other the first one's index (one it did launch).
+    let running = eventually("two running Jobs", DEADLINE, || async {
         let jobs = env
             .jobs
             .list(&Default::default())
             .await
             .map_err(|e| e.to_string())?;
-        jobs.items
+        let running: Vec<Job> = jobs
+            .items
             .into_iter()
-            .find(|j| {
+            .filter(|j| {
                 j.status
                     .as_ref()
                     .and_then(|s| s.completion_time.as_ref())
                     .is_none()
             })
-            .ok_or_else(|| "no running Job yet".to_string())
+            .collect();
+        if running.len() == 2 {
+            Ok(running)
+        } else {
+            Err(format!("{} running", running.len()))
+        }
     })
     .await;
-    let name = first.metadata.name.clone().unwrap();
-    env.jobs
-        .patch(
-            &name,
-            &PatchParams {
-                field_manager: Some("someone-else".into()),
-                ..PatchParams::default()
-            },
-            &Patch::Merge(json!({"metadata": {"annotations": {
-                "backfill.dev/plan-index": "9000000000000000000",
-            }}})),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("annotating {name}: {e}"));
+    let names: Vec<String> = running
+        .iter()
+        .map(|j| j.metadata.name.clone().unwrap())
+        .collect();
+    let index_of_first =
+        running[0].metadata.annotations.as_ref().unwrap()["backfill.dev/plan-index"].clone();
+    for (name, index) in names
+        .iter()
+        .zip(["9000000000000000000", index_of_first.as_str()])
+    {
+        env.jobs
+            .patch(
+                name,
+                &PatchParams {
+                    field_manager: Some("someone-else".into()),
+                    ..PatchParams::default()
+                },
+                &Patch::Merge(json!({"metadata": {"annotations": {
+                    "backfill.dev/plan-index": index,
+                }}})),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("annotating {name}: {e}"));
+    }
 
     let bf = wait_finished(&env, "edited", RUN_DEADLINE, |_| {}).await;
     assert_eq!(phase(&bf), "Succeeded", "{}", summary(&bf));
     assert_eq!(counters(&bf), (4, 4, 0, 0, 4), "{}", summary(&bf));
     let warning = wait_event(&env, "edited", "Warning", "JobNotAsWritten").await;
-    assert!(warning.contains(&name), "{warning}");
+    assert!(names.iter().any(|n| warning.contains(n)), "{warning}");
     assert!(operator.is_running(), "{}", operator.log_tail(40));
     assert!(
         operator

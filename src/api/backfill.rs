@@ -421,8 +421,9 @@ pub struct BackfillStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<Time>,
     /// The `backfill.dev/created-by` annotation, else the field manager
-    /// that created the Backfill.
+    /// that created the Backfill; at most 256 characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
     pub created_by: Option<String>,
     /// What stopped the backfill, if anything did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -475,6 +476,11 @@ pub struct RunState {
     /// The next session to launch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_session: Option<Time>,
+    /// With `selected` or a `sessionSet`: the position of `nextSession`
+    /// among the Schedule's sessions from `from`, where the next launch
+    /// resumes its walk of the set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_slot: Option<i64>,
     /// When `reprocess` left planned sessions out: base64 bitmap over the
     /// sessions of `schedule` from `from` to `to` of the ones that run.
     #[serde(default, skip_serializing_if = "String::is_empty")]

@@ -60,6 +60,10 @@ pub const ANNOTATION_SESSION_TIME: &str = "backfill.dev/session-time";
 pub const ANNOTATION_SESSION_UUID: &str = "backfill.dev/session-uuid";
 /// Annotation on a Backfill's Job: the session's index in the plan.
 pub const ANNOTATION_PLAN_INDEX: &str = "backfill.dev/plan-index";
+/// Annotation on a Backfill's Job: a check of its name and plan index
+/// together (`core::job::plan_check`), so an index edited to another one
+/// is told from the one the operator wrote.
+pub const ANNOTATION_PLAN_CHECK: &str = "backfill.dev/plan-check";
 /// Annotation on a Job: the attempt name that made it.
 pub const ANNOTATION_ATTEMPT_NAME: &str = "backfill.dev/attempt-name";
 /// Annotation on a Backfill: a new value asks for a rerun of its failures.

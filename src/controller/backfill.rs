@@ -13,7 +13,6 @@ use tracing::instrument;
 
 use super::apply::apply;
 use super::{Context, FIELD_MANAGER, missing};
-use crate::Result;
 use crate::api::{
     ANNOTATION_CREATED_BY, ANNOTATION_RERUN_FAILED, Backfill, BackfillPhase, BackfillSpec,
     BackfillStatus, LABEL_SCHEDULE, Reprocess, Schedule, SessionOrder, condition,
@@ -26,6 +25,7 @@ use crate::core::observed::ObservedJob;
 use crate::core::observed::find_condition;
 use crate::core::reason::Reason;
 use crate::core::zoned_cron::seconds;
+use crate::{Error, Result};
 
 /// Recent Jobs whose durations estimate a dry run.
 const RECENT_JOBS: usize = 50;
@@ -109,31 +109,44 @@ pub async fn reconcile(backfill: Arc<Backfill>, ctx: Arc<Context>) -> Result<Act
         _ => LedgerIndex::default(),
     };
     let schedule_uid = schedule.as_ref().and_then(|s| s.uid()).unwrap_or_default();
-    let decision = decide(&BackfillView {
-        name: &name,
-        namespace: Some(&ns),
-        uid: &uid,
-        schedule_uid: &schedule_uid,
-        generation: backfill.meta().generation,
-        spec: &backfill.spec,
-        status: &status,
-        created_by: created_by(&backfill),
-        schedule: schedule.as_ref().map(|s| &s.spec),
-        jobs: &observed,
-        recent_durations: &recent_durations,
-        rerun_request: backfill
-            .annotations()
-            .get(ANNOTATION_RERUN_FAILED)
-            .map(String::as_str),
-        ledger: &ledger,
-        run_elsewhere: &run_elsewhere,
-        created: backfill
-            .meta()
-            .creation_timestamp
-            .as_ref()
-            .map(|t| ctx.clock.at_real(seconds(t))),
-        now: ctx.clock.now(),
-    });
+    // Planning walks up to the session limit, and a launch or a count by
+    // name can walk a large plan: the decide step runs on the blocking
+    // pool, so the Lease renewal and the other objects' reconciles never
+    // wait for it. A panic there fails this object's reconcile only.
+    let created_by = created_by(&backfill);
+    let rerun_request = backfill.annotations().get(ANNOTATION_RERUN_FAILED).cloned();
+    let created = backfill
+        .meta()
+        .creation_timestamp
+        .as_ref()
+        .map(|t| ctx.clock.at_real(seconds(t)));
+    let now = ctx.clock.now();
+    let (owner, of_schedule) = (backfill.clone(), schedule.clone());
+    let decision = tokio::task::spawn_blocking(move || {
+        decide(&BackfillView {
+            name: &name,
+            namespace: Some(&ns),
+            uid: &uid,
+            schedule_uid: &schedule_uid,
+            generation: owner.meta().generation,
+            spec: &owner.spec,
+            status: &status,
+            created_by,
+            schedule: of_schedule.as_ref().map(|s| &s.spec),
+            jobs: &observed,
+            recent_durations: &recent_durations,
+            rerun_request: rerun_request.as_deref(),
+            ledger: &ledger,
+            run_elsewhere: &run_elsewhere,
+            created,
+            now,
+        })
+    })
+    .await
+    .map_err(|e| Error::DecidePanicked {
+        object: format!("Backfill {}", backfill.name_any()),
+        message: e.to_string(),
+    })?;
 
     apply(&ctx, backfill.as_ref(), schedule.as_deref(), decision).await
 }

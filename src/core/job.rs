@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::zoned_cron::{Session, ZonedCron, rfc3339_utc};
 use crate::api::{
-    ANNOTATION_ATTEMPT_NAME, ANNOTATION_PLAN_INDEX, ANNOTATION_SESSION_TIME,
+    ANNOTATION_ATTEMPT_NAME, ANNOTATION_PLAN_CHECK, ANNOTATION_PLAN_INDEX, ANNOTATION_SESSION_TIME,
     ANNOTATION_SESSION_UUID, JOB_FINALIZER, LABEL_BACKFILL, LABEL_SCHEDULE, LABEL_SESSION,
 };
 
@@ -71,6 +71,14 @@ pub fn fit_name(base: &str, suffix: &str, max: usize) -> String {
 pub fn short_hash(text: &str) -> String {
     let digest = Sha256::digest(text.as_bytes());
     digest[..4].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The `backfill.dev/plan-check` of a Backfill's Job: a digest of its
+/// name and plan index together. It tells an index written by the
+/// operator from one edited to another number, however plausible; it is
+/// no secret, and a deliberate edit of both only hurts that Backfill.
+pub fn plan_check(job_name: &str, index: u64) -> String {
+    short_hash(&format!("backfill.dev/plan-index/{job_name}/{index}"))
 }
 
 /// The session's UUID: the same in every attempt, from the Schedule's UID
@@ -150,6 +158,10 @@ impl Attempt<'_> {
         ]);
         if let Some(index) = self.plan_index {
             annotations.insert(ANNOTATION_PLAN_INDEX.to_string(), index.to_string());
+            annotations.insert(
+                ANNOTATION_PLAN_CHECK.to_string(),
+                plan_check(&self.job_name(), index),
+            );
         }
         annotations
     }
@@ -397,6 +409,10 @@ mod tests {
         assert_eq!(main["BACKFILL_NAME"], "march-fix");
         assert_eq!(main["SESSION_UUID"], annotations[ANNOTATION_SESSION_UUID]);
         assert_eq!(annotations[ANNOTATION_PLAN_INDEX], "7");
+        assert_eq!(
+            annotations[ANNOTATION_PLAN_CHECK],
+            plan_check(job.metadata.name.as_deref().unwrap(), 7)
+        );
         let init = env(&pod.init_containers.unwrap()[0]);
         assert_eq!(init["ATTEMPT_NAME"], "march-fix");
         assert_eq!(init.len(), 10);

@@ -4,10 +4,10 @@
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use super::job::{OwnerKind, session_of_job};
+use super::job::{OwnerKind, plan_check, session_of_job};
 use super::reason::Reason;
 use super::zoned_cron::timestamp;
-use crate::api::{ANNOTATION_PLAN_INDEX, JOB_FINALIZER, LABEL_SESSION};
+use crate::api::{ANNOTATION_PLAN_CHECK, ANNOTATION_PLAN_INDEX, JOB_FINALIZER, LABEL_SESSION};
 
 /// A Job of a Schedule or a Backfill, as the watch cache shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -77,11 +77,15 @@ impl ObservedJob {
         let labelled: Option<i64> = label(LABEL_SESSION).and_then(|s| s.parse().ok());
         let plan_index: Option<u64> =
             annotation(ANNOTATION_PLAN_INDEX).and_then(|s| s.parse().ok());
+        // Jobs made before the check existed (0.2.0) carry none.
+        let checked = |index: u64| {
+            annotation(ANNOTATION_PLAN_CHECK).is_none_or(|c| *c == plan_check(&name, index))
+        };
         let as_written = session.is_some()
             && labelled == session
             && match kind {
                 OwnerKind::Schedule => annotation(ANNOTATION_PLAN_INDEX).is_none(),
-                OwnerKind::Backfill => plan_index.is_some(),
+                OwnerKind::Backfill => plan_index.is_some_and(checked),
             };
         ObservedJob {
             name,

@@ -165,6 +165,10 @@ pub struct Plan {
     /// session at or after the earlier of them.
     before: Option<i64>,
     order: Order,
+    /// Where a walk of a `Set` resumes: one of its sessions and its
+    /// position among the clock's sessions from the set's `from`, so a
+    /// launch pass does not walk the set from its start.
+    resume: Option<(i64, u64)>,
 }
 
 impl Plan {
@@ -176,7 +180,34 @@ impl Plan {
             not_before: None,
             before: None,
             order: Order::Ascending,
+            resume: None,
         }
+    }
+
+    /// A walk of a `Set` plan resumes at `at`, the set's `slot`-th clock
+    /// session (as [`Plan::set_slot`] counts). Other plans resume
+    /// without it. Only a walk in order from `at` (`not_before` it
+    /// ascending, `before` just after it descending) may use it.
+    pub fn resuming(mut self, at: i64, slot: u64) -> Self {
+        self.resume = Some((at, slot));
+        self
+    }
+
+    /// For a `Set` plan: the position of `at` among the clock's sessions
+    /// from the set's `from`, counted from `known` (an earlier or later
+    /// session and its position) or else from `from`; in the steps between
+    /// them. `None` for other plans.
+    pub fn set_slot(&self, at: i64, known: Option<(i64, u64)>) -> Option<u64> {
+        let Selection::Set { clock, from, .. } = &self.selection else {
+            return None;
+        };
+        let between =
+            |lo: i64, hi: i64| clock.sessions_from(lo).take_while(|s| s.at < hi).count() as u64;
+        Some(match known {
+            Some((k, slot)) if k <= at => slot + between(k, at),
+            Some((k, slot)) => slot.saturating_sub(between(at, k)),
+            None => between(*from, at),
+        })
     }
 
     pub fn with_filter(mut self, filter: Filter) -> Self {
@@ -385,12 +416,16 @@ impl Plan {
                 bits,
             } => {
                 let to = *to;
+                let (start, first) = match self.resume {
+                    Some((at, slot)) if at >= *from && bits.contains(slot) => (at, slot),
+                    _ => (*from, 0),
+                };
                 Box::new(
                     clock
-                        .sessions_from(*from)
+                        .sessions_from(start)
                         .take_while(move |s| s.at < to)
                         .enumerate()
-                        .filter(|(i, _)| bits.contains(*i as u64))
+                        .filter(move |(i, _)| bits.contains(first + *i as u64))
                         .map(|(_, s)| self.in_schedule_zone(s.at))
                         .filter(|s| self.keeps(*s)),
                 )
@@ -432,10 +467,16 @@ impl Plan {
                 to,
                 bits,
             } => {
-                let to = *to;
-                let total = clock.sessions_from(*from).take_while(|s| s.at < to).count() as u64;
+                let (hi, total) = match self.resume {
+                    Some((at, slot)) if at < *to && bits.contains(slot) => (at + 1, slot + 1),
+                    _ => {
+                        let to = *to;
+                        let total = clock.sessions_from(*from).take_while(|s| s.at < to).count();
+                        (to, total as u64)
+                    }
+                };
                 Box::new(
-                    Backward::new(clock, *from, to, total)
+                    Backward::new(clock, *from, hi, total)
                         .filter(|(i, _)| bits.contains(*i))
                         .map(|(_, s)| self.in_schedule_zone(s.at))
                         .filter(|s| self.keeps(*s)),
@@ -777,6 +818,44 @@ mod tests {
                 "2026-01-01T00:00:00Z"
             ]
         );
+    }
+
+    #[test]
+    fn a_set_walk_resumes_where_it_stopped_in_both_orders() {
+        let (from, to) = (at("2026-01-01T00:00:00Z"), at("2026-01-03T00:00:00Z"));
+        let set = |order| {
+            let clock = ZonedCron::new("*/10 * * * *", Some("Europe/London")).unwrap();
+            Plan::new(
+                clock.clone(),
+                Selection::Set {
+                    clock: Box::new(clock),
+                    from,
+                    to,
+                    bits: (0..288u64).filter(|i| i % 7 == 0 || i % 5 == 1).collect(),
+                },
+            )
+            .with_order(order)
+        };
+        for order in [Order::Ascending, Order::Descending] {
+            let all: Vec<i64> = set(order).iter().map(|s| s.at).collect();
+            let mut known = None;
+            for (k, &at) in all.iter().enumerate() {
+                // The slot from the last resume point, and from scratch.
+                let slot = set(order).set_slot(at, known).unwrap();
+                assert_eq!(Some(slot), set(order).set_slot(at, None), "{order:?} {k}");
+                let tail = match order {
+                    Order::Ascending => set(order).not_before(Some(at)),
+                    Order::Descending => set(order).before(Some(at + 1)),
+                };
+                let resumed: Vec<i64> = tail.resuming(at, slot).iter().map(|s| s.at).collect();
+                assert_eq!(resumed, all[k..], "{order:?} from {k}");
+                known = Some((at, slot));
+            }
+            // A slot someone edited that is no session of the set is
+            // ignored: the walk starts over.
+            let tail = set(order).not_before(Some(all[3])).before(Some(all[3] + 1));
+            assert_eq!(tail.resuming(all[3], 2).iter().count(), 1, "{order:?}");
+        }
     }
 
     #[test]

@@ -379,8 +379,13 @@ fn launch(
     if slots == 0 {
         return Ok(());
     }
-    let plan = frozen_plan(view.spec, run)?;
+    let mut plan = frozen_plan(view.spec, run)?;
     let resume = run.next_session.as_ref().map(seconds);
+    // A set is walked from where the last launch stopped, not its start.
+    let known = resume.zip(run.next_slot.and_then(|s| u64::try_from(s).ok()));
+    if let Some((at, slot)) = known {
+        plan = plan.resuming(at, slot);
+    }
     let rest = match (resume, plan.order()) {
         (Some(at), Order::Ascending) => plan.not_before(Some(at)),
         (Some(at), Order::Descending) => plan.before(Some(at + 1)),
@@ -425,6 +430,9 @@ fn launch(
     }
     run.launched = index as i64;
     run.next_session = next.map(|s| time(s.at));
+    run.next_slot = next
+        .and_then(|s| rest.set_slot(s.at, known))
+        .map(|slot| slot as i64);
     Ok(())
 }
 

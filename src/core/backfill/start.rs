@@ -48,12 +48,14 @@ pub(super) fn plan_or_start(view: &BackfillView<'_>, d: &mut Pass) -> Result<(),
     })?;
     d.status.preview = Some(preview(view, d, &plan, &survey, windows.as_ref()));
     d.status.progress = Some(format!("0/{total}"));
-    // Who asked is decided once.
+    // Who asked is decided once, and kept short: an annotation may hold
+    // up to 256 KiB.
     d.status.created_by = view
         .status
         .created_by
         .clone()
-        .or_else(|| view.created_by.clone());
+        .or_else(|| view.created_by.clone())
+        .map(|who| at_most(who.trim(), CREATED_BY_MAX));
 
     // Why `reprocess` left sessions out, for the Events.
     let skipped_note = d
@@ -88,6 +90,20 @@ pub(super) fn plan_or_start(view: &BackfillView<'_>, d: &mut Pass) -> Result<(),
         ),
     });
     Ok(())
+}
+
+/// The longest `status.createdBy` (characters), as its schema says.
+pub const CREATED_BY_MAX: usize = 256;
+
+/// `text` cut to `max` characters, an ellipsis marking the cut.
+fn at_most(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => text.to_string(),
+        Some(_) => {
+            let cut: String = text.chars().take(max - 1).collect();
+            format!("{cut}…")
+        }
+    }
 }
 
 /// One pass over the plan, in run order: what `reprocess` leaves out and

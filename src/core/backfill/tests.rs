@@ -60,6 +60,8 @@ struct Sim {
     ledger: LedgerIndex,
     /// Sessions other Jobs of the Schedule run now.
     elsewhere: std::collections::BTreeMap<i64, String>,
+    /// Who asked, as the controller reads it.
+    created_by: Option<String>,
 }
 
 impl Sim {
@@ -74,6 +76,7 @@ impl Sim {
             rerun: None,
             ledger: LedgerIndex::default(),
             elsewhere: Default::default(),
+            created_by: Some("kubectl".into()),
         }
     }
 
@@ -93,7 +96,7 @@ impl Sim {
             generation: Some(1),
             spec: &self.spec,
             status: &self.status,
-            created_by: Some("kubectl".into()),
+            created_by: self.created_by.clone(),
             schedule,
             jobs: &self.jobs,
             recent_durations: &[120, 60, 90],
@@ -910,6 +913,25 @@ fn labels_and_annotations_count_only_as_the_operator_wrote_them() {
         );
     });
     assert!(!unindexed.as_written);
+    // Another index the Backfill did launch: its check tells.
+    let moved = read_back(at, 3, |job| {
+        job.metadata
+            .annotations
+            .as_mut()
+            .unwrap()
+            .insert(crate::api::ANNOTATION_PLAN_INDEX.into(), "1".into());
+    });
+    assert!(!moved.as_written);
+    assert_eq!((moved.session, moved.plan_index), (Some(at), None));
+    // A Job made before the check existed is read as before.
+    let older = read_back(at, 3, |job| {
+        job.metadata
+            .annotations
+            .as_mut()
+            .unwrap()
+            .remove(crate::api::ANNOTATION_PLAN_CHECK);
+    });
+    assert_eq!((older.as_written, older.plan_index), (true, Some(3)));
     // A Job named for no session of this Backfill has none.
     let renamed = read_back(at, 3, |job| job.metadata.name = Some("bf-x".into()));
     assert_eq!(renamed.session, None);
@@ -1260,4 +1282,18 @@ fn a_job_name_taken_fails_its_session_and_sets_a_condition() {
     let name = d.create[1].job.metadata.name.clone().unwrap();
     assert!(c.message.contains(&name), "{}", c.message);
     assert_eq!(c.last_transition_time, time(s.now + 5));
+}
+
+#[test]
+fn who_asked_is_kept_short() {
+    let mut s = Sim::new(spec());
+    s.created_by = Some(format!("  {}  ", "é".repeat(300_000)));
+    s.step();
+    let who = s.status.created_by.clone().unwrap();
+    assert_eq!(who.chars().count(), super::start::CREATED_BY_MAX);
+    assert!(who.starts_with('é') && who.ends_with('…'), "{who}");
+    // Decided once.
+    s.created_by = Some("someone".into());
+    s.step();
+    assert_eq!(s.status.created_by.as_deref(), Some(who.as_str()));
 }
