@@ -3,7 +3,9 @@
 //! meets the Pod Security Standard "restricted", and the RBAC it grants is
 //! exactly what the operator needs: the operator binary, run with nothing
 //! but the chart's ServiceAccount token, takes a Schedule and a Backfill
-//! to completion without one "forbidden". `helm uninstall` keeps the CRDs.
+//! to completion without one "forbidden". `helm uninstall` keeps the CRDs;
+//! its pre-delete hook runs `release-finalizers` for the watched namespaces
+//! (rendered here; `tests/uninstall.rs` runs it).
 //!
 //! helm and kubectl are the local control plane's (`.cluster/bin`, else
 //! `PATH`); they talk to `KUBECONFIG`, else `.cluster/kubeconfig`.
