@@ -38,6 +38,64 @@ pub enum Command {
     /// CRD into each directory given (`make crds` does, for `crds/` and
     /// the chart).
     Crdgen { dirs: Vec<std::path::PathBuf> },
+    /// Remove the operator's finalizer (backfill.dev/outcome) from every
+    /// Job that holds it, in the given namespaces or in all of them: before
+    /// uninstalling the operator or leaving a namespace, so that deleting
+    /// the Jobs or their namespace does not wait for an operator that is
+    /// gone. The outcomes of those Jobs are then not recorded.
+    ReleaseFinalizers(ReleaseArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+#[command(group(clap::ArgGroup::new("scope").required(true).args(["namespace", "all_namespaces"])))]
+pub struct ReleaseArgs {
+    /// Release the Jobs of these namespaces: repeat the flag, or separate
+    /// them with commas.
+    #[arg(short = 'n', long, value_delimiter = ',')]
+    pub namespace: Vec<String>,
+    /// Release the Jobs of every namespace.
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+}
+
+impl ReleaseArgs {
+    /// The namespaces to release (empty: all), each checked and named once.
+    pub fn namespaces(&self) -> Result<Vec<String>, CliError> {
+        let names = namespace_names(&self.namespace)?;
+        if names.is_empty() && !self.all_namespaces {
+            return Err(CliError::Input(
+                "give --namespace NS (or --all-namespaces)".into(),
+            ));
+        }
+        Ok(names)
+    }
+}
+
+/// What `release-finalizers` prints: one line per namespace.
+pub fn release_report(report: &[crate::controller::jobs::ReleasedIn]) -> String {
+    let mut out = String::new();
+    if report.is_empty() {
+        let _ = writeln!(
+            out,
+            "no Job holds the finalizer {}",
+            crate::api::JOB_FINALIZER
+        );
+    }
+    for r in report {
+        let jobs = |n: usize| if n == 1 { "Job" } else { "Jobs" };
+        let _ = write!(
+            out,
+            "namespace {}: released {} {}",
+            r.namespace,
+            r.released,
+            jobs(r.released)
+        );
+        if !r.failed.is_empty() {
+            let _ = write!(out, ", {} failed", r.failed.len());
+        }
+        out.push('\n');
+    }
+    out
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -106,29 +164,7 @@ impl RunArgs {
 
     /// The namespaces to watch (empty: all), each checked and named once.
     pub fn namespaces(&self) -> Result<Vec<String>, CliError> {
-        let mut out: Vec<String> = Vec::new();
-        for ns in self
-            .namespace
-            .iter()
-            .map(|n| n.trim())
-            .filter(|n| !n.is_empty())
-        {
-            let label = ns.len() <= crate::api::LABEL_VALUE_MAX
-                && ns
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                && !ns.starts_with('-')
-                && !ns.ends_with('-');
-            if !label {
-                return Err(CliError::Input(format!(
-                    "--namespace {ns:?} is not a namespace name (lowercase letters, digits and '-', at most 63)"
-                )));
-            }
-            if !out.iter().any(|o| o == ns) {
-                out.push(ns.to_string());
-            }
-        }
-        Ok(out)
+        namespace_names(&self.namespace)
     }
 
     /// The Lease to compete for, when `--leader-elect` asks for one.
@@ -241,6 +277,29 @@ pub enum CliError {
     Plan(#[from] PlanError),
     #[error("{0}")]
     Input(String),
+}
+
+/// Namespace names from `--namespace` flags (repeated or comma-separated),
+/// each checked and named once.
+fn namespace_names(flags: &[String]) -> Result<Vec<String>, CliError> {
+    let mut out: Vec<String> = Vec::new();
+    for ns in flags.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
+        let label = ns.len() <= crate::api::LABEL_VALUE_MAX
+            && ns
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !ns.starts_with('-')
+            && !ns.ends_with('-');
+        if !label {
+            return Err(CliError::Input(format!(
+                "--namespace {ns:?} is not a namespace name (lowercase letters, digits and '-', at most 63)"
+            )));
+        }
+        if !out.iter().any(|o| o == ns) {
+            out.push(ns.to_string());
+        }
+    }
+    Ok(out)
 }
 
 fn instant(flag: &str, text: &str) -> Result<i64, CliError> {
@@ -433,6 +492,52 @@ mod tests {
         assert!(err.contains("\"Team_B\" is not a namespace name"), "{err}");
         assert!(ns(&["--namespace=a,-b"]).is_err());
         assert!(ns(&["--namespace", &"a".repeat(64)]).is_err());
+    }
+
+    #[test]
+    fn release_finalizers_takes_namespaces_or_all_of_them() {
+        let parse = |list: &[&str]| {
+            let mut argv = vec!["backfill-operator", "release-finalizers"];
+            argv.extend_from_slice(list);
+            match Cli::try_parse_from(argv)?.command {
+                Some(Command::ReleaseFinalizers(a)) => Ok::<_, clap::Error>(a),
+                _ => unreachable!(),
+            }
+        };
+        let ns = |list: &[&str]| parse(list).unwrap().namespaces().unwrap();
+        assert_eq!(ns(&["-n", "a", "--namespace", "b,a"]), ["a", "b"]);
+        assert_eq!(ns(&["--all-namespaces"]), Vec::<String>::new());
+        assert_eq!(ns(&["-A"]), Vec::<String>::new());
+        assert!(parse(&[]).is_err(), "a scope is required");
+        assert!(parse(&["-n", "a", "-A"]).is_err(), "one scope only");
+        let empty = parse(&["--namespace="]).unwrap().namespaces();
+        assert!(empty.unwrap_err().to_string().contains("give --namespace"));
+        assert!(parse(&["-n", "Bad_Name"]).unwrap().namespaces().is_err());
+    }
+
+    #[test]
+    fn release_report_counts_per_namespace() {
+        use crate::controller::jobs::ReleasedIn;
+        assert_eq!(
+            release_report(&[]),
+            "no Job holds the finalizer backfill.dev/outcome\n"
+        );
+        let report = [
+            ReleasedIn {
+                namespace: "a".into(),
+                released: 1,
+                failed: vec![],
+            },
+            ReleasedIn {
+                namespace: "b".into(),
+                released: 0,
+                failed: vec![("j".into(), "forbidden (403)".into())],
+            },
+        ];
+        assert_eq!(
+            release_report(&report),
+            "namespace a: released 1 Job\nnamespace b: released 0 Jobs, 1 failed\n"
+        );
     }
 
     #[test]

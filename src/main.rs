@@ -1,6 +1,6 @@
 use std::process::ExitCode;
 
-use backfill_operator::cli::{self, Cli, Command, LogFormat, RunArgs};
+use backfill_operator::cli::{self, Cli, Command, LogFormat, ReleaseArgs, RunArgs};
 use backfill_operator::{controller, crds};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
@@ -27,6 +27,7 @@ fn main() -> ExitCode {
             print!("{}", crds::stream());
             ExitCode::SUCCESS
         }
+        Some(Command::ReleaseFinalizers(args)) => release_finalizers(args),
         Some(Command::Crdgen { dirs }) => match crds::write_to(&dirs) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -68,6 +69,55 @@ fn run(args: RunArgs) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "the operator stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `release-finalizers`: one line per namespace on stdout, each Job that
+/// could not be released on stderr (and a failing exit).
+fn release_finalizers(args: ReleaseArgs) -> ExitCode {
+    let namespaces = match args.namespaces() {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        // The same configuration as `run`: KUBECONFIG, ~/.kube/config, or
+        // the pod's ServiceAccount.
+        let client = kube::Client::try_default().await?;
+        controller::jobs::release_all_finalizers(&client, &namespaces).await
+    });
+    match result {
+        Ok(report) => {
+            print!("{}", cli::release_report(&report));
+            let mut failed = false;
+            for r in &report {
+                for (job, why) in &r.failed {
+                    eprintln!(
+                        "error: Job {}/{job} keeps its finalizer: {why}",
+                        r.namespace
+                    );
+                    failed = true;
+                }
+            }
+            if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
             ExitCode::FAILURE
         }
     }

@@ -3,7 +3,9 @@
 //! meets the Pod Security Standard "restricted", and the RBAC it grants is
 //! exactly what the operator needs: the operator binary, run with nothing
 //! but the chart's ServiceAccount token, takes a Schedule and a Backfill
-//! to completion without one "forbidden". `helm uninstall` keeps the CRDs.
+//! to completion without one "forbidden". `helm uninstall` keeps the CRDs;
+//! its pre-delete hook runs `release-finalizers` for the watched namespaces
+//! (rendered here; `tests/uninstall.rs` runs it).
 //!
 //! helm and kubectl are the local control plane's (`.cluster/bin`, else
 //! `PATH`); they talk to `KUBECONFIG`, else `.cluster/kubeconfig`.
@@ -268,6 +270,22 @@ fn container(docs: &[Value]) -> &Value {
     }
 }
 
+/// The pre-delete hook's Job, rendered.
+fn hook_job(docs: &[Value]) -> &Value {
+    let jobs = of_kind(docs, "Job");
+    match jobs.as_slice() {
+        [job] if job["metadata"]["annotations"]["helm.sh/hook"] == "pre-delete" => job,
+        found => panic!("expected one pre-delete hook Job, found {found:?}"),
+    }
+}
+
+fn hook_container(docs: &[Value]) -> &Value {
+    match hook_job(docs)["spec"]["template"]["spec"]["containers"].as_array() {
+        Some(containers) if containers.len() == 1 => &containers[0],
+        other => panic!("expected one container in the hook, found {other:?}"),
+    }
+}
+
 // ---------------------------------------------------------------------
 // Without a cluster
 // ---------------------------------------------------------------------
@@ -324,6 +342,14 @@ fn chart_lints_and_its_schema_refuses_bad_values() {
     refused("watchNamespaces=team-a", "/watchNamespaces");
     refused("ledgerRetentionDays=0", "/ledgerRetentionDays");
     refused("metrics.port=0", "/metrics/port");
+    refused(
+        "uninstall.cleanup=true",
+        "additional properties 'cleanup' not allowed",
+    );
+    refused(
+        "uninstall.activeDeadlineSeconds=0",
+        "/uninstall/activeDeadlineSeconds",
+    );
     refused(
         "replicaCount=2,leaderElection.enabled=false",
         "/replicaCount",
@@ -587,6 +613,126 @@ fn deployment_sets_the_restricted_security_context() {
     assert_eq!(c["seccompProfile"]["type"], "RuntimeDefault");
     assert!(c.get("privileged").is_none_or(|v| v == false));
     assert!(pod.get("hostNetwork").is_none() && pod.get("volumes").is_none());
+
+    // The uninstall hook's pod has the same contexts.
+    let hook = &hook_job(&rendered)["spec"]["template"]["spec"];
+    assert_eq!(hook["securityContext"], pod["securityContext"]);
+    assert_eq!(hook_container(&rendered)["securityContext"], *c);
+    assert_eq!(hook["automountServiceAccountToken"], true);
+    assert!(hook.get("hostNetwork").is_none() && hook.get("volumes").is_none());
+}
+
+/// The pre-delete hook runs `release-finalizers` for the namespaces the
+/// Deployment watches (every namespace by default), with the operator's
+/// ServiceAccount, whose RBAC lists and patches Jobs there. It is bounded
+/// (backoffLimit, activeDeadlineSeconds), deleted before a new one and
+/// once it succeeded, its pod is not selected by the Deployment's Service,
+/// and `uninstall.releaseFinalizers=false` leaves it out. Every flag is one
+/// `backfill-operator release-finalizers` takes.
+#[test]
+fn uninstall_hook_releases_the_finalizers_of_the_watched_namespaces() {
+    let defaults = docs(&template("bfo", "ops", &[]));
+    let job = hook_job(&defaults);
+    let annotations = &job["metadata"]["annotations"];
+    assert_eq!(
+        annotations["helm.sh/hook-delete-policy"],
+        "before-hook-creation,hook-succeeded"
+    );
+    assert_eq!(job["metadata"]["namespace"], "ops");
+    assert_eq!(job["spec"]["backoffLimit"], 2);
+    assert_eq!(job["spec"]["activeDeadlineSeconds"], 120);
+    let pod = &job["spec"]["template"];
+    assert_eq!(pod["spec"]["restartPolicy"], "Never");
+    assert_eq!(
+        pod["spec"]["serviceAccountName"],
+        one(&defaults, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"]
+    );
+    let c = hook_container(&defaults);
+    assert_eq!(c["image"], container(&defaults)["image"]);
+    assert!(
+        c.get("command").is_none(),
+        "the image's entrypoint is the binary"
+    );
+    assert_eq!(
+        strings(&c["args"]),
+        ["release-finalizers", "--all-namespaces"]
+    );
+    let service = one(&defaults, "Service");
+    let selector = service["spec"]["selector"].as_object().expect("a selector");
+    assert!(
+        !selector
+            .iter()
+            .all(|(k, v)| pod["metadata"]["labels"][k] == *v),
+        "the metrics Service selects the hook's pod"
+    );
+
+    let listed = docs(&template(
+        "bfo",
+        "ops",
+        &[
+            "watchNamespaces={team-a,team-b}",
+            "watchNamespace=team-c",
+            "uninstall.backoffLimit=0",
+            "uninstall.activeDeadlineSeconds=30",
+            "uninstall.podAnnotations.note=x",
+            "serviceAccount.create=false",
+            "serviceAccount.name=existing",
+        ],
+    ));
+    let job = hook_job(&listed);
+    assert_eq!(job["spec"]["backoffLimit"], 0);
+    assert_eq!(job["spec"]["activeDeadlineSeconds"], 30);
+    assert_eq!(
+        job["spec"]["template"]["metadata"]["annotations"]["note"],
+        "x"
+    );
+    assert_eq!(
+        job["spec"]["template"]["spec"]["serviceAccountName"],
+        "existing"
+    );
+    let args = strings(&hook_container(&listed)["args"]);
+    assert_eq!(
+        args,
+        ["release-finalizers", "--namespace=team-a,team-b,team-c"]
+    );
+    assert_eq!(
+        strings(&container(&listed)["args"]).last(),
+        args.last(),
+        "the hook releases the namespaces the operator watches"
+    );
+
+    let long = docs(&template(
+        "bfo",
+        "ops",
+        &[&format!("fullnameOverride={}", "a".repeat(63))],
+    ));
+    let name = hook_job(&long)["metadata"]["name"]
+        .as_str()
+        .expect("a name");
+    assert!(name.len() <= 63, "{name}");
+
+    let off = docs(&template(
+        "bfo",
+        "ops",
+        &["uninstall.releaseFinalizers=false"],
+    ));
+    assert!(of_kind(&off, "Job").is_empty());
+
+    let out = Command::new(env!("CARGO_BIN_EXE_backfill-operator"))
+        .args(["release-finalizers", "--help"])
+        .output()
+        .expect("running backfill-operator release-finalizers --help");
+    let help = String::from_utf8_lossy(&out.stdout);
+    for arg in strings(&hook_container(&defaults)["args"])
+        .iter()
+        .chain(&args)
+        .skip(1)
+    {
+        let flag = arg.split('=').next().unwrap_or_default();
+        if flag != "release-finalizers" {
+            assert!(help.contains(flag), "the hook passes {flag}:\n{help}");
+        }
+    }
 }
 
 // ---------------------------------------------------------------------
@@ -726,6 +872,18 @@ async fn deployment_is_admitted_under_restricted_pod_security() {
     assert!(
         !out.stderr.contains("PodSecurity"),
         "the Deployment would violate restricted: {}",
+        out.stderr
+    );
+    let mut hook = hook_job(&rendered).clone();
+    hook["metadata"]["namespace"] = json!(ns.name);
+    let out = run(
+        "kubectl",
+        &["create", "--dry-run=server", "-f", "-"],
+        Some(&hook.to_string()),
+    );
+    assert!(
+        out.ok && !out.stderr.contains("PodSecurity"),
+        "the uninstall hook's Job would violate restricted: {}",
         out.stderr
     );
 

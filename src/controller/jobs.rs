@@ -3,7 +3,7 @@
 
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, PropagationPolicy};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
@@ -187,5 +187,124 @@ pub async fn release_finalizer(client: &Client, ns: &str, name: &str) -> Result<
         Ok(_) => Ok(()),
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
         Err(e) => Err(Error::Kube(e)),
+    }
+}
+
+/// What releasing the outcome finalizers did in one namespace.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReleasedIn {
+    pub namespace: String,
+    /// Jobs whose finalizer was removed (or had gone meanwhile).
+    pub released: usize,
+    /// Jobs whose finalizer could not be removed, with why.
+    pub failed: Vec<(String, String)>,
+}
+
+/// How many finalizers are removed at once.
+const RELEASE_CONCURRENCY: usize = 8;
+
+/// Removes the outcome finalizer from every Job holding it in `namespaces`
+/// (every namespace when empty), with [`release_finalizer`]: other
+/// finalizers stay, and a Job gone or released meanwhile is fine. For
+/// `backfill-operator release-finalizers`, when the operator leaves a
+/// namespace or the cluster: the outcomes of those Jobs are then never
+/// recorded. Listed namespaces are reported even with nothing to release;
+/// with every namespace, those with Jobs holding the finalizer. A Job that
+/// cannot be patched is reported and the others go on; a namespace that
+/// cannot be listed is an error.
+pub async fn release_all_finalizers(
+    client: &Client,
+    namespaces: &[String],
+) -> Result<Vec<ReleasedIn>> {
+    let scopes: Vec<Option<&str>> = if namespaces.is_empty() {
+        vec![None]
+    } else {
+        namespaces.iter().map(|n| Some(n.as_str())).collect()
+    };
+    let mut report: Vec<ReleasedIn> = namespaces
+        .iter()
+        .map(|ns| ReleasedIn {
+            namespace: ns.clone(),
+            ..ReleasedIn::default()
+        })
+        .collect();
+    for scope in scopes {
+        let held = jobs_holding_the_finalizer(client, scope).await?;
+        let outcomes: Vec<((String, String), Result<()>)> = futures::stream::iter(held)
+            .map(|(ns, name)| async move {
+                let result = release_finalizer(client, &ns, &name).await;
+                ((ns, name), result)
+            })
+            .buffer_unordered(RELEASE_CONCURRENCY)
+            .collect()
+            .await;
+        for ((ns, name), result) in outcomes {
+            let entry = match report.iter().position(|r| r.namespace == ns) {
+                Some(i) => &mut report[i],
+                None => {
+                    report.push(ReleasedIn {
+                        namespace: ns.clone(),
+                        ..ReleasedIn::default()
+                    });
+                    report.last_mut().expect("just pushed")
+                }
+            };
+            match result {
+                Ok(()) => entry.released += 1,
+                Err(e) => entry.failed.push((name, api_message(&e))),
+            }
+        }
+    }
+    if namespaces.is_empty() {
+        report.sort_by(|a, b| a.namespace.cmp(&b.namespace));
+    }
+    Ok(report)
+}
+
+/// (namespace, name) of the Jobs in `ns` (every namespace: `None`) that
+/// hold the outcome finalizer, listed by metadata only, a page at a time.
+async fn jobs_holding_the_finalizer(
+    client: &Client,
+    ns: Option<&str>,
+) -> Result<Vec<(String, String)>> {
+    let api: Api<Job> = match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let mut held = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut params = ListParams::default().limit(500);
+        if let Some(token) = token.take() {
+            params = params.continue_token(&token);
+        }
+        let page = api.list_metadata(&params).await.map_err(|e| {
+            let place = ns.map_or("in any namespace (cluster-wide)".to_string(), |ns| {
+                format!("in namespace {ns}")
+            });
+            Error::Startup(format!(
+                "cannot list jobs.batch {place}: {}",
+                api_message(&Error::Kube(e))
+            ))
+        })?;
+        for job in &page.items {
+            if job.finalizers().iter().any(|f| f == JOB_FINALIZER)
+                && let Some(job_ns) = job.namespace()
+            {
+                held.push((job_ns, job.name_any()));
+            }
+        }
+        match page.metadata.continue_.filter(|t| !t.is_empty()) {
+            Some(next) => token = Some(next),
+            None => return Ok(held),
+        }
+    }
+}
+
+/// An API error as a person reads it: the server's message and code.
+fn api_message(e: &Error) -> String {
+    match e {
+        Error::Kube(kube::Error::Api(status)) => format!("{} ({})", status.message, status.code),
+        other => other.to_string(),
     }
 }

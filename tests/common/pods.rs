@@ -20,7 +20,13 @@
 //!   [`PodRun::address`] says where `/metrics`, `/healthz` and `/readyz`
 //!   are;
 //! - when the pod gets a deletionTimestamp or disappears, the process gets
-//!   SIGTERM, and its exit status is recorded.
+//!   SIGTERM, and its exit status is recorded;
+//! - a pod whose `restartPolicy` is not `Always` (a Job's) ends with its
+//!   process: the stand-in writes the pod's phase, `Succeeded` on exit
+//!   code 0 and `Failed` otherwise, with the container's terminated state,
+//!   as a kubelet does; so the Job finishes only once the process has done
+//!   its work. kwok ends such a pod on its own timer too: give it a
+//!   `testenv.backfill.dev/run-for` longer than the test.
 //!
 //! What it does not do: probes (kwok marks pods Ready whatever the process
 //! says, so readiness does not gate a rollout here), restarts (a process
@@ -79,6 +85,10 @@ pub struct PodRun {
 struct Process {
     run: PodRun,
     child: Option<Child>,
+    /// The pod's `restartPolicy` is `Always` (a Deployment's): its end is
+    /// not the pod's.
+    restarts: bool,
+    container: String,
 }
 
 #[derive(Default)]
@@ -268,7 +278,12 @@ async fn play(
         let event = tokio::select! {
             event = stream.next() => event,
             _ = reap_every.tick() => {
-                reap(&mut lock());
+                let ended = reap(&mut lock());
+                for (pod, container, image, status) in ended {
+                    if let Err(e) = end_pod(&client, &namespace, &pod, &container, &image, status).await {
+                        lock().problems.push(format!("cannot end pod {namespace}/{pod}: {e}"));
+                    }
+                }
                 continue;
             }
         };
@@ -395,6 +410,8 @@ async fn start_container(client: &Client, namespace: &str, pod: &Pod) -> Result<
             exited: None,
         },
         child: Some(child),
+        restarts: spec.restart_policy.as_deref().unwrap_or("Always") == "Always",
+        container: container.name.clone(),
     })
 }
 
@@ -489,8 +506,10 @@ fn terminate(kubelet: &mut Kubelet, uid: &str) {
     }
 }
 
-/// Records the exit of the processes that ended.
-fn reap(kubelet: &mut Kubelet) {
+/// Records the exit of the processes that ended; returns those whose pod
+/// ends with them (pod, container, image, exit status).
+fn reap(kubelet: &mut Kubelet) -> Vec<(String, String, String, ExitStatus)> {
+    let mut ended = Vec::new();
     for process in &mut kubelet.processes {
         let Some(child) = process.child.as_mut() else {
             continue;
@@ -502,6 +521,61 @@ fn reap(kubelet: &mut Kubelet) {
                 "pod stand-in: the process of {} exited ({status})",
                 process.run.pod
             );
+            if !process.restarts && process.run.terminated.is_none() {
+                ended.push((
+                    process.run.pod.clone(),
+                    process.container.clone(),
+                    process.run.image.clone(),
+                    status,
+                ));
+            }
         }
     }
+    ended
+}
+
+/// Writes what a kubelet writes when the only container of a pod that
+/// does not restart has exited: the pod's phase and the container's
+/// terminated state.
+async fn end_pod(
+    client: &Client,
+    namespace: &str,
+    pod: &str,
+    container: &str,
+    image: &str,
+    status: ExitStatus,
+) -> Result<(), String> {
+    let code = status.code().unwrap_or(128 + 15);
+    let now = jiff::Timestamp::now().to_string();
+    let (phase, reason) = if code == 0 {
+        ("Succeeded", "Completed")
+    } else {
+        ("Failed", "Error")
+    };
+    let patch = serde_json::json!({"status": {
+        "phase": phase,
+        "containerStatuses": [{
+            "name": container,
+            "image": image,
+            "imageID": "",
+            "ready": false,
+            "restartCount": 0,
+            "started": false,
+            "state": {"terminated": {
+                "exitCode": code,
+                "reason": reason,
+                "finishedAt": now,
+            }},
+        }],
+    }});
+    Api::<Pod>::namespaced(client.clone(), namespace)
+        .patch_status(
+            pod,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    eprintln!("pod stand-in: pod {namespace}/{pod} ended {phase} (exit code {code})");
+    Ok(())
 }

@@ -59,3 +59,25 @@ watchNamespaces, with the 0.1 chart's single watchNamespace added.
 {{- with .Values.watchNamespace }}{{ $all = append $all . }}{{ end }}
 {{- $all | uniq | join "," }}
 {{- end }}
+
+{{/* The pod's security context: Pod Security Standards "restricted". */}}
+{{- define "backfill-operator.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{/* The container's security context: Pod Security Standards "restricted". */}}
+{{- define "backfill-operator.containerSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+readOnlyRootFilesystem: true
+allowPrivilegeEscalation: false
+capabilities:
+  drop: ["ALL"]
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
