@@ -69,7 +69,7 @@ async fn a_session_list_out_of_order_with_repeats_runs_each_session_once() {
 async fn an_edited_plan_index_is_ignored_and_the_job_counted_once() {
     let env = setup("hostile-index").await;
     let tracker = JobTracker::start(&env.jobs).await;
-    let operator = Operator::start(&env.ns.name, &[]).await;
+    let mut operator = Operator::start(&env.ns.name, &[]).await;
     apply_hourly(&env, Some("4s")).await;
     apply_hourly_backfill(
         &env,
