@@ -487,3 +487,192 @@ async fn a_namespace_with_running_jobs_is_deleted_within_two_minutes() {
     .await;
     println!("namespace gone {:?} after its deletion", deleted.elapsed());
 }
+
+/// The live SessionLedgers of the namespace: name to spec.
+async fn live_ledgers(env: &Env) -> std::collections::BTreeMap<String, serde_json::Value> {
+    common::api::ledgers(env)
+        .list(&Default::default())
+        .await
+        .unwrap_or_else(|e| panic!("listing SessionLedgers: {e}"))
+        .items
+        .into_iter()
+        .map(|l| (l.metadata.name.unwrap_or_default(), l.data["spec"].clone()))
+        .collect()
+}
+
+/// What the operator's log must not show after a ledger it could not
+/// write: a reconcile failing again and again.
+fn assert_no_retry_loop(operator: &mut Operator) {
+    assert!(operator.is_running(), "{}", operator.log_tail(40));
+    for needle in ["will retry", "not found", "panicked"] {
+        let lines = operator.log_lines_containing(needle);
+        assert!(
+            lines.is_empty(),
+            "the log says {needle:?}:\n{}",
+            lines.join("\n")
+        );
+    }
+    assert_eq!(
+        operator.log_lines_containing("controllers started").len(),
+        1,
+        "the operator started more than once\n{}",
+        operator.all_logs()
+    );
+}
+
+/// A SessionLedger someone edited into nonsense (sets that are not
+/// base64, which the schema cannot tell) once failed every write of its
+/// month. Now each write to it is skipped with an `UnreadableLedger`
+/// Warning: the Schedule keeps firing on time and counting, its Jobs
+/// lose their finalizers, a Backfill of the same month runs, and the
+/// operator never restarts. Deleted, as the Warning advises, the month
+/// is written anew.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_ledger_warns_and_the_schedule_keeps_its_timer() {
+    let env = setup("hostile-ledger").await;
+    let tracker = JobTracker::start_all(&env.jobs).await;
+    // Ten operator seconds per real second: a session every 6 s.
+    let origin = "2026-03-10T00:00:30Z";
+    let mut operator = Operator::start(
+        &env.ns.name,
+        &["--time-origin", origin, "--time-scale", "10"],
+    )
+    .await;
+    apply(
+        &env.schedules,
+        &schedule_manifest(
+            "minutely",
+            "* * * * *",
+            &[],
+            // A session started a minute late is missed, and counted.
+            json!({"suspend": false, "startingDeadlineSeconds": 60}),
+        ),
+    )
+    .await;
+    let ledger = "minutely-2026-03";
+    let ledgers = common::api::ledgers(&env);
+    eventually("the first outcome in the ledger", DEADLINE, || async {
+        let live = live_ledgers(&env).await;
+        match live.get(ledger).and_then(|l| l["succeeded"].as_i64()) {
+            Some(n) if n >= 1 => Ok(()),
+            _ => Err(format!("{live:?}")),
+        }
+    })
+    .await;
+
+    // Someone "fixes" the ledger by hand: valid for the schema, not
+    // readable.
+    let corrupt = json!({"spec": {"attempts": [{
+        "name": "minutely",
+        "owner": "Schedule/minutely",
+        "updatedAt": origin,
+        "succeeded": "r:not base64!",
+        "failed": "b:%%%%",
+    }]}});
+    ledgers
+        .patch(
+            ledger,
+            &PatchParams {
+                field_manager: Some("someone-else".into()),
+                ..PatchParams::default()
+            },
+            &Patch::Merge(&corrupt),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("corrupting {ledger}: {e}"));
+    let corrupted_at = operator.virtual_now() as i64;
+    let warning =
+        wait_event_about(&env, "Schedule", "minutely", "Warning", "UnreadableLedger").await;
+    assert!(warning.contains(ledger), "{warning}");
+
+    // The Schedule keeps its timer: the next sessions run, each a minute
+    // after the last, end, are released and counted.
+    let after = |jobs: &[common::tracker::Seen]| {
+        jobs.iter()
+            .filter(|j| j.session.is_some_and(|s| s > corrupted_at))
+            .filter(|j| j.outcome.is_some() && !j.finalizer)
+            .count()
+    };
+    tracker
+        .wait(
+            "three sessions after the corruption, released",
+            "",
+            |jobs| after(jobs) >= 3,
+        )
+        .await;
+    let sessions: Vec<i64> = tracker.sessions("").into_iter().collect();
+    assert!(
+        sessions.windows(2).all(|w| w[1] - w[0] == 60),
+        "sessions skipped: {sessions:?}"
+    );
+    // A released Job is counted (the count is written first).
+    let released = tracker
+        .of("")
+        .iter()
+        .filter(|j| j.outcome == Some(common::jobs::Outcome::Succeeded) && !j.finalizer)
+        .count() as i64;
+    let s = common::api::get(&env.schedules, "minutely").await;
+    let status = &s.data["status"];
+    assert_eq!(
+        status["missedSessions"].as_i64().unwrap_or(0),
+        0,
+        "{status}"
+    );
+    assert!(
+        status["succeededSessions"].as_i64().unwrap_or(0) >= released,
+        "{released} released: {status}"
+    );
+
+    // A Backfill of sessions of the same month runs all of them (the
+    // unreadable month tells nothing of them) and warns too.
+    apply(
+        &env.backfills,
+        &common::api::backfill_manifest(
+            "fix",
+            "minutely",
+            json!({"from": "2026-03-09T23:50:00Z", "to": "2026-03-09T23:53:00Z", "maxInFlight": 3}),
+        ),
+    )
+    .await;
+    let bf = wait_finished(&env, "fix", RUN_DEADLINE, |_| {}).await;
+    assert_eq!(phase(&bf), "Succeeded", "{}", summary(&bf));
+    assert_eq!(counters(&bf), (3, 3, 0, 0, 3), "{}", summary(&bf));
+    let warning = wait_event(&env, "fix", "Warning", "UnreadableLedger").await;
+    assert!(warning.contains(ledger), "{warning}");
+    tracker
+        .wait("the Backfill's Jobs released", "fix", |jobs| {
+            jobs.len() == 3 && jobs.iter().all(|j| !j.finalizer)
+        })
+        .await;
+
+    // Deleted, as the Warning says, the month is written anew from the
+    // next outcomes, and the Schedule's Jobs go on being released.
+    let old_uid = ledgers.get(ledger).await.unwrap().metadata.uid;
+    ledgers
+        .delete(ledger, &kube::api::DeleteParams::default())
+        .await
+        .unwrap_or_else(|e| panic!("deleting {ledger}: {e}"));
+    let deleted_at = operator.virtual_now() as i64;
+    eventually("the month written anew", DEADLINE, || async {
+        let l = ledgers.get_opt(ledger).await.map_err(|e| e.to_string())?;
+        match l {
+            Some(l)
+                if l.metadata.uid != old_uid && l.data["spec"]["succeeded"].as_i64() >= Some(1) =>
+            {
+                Ok(())
+            }
+            other => Err(format!("{:?}", other.map(|l| l.data))),
+        }
+    })
+    .await;
+    tracker
+        .wait("two sessions after the deletion, released", "", |jobs| {
+            jobs.iter()
+                .filter(|j| j.session.is_some_and(|s| s > deleted_at))
+                .filter(|j| j.outcome.is_some() && !j.finalizer)
+                .count()
+                >= 2
+        })
+        .await;
+    assert_no_retry_loop(&mut operator);
+}

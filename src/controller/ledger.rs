@@ -237,6 +237,18 @@ impl Context {
                     debug!(ledger = %name, "ledger write conflict, merging again");
                     current = api.get_opt(&name).await?.map(Arc::new);
                 }
+                // Deleted since this process last saw it (by hand, as the
+                // UnreadableLedger Warning advises, or with a Schedule of
+                // the same name): the copy it remembers is gone for good,
+                // so the month is written anew.
+                Err(kube::Error::Api(e)) if e.code == 404 && current.is_some() => {
+                    debug!(ledger = %name, "ledger deleted meanwhile, writing it anew");
+                    self.ledgers_written
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&format!("{ns}/{name}"));
+                    current = None;
+                }
                 Err(e) => return Err(e.into()),
             }
         }
