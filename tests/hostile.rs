@@ -488,6 +488,74 @@ async fn a_namespace_with_running_jobs_is_deleted_within_two_minutes() {
     println!("namespace gone {:?} after its deletion", deleted.elapsed());
 }
 
+/// Every SessionLedger the namespace ever held, by (name, uid), from a
+/// watch started before the operator: what a list at the end cannot
+/// tell (one made and deleted in between).
+struct LedgersSeen {
+    seen: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<(String, String)>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LedgersSeen {
+    async fn start(env: &Env) -> Self {
+        use futures::StreamExt;
+        use kube::runtime::{WatchStreamExt, watcher};
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
+        let listed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stream =
+            watcher(common::api::ledgers(env), watcher::Config::default()).default_backoff();
+        let task = tokio::spawn({
+            let (seen, listed) = (seen.clone(), listed.clone());
+            async move {
+                let mut stream = std::pin::pin!(stream);
+                while let Some(event) = stream.next().await {
+                    let Ok(event) = event else { continue };
+                    match event {
+                        watcher::Event::InitDone => {
+                            listed.store(true, std::sync::atomic::Ordering::SeqCst)
+                        }
+                        watcher::Event::Init => {}
+                        watcher::Event::InitApply(l)
+                        | watcher::Event::Apply(l)
+                        | watcher::Event::Delete(l) => {
+                            seen.lock().unwrap().insert((
+                                l.metadata.name.unwrap_or_default(),
+                                l.metadata.uid.unwrap_or_default(),
+                            ));
+                        }
+                    }
+                }
+            }
+        });
+        eventually("the SessionLedger watch to list", DEADLINE, || async {
+            if listed.load(std::sync::atomic::Ordering::SeqCst) {
+                Ok(())
+            } else {
+                Err("not listed yet".to_string())
+            }
+        })
+        .await;
+        LedgersSeen { seen, task }
+    }
+
+    /// The uids seen under `name`.
+    fn uids(&self, name: &str) -> Vec<String> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, u)| u.clone())
+            .collect()
+    }
+}
+
+impl Drop for LedgersSeen {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// The live SessionLedgers of the namespace: name to spec.
 async fn live_ledgers(env: &Env) -> std::collections::BTreeMap<String, serde_json::Value> {
     common::api::ledgers(env)
@@ -498,6 +566,29 @@ async fn live_ledgers(env: &Env) -> std::collections::BTreeMap<String, serde_jso
         .into_iter()
         .map(|l| (l.metadata.name.unwrap_or_default(), l.data["spec"].clone()))
         .collect()
+}
+
+/// Waits until no Job of the namespace carries the outcome finalizer.
+async fn wait_all_released(env: &Env) {
+    eventually("every Job's outcome finalizer off", DEADLINE, || async {
+        let jobs = env
+            .jobs
+            .list(&Default::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        let held: Vec<_> = jobs
+            .items
+            .iter()
+            .filter(|j| holds_outcome(j))
+            .filter_map(|j| j.metadata.name.clone())
+            .collect();
+        if held.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("held by {held:?}"))
+        }
+    })
+    .await;
 }
 
 /// What the operator's log must not show after a ledger it could not
@@ -518,6 +609,98 @@ fn assert_no_retry_loop(operator: &mut Operator) {
         "the operator started more than once\n{}",
         operator.all_logs()
     );
+}
+
+/// A Backfill of sessions older than `--ledger-retention-days`: writing
+/// their months would only have the retention pass delete them again.
+/// Their outcomes are counted in the Backfill's status, said in a
+/// `PastLedgerRetention` Event, and never written: no SessionLedger of
+/// those months is made (one left from before is deleted), the recent
+/// month is written, every Job loses its finalizer, and nothing is
+/// retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outcomes_past_ledger_retention_are_counted_not_written() {
+    let env = setup("hostile-retention").await;
+    let seen = LedgersSeen::start(&env).await;
+    // On the operator's clock it is 2026-03-10: with 30 days of
+    // retention, January 2026 and older are past it (January ended
+    // 2026-02-01, before 2026-02-08), February is not.
+    apply_hourly(&env, None).await;
+    let stale = common::api::ledgers(&env)
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "apiVersion": "backfill.dev/v1alpha1",
+                "kind": "SessionLedger",
+                "metadata": {"name": "hourly-2026-01"},
+                "spec": {
+                    "scheduleRef": {"name": "hourly"},
+                    "period": "2026-01",
+                    "from": "2026-01-01T00:00:00Z",
+                    "to": "2026-02-01T00:00:00Z",
+                },
+            }))
+            .unwrap(),
+        )
+        .await
+        .expect("a SessionLedger of January 2026");
+    let mut operator = Operator::start(
+        &env.ns.name,
+        &[
+            "--ledger-retention-days",
+            "30",
+            "--time-origin",
+            "2026-03-10T00:00:30Z",
+            "--time-scale",
+            "1",
+        ],
+    )
+    .await;
+    let failing = at("2026-01-15T12:00:00Z");
+    let _fail = common::kwok::FailStage::for_backfill(&env, "old", &[failing]).await;
+    apply_hourly_backfill(
+        &env,
+        "old",
+        json!({
+            "sessions": [
+                "2025-12-31T23:00:00Z",
+                "2026-01-15T12:00:00Z",
+                "2026-01-31T23:00:00Z",
+                "2026-02-01T00:00:00Z",
+                "2026-02-07T00:00:00Z",
+            ],
+            "maxInFlight": 2,
+        }),
+    )
+    .await;
+
+    let bf = wait_finished(&env, "old", RUN_DEADLINE, |_| {}).await;
+    assert_eq!(phase(&bf), "Failed", "{}", summary(&bf));
+    assert_eq!(counters(&bf), (5, 4, 1, 0, 5), "{}", summary(&bf));
+    let note = wait_event(&env, "old", "Normal", "PastLedgerRetention").await;
+    assert!(note.contains("--ledger-retention-days"), "{note}");
+    wait_all_released(&env).await;
+    // February is written, with its two sessions; nothing older remains.
+    let kept = eventually("only February's ledger", DEADLINE, || async {
+        let live = live_ledgers(&env).await;
+        if live.keys().eq(["hourly-2026-02"]) {
+            Ok(live)
+        } else {
+            Err(format!("{:?}", live.keys().collect::<Vec<_>>()))
+        }
+    })
+    .await;
+    let february = &kept["hourly-2026-02"];
+    assert_eq!(
+        (february["succeeded"].as_i64(), february["failed"].as_i64()),
+        (Some(2), Some(0)),
+        "{february}"
+    );
+    // The old months were never written: December never existed, and
+    // January only as the stale object the retention deleted.
+    assert!(seen.uids("hourly-2025-12").is_empty());
+    assert_eq!(seen.uids("hourly-2026-01"), [stale.metadata.uid.unwrap()]);
+    assert_no_retry_loop(&mut operator);
 }
 
 /// A SessionLedger someone edited into nonsense (sets that are not
