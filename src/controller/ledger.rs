@@ -182,10 +182,20 @@ impl Context {
         let mut current = self.freshest_ledger(ns, &name);
         for _ in 0..ATTEMPTS {
             let mut ledger = match &current {
-                Some(obj) => Ledger::from_spec(&obj.spec).map_err(|e| Error::UnreadableLedger {
-                    name: name.clone(),
-                    reason: e.to_string(),
-                })?,
+                Some(obj) => Ledger::from_spec(&obj.spec)
+                    .map_err(|e| e.to_string())
+                    // Named for this month, it must hold this month.
+                    .and_then(|l| {
+                        if l.period == period {
+                            Ok(l)
+                        } else {
+                            Err(format!("it holds {}", l.period.label()))
+                        }
+                    })
+                    .map_err(|reason| Error::UnreadableLedger {
+                        name: name.clone(),
+                        reason,
+                    })?,
                 None => Ledger::new(period.clone()),
             };
             let mut changed = false;
