@@ -72,7 +72,7 @@ async fn a_session_list_out_of_order_with_repeats_runs_each_session_once() {
 async fn an_edited_plan_index_is_ignored_and_the_job_counted_once() {
     let env = setup("hostile-index").await;
     let tracker = JobTracker::start(&env.jobs).await;
-    let operator = Operator::start(&env.ns.name, &[]).await;
+    let mut operator = Operator::start(&env.ns.name, &[]).await;
     apply_hourly(&env, Some("4s")).await;
     apply_hourly_backfill(
         &env,
@@ -581,4 +581,376 @@ async fn a_backfill_waits_for_a_session_another_backfill_runs() {
         .filter(|j| j.session == Some(hour(0)))
         .count();
     assert_eq!(first_ended, 1);
+}
+
+/// Every SessionLedger the namespace ever held, by (name, uid), from a
+/// watch started before the operator: what a list at the end cannot
+/// tell (one made and deleted in between).
+struct LedgersSeen {
+    seen: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<(String, String)>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LedgersSeen {
+    async fn start(env: &Env) -> Self {
+        use futures::StreamExt;
+        use kube::runtime::{WatchStreamExt, watcher};
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
+        let listed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stream =
+            watcher(common::api::ledgers(env), watcher::Config::default()).default_backoff();
+        let task = tokio::spawn({
+            let (seen, listed) = (seen.clone(), listed.clone());
+            async move {
+                let mut stream = std::pin::pin!(stream);
+                while let Some(event) = stream.next().await {
+                    let Ok(event) = event else { continue };
+                    match event {
+                        watcher::Event::InitDone => {
+                            listed.store(true, std::sync::atomic::Ordering::SeqCst)
+                        }
+                        watcher::Event::Init => {}
+                        watcher::Event::InitApply(l)
+                        | watcher::Event::Apply(l)
+                        | watcher::Event::Delete(l) => {
+                            seen.lock().unwrap().insert((
+                                l.metadata.name.unwrap_or_default(),
+                                l.metadata.uid.unwrap_or_default(),
+                            ));
+                        }
+                    }
+                }
+            }
+        });
+        eventually("the SessionLedger watch to list", DEADLINE, || async {
+            if listed.load(std::sync::atomic::Ordering::SeqCst) {
+                Ok(())
+            } else {
+                Err("not listed yet".to_string())
+            }
+        })
+        .await;
+        LedgersSeen { seen, task }
+    }
+
+    /// The uids seen under `name`.
+    fn uids(&self, name: &str) -> Vec<String> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, u)| u.clone())
+            .collect()
+    }
+}
+
+impl Drop for LedgersSeen {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The live SessionLedgers of the namespace: name to spec.
+async fn live_ledgers(env: &Env) -> std::collections::BTreeMap<String, serde_json::Value> {
+    common::api::ledgers(env)
+        .list(&Default::default())
+        .await
+        .unwrap_or_else(|e| panic!("listing SessionLedgers: {e}"))
+        .items
+        .into_iter()
+        .map(|l| (l.metadata.name.unwrap_or_default(), l.data["spec"].clone()))
+        .collect()
+}
+
+/// Waits until no Job of the namespace carries the outcome finalizer.
+async fn wait_all_released(env: &Env) {
+    eventually("every Job's outcome finalizer off", DEADLINE, || async {
+        let jobs = env
+            .jobs
+            .list(&Default::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        let held: Vec<_> = jobs
+            .items
+            .iter()
+            .filter(|j| holds_outcome(j))
+            .filter_map(|j| j.metadata.name.clone())
+            .collect();
+        if held.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("held by {held:?}"))
+        }
+    })
+    .await;
+}
+
+/// What the operator's log must not show after a ledger it could not
+/// write: a reconcile failing again and again.
+fn assert_no_retry_loop(operator: &mut Operator) {
+    assert!(operator.is_running(), "{}", operator.log_tail(40));
+    for needle in ["will retry", "not found", "panicked"] {
+        let lines = operator.log_lines_containing(needle);
+        assert!(
+            lines.is_empty(),
+            "the log says {needle:?}:\n{}",
+            lines.join("\n")
+        );
+    }
+    assert_eq!(
+        operator.log_lines_containing("controllers started").len(),
+        1,
+        "the operator started more than once\n{}",
+        operator.all_logs()
+    );
+}
+
+/// A Backfill of sessions older than `--ledger-retention-days`: writing
+/// their months would only have the retention pass delete them again.
+/// Their outcomes are counted in the Backfill's status, said in a
+/// `PastLedgerRetention` Event, and never written: no SessionLedger of
+/// those months is made (one left from before is deleted), the recent
+/// month is written, every Job loses its finalizer, and nothing is
+/// retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outcomes_past_ledger_retention_are_counted_not_written() {
+    let env = setup("hostile-retention").await;
+    let seen = LedgersSeen::start(&env).await;
+    // On the operator's clock it is 2026-03-10: with 30 days of
+    // retention, January 2026 and older are past it (January ended
+    // 2026-02-01, before 2026-02-08), February is not.
+    apply_hourly(&env, None).await;
+    let stale = common::api::ledgers(&env)
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "apiVersion": "backfill.dev/v1alpha1",
+                "kind": "SessionLedger",
+                "metadata": {"name": "hourly-2026-01"},
+                "spec": {
+                    "scheduleRef": {"name": "hourly"},
+                    "period": "2026-01",
+                    "from": "2026-01-01T00:00:00Z",
+                    "to": "2026-02-01T00:00:00Z",
+                },
+            }))
+            .unwrap(),
+        )
+        .await
+        .expect("a SessionLedger of January 2026");
+    let mut operator = Operator::start(
+        &env.ns.name,
+        &[
+            "--ledger-retention-days",
+            "30",
+            "--time-origin",
+            "2026-03-10T00:00:30Z",
+            "--time-scale",
+            "1",
+        ],
+    )
+    .await;
+    let failing = at("2026-01-15T12:00:00Z");
+    let _fail = common::kwok::FailStage::for_backfill(&env, "old", &[failing]).await;
+    apply_hourly_backfill(
+        &env,
+        "old",
+        json!({
+            "sessions": [
+                "2025-12-31T23:00:00Z",
+                "2026-01-15T12:00:00Z",
+                "2026-01-31T23:00:00Z",
+                "2026-02-01T00:00:00Z",
+                "2026-02-07T00:00:00Z",
+            ],
+            "maxInFlight": 2,
+        }),
+    )
+    .await;
+
+    let bf = wait_finished(&env, "old", RUN_DEADLINE, |_| {}).await;
+    assert_eq!(phase(&bf), "Failed", "{}", summary(&bf));
+    assert_eq!(counters(&bf), (5, 4, 1, 0, 5), "{}", summary(&bf));
+    let note = wait_event(&env, "old", "Normal", "PastLedgerRetention").await;
+    assert!(note.contains("--ledger-retention-days"), "{note}");
+    wait_all_released(&env).await;
+    // February is written, with its two sessions; nothing older remains.
+    let kept = eventually("only February's ledger", DEADLINE, || async {
+        let live = live_ledgers(&env).await;
+        if live.keys().eq(["hourly-2026-02"]) {
+            Ok(live)
+        } else {
+            Err(format!("{:?}", live.keys().collect::<Vec<_>>()))
+        }
+    })
+    .await;
+    let february = &kept["hourly-2026-02"];
+    assert_eq!(
+        (february["succeeded"].as_i64(), february["failed"].as_i64()),
+        (Some(2), Some(0)),
+        "{february}"
+    );
+    // The old months were never written: December never existed, and
+    // January only as the stale object the retention deleted.
+    assert!(seen.uids("hourly-2025-12").is_empty());
+    assert_eq!(seen.uids("hourly-2026-01"), [stale.metadata.uid.unwrap()]);
+    assert_no_retry_loop(&mut operator);
+}
+
+/// A SessionLedger someone edited into nonsense (sets that are not
+/// base64, which the schema cannot tell) once failed every write of its
+/// month. Now each write to it is skipped with an `UnreadableLedger`
+/// Warning: the Schedule keeps firing on time and counting, its Jobs
+/// lose their finalizers, a Backfill of the same month runs, and the
+/// operator never restarts. Deleted, as the Warning advises, the month
+/// is written anew.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_ledger_warns_and_the_schedule_keeps_its_timer() {
+    let env = setup("hostile-ledger").await;
+    let tracker = JobTracker::start_all(&env.jobs).await;
+    // Ten operator seconds per real second: a session every 6 s.
+    let origin = "2026-03-10T00:00:30Z";
+    let mut operator = Operator::start(
+        &env.ns.name,
+        &["--time-origin", origin, "--time-scale", "10"],
+    )
+    .await;
+    apply(
+        &env.schedules,
+        &schedule_manifest(
+            "minutely",
+            "* * * * *",
+            &[],
+            // A session started a minute late is missed, and counted.
+            json!({"suspend": false, "startingDeadlineSeconds": 60}),
+        ),
+    )
+    .await;
+    let ledger = "minutely-2026-03";
+    let ledgers = common::api::ledgers(&env);
+    eventually("the first outcome in the ledger", DEADLINE, || async {
+        let live = live_ledgers(&env).await;
+        match live.get(ledger).and_then(|l| l["succeeded"].as_i64()) {
+            Some(n) if n >= 1 => Ok(()),
+            _ => Err(format!("{live:?}")),
+        }
+    })
+    .await;
+
+    // Someone "fixes" the ledger by hand: valid for the schema, not
+    // readable.
+    let corrupt = json!({"spec": {"attempts": [{
+        "name": "minutely",
+        "owner": "Schedule/minutely",
+        "updatedAt": origin,
+        "succeeded": "r:not base64!",
+        "failed": "b:%%%%",
+    }]}});
+    ledgers
+        .patch(
+            ledger,
+            &PatchParams {
+                field_manager: Some("someone-else".into()),
+                ..PatchParams::default()
+            },
+            &Patch::Merge(&corrupt),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("corrupting {ledger}: {e}"));
+    let corrupted_at = operator.virtual_now() as i64;
+    let warning =
+        wait_event_about(&env, "Schedule", "minutely", "Warning", "UnreadableLedger").await;
+    assert!(warning.contains(ledger), "{warning}");
+
+    // The Schedule keeps its timer: the next sessions run, each a minute
+    // after the last, end, are released and counted.
+    let after = |jobs: &[common::tracker::Seen]| {
+        jobs.iter()
+            .filter(|j| j.session.is_some_and(|s| s > corrupted_at))
+            .filter(|j| j.outcome.is_some() && !j.finalizer)
+            .count()
+    };
+    tracker
+        .wait(
+            "three sessions after the corruption, released",
+            "",
+            |jobs| after(jobs) >= 3,
+        )
+        .await;
+    let sessions: Vec<i64> = tracker.sessions("").into_iter().collect();
+    assert!(
+        sessions.windows(2).all(|w| w[1] - w[0] == 60),
+        "sessions skipped: {sessions:?}"
+    );
+    // A released Job is counted (the count is written first).
+    let released = tracker
+        .of("")
+        .iter()
+        .filter(|j| j.outcome == Some(common::jobs::Outcome::Succeeded) && !j.finalizer)
+        .count() as i64;
+    let s = common::api::get(&env.schedules, "minutely").await;
+    let status = &s.data["status"];
+    assert_eq!(
+        status["missedSessions"].as_i64().unwrap_or(0),
+        0,
+        "{status}"
+    );
+    assert!(
+        status["succeededSessions"].as_i64().unwrap_or(0) >= released,
+        "{released} released: {status}"
+    );
+
+    // A Backfill of sessions of the same month runs all of them (the
+    // unreadable month tells nothing of them) and warns too.
+    apply(
+        &env.backfills,
+        &common::api::backfill_manifest(
+            "fix",
+            "minutely",
+            json!({"from": "2026-03-09T23:50:00Z", "to": "2026-03-09T23:53:00Z", "maxInFlight": 3}),
+        ),
+    )
+    .await;
+    let bf = wait_finished(&env, "fix", RUN_DEADLINE, |_| {}).await;
+    assert_eq!(phase(&bf), "Succeeded", "{}", summary(&bf));
+    assert_eq!(counters(&bf), (3, 3, 0, 0, 3), "{}", summary(&bf));
+    let warning = wait_event(&env, "fix", "Warning", "UnreadableLedger").await;
+    assert!(warning.contains(ledger), "{warning}");
+    tracker
+        .wait("the Backfill's Jobs released", "fix", |jobs| {
+            jobs.len() == 3 && jobs.iter().all(|j| !j.finalizer)
+        })
+        .await;
+
+    // Deleted, as the Warning says, the month is written anew from the
+    // next outcomes, and the Schedule's Jobs go on being released.
+    let old_uid = ledgers.get(ledger).await.unwrap().metadata.uid;
+    ledgers
+        .delete(ledger, &kube::api::DeleteParams::default())
+        .await
+        .unwrap_or_else(|e| panic!("deleting {ledger}: {e}"));
+    let deleted_at = operator.virtual_now() as i64;
+    eventually("the month written anew", DEADLINE, || async {
+        let l = ledgers.get_opt(ledger).await.map_err(|e| e.to_string())?;
+        match l {
+            Some(l)
+                if l.metadata.uid != old_uid && l.data["spec"]["succeeded"].as_i64() >= Some(1) =>
+            {
+                Ok(())
+            }
+            other => Err(format!("{:?}", other.map(|l| l.data))),
+        }
+    })
+    .await;
+    tracker
+        .wait("two sessions after the deletion, released", "", |jobs| {
+            jobs.iter()
+                .filter(|j| j.session.is_some_and(|s| s > deleted_at))
+                .filter(|j| j.outcome.is_some() && !j.finalizer)
+                .count()
+                >= 2
+        })
+        .await;
+    assert_no_retry_loop(&mut operator);
 }

@@ -182,10 +182,20 @@ impl Context {
         let mut current = self.freshest_ledger(ns, &name);
         for _ in 0..ATTEMPTS {
             let mut ledger = match &current {
-                Some(obj) => Ledger::from_spec(&obj.spec).map_err(|e| Error::UnreadableLedger {
-                    name: name.clone(),
-                    reason: e.to_string(),
-                })?,
+                Some(obj) => Ledger::from_spec(&obj.spec)
+                    .map_err(|e| e.to_string())
+                    // Named for this month, it must hold this month.
+                    .and_then(|l| {
+                        if l.period == period {
+                            Ok(l)
+                        } else {
+                            Err(format!("it holds {}", l.period.label()))
+                        }
+                    })
+                    .map_err(|reason| Error::UnreadableLedger {
+                        name: name.clone(),
+                        reason,
+                    })?,
                 None => Ledger::new(period.clone()),
             };
             let mut changed = false;
@@ -236,6 +246,18 @@ impl Context {
                 Err(kube::Error::Api(e)) if e.code == 409 => {
                     debug!(ledger = %name, "ledger write conflict, merging again");
                     current = api.get_opt(&name).await?.map(Arc::new);
+                }
+                // Deleted since this process last saw it (by hand, as the
+                // UnreadableLedger Warning advises, or with a Schedule of
+                // the same name): the copy it remembers is gone for good,
+                // so the month is written anew.
+                Err(kube::Error::Api(e)) if e.code == 404 && current.is_some() => {
+                    debug!(ledger = %name, "ledger deleted meanwhile, writing it anew");
+                    self.ledgers_written
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&format!("{ns}/{name}"));
+                    current = None;
                 }
                 Err(e) => return Err(e.into()),
             }

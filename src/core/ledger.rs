@@ -38,6 +38,14 @@ pub enum LedgerError {
     Base64(String),
     #[error(transparent)]
     Bitmap(#[from] BitmapError),
+    #[error("period {period:?} from {from} to {to} is not one UTC month")]
+    Period {
+        period: String,
+        from: String,
+        to: String,
+    },
+    #[error("a set holds minute {0} of a month of {1}")]
+    PastMonth(u64, u64),
 }
 
 /// A month (UTC) of sessions: one ledger object.
@@ -62,6 +70,11 @@ impl Period {
     pub fn label(&self) -> String {
         let (y, m, _) = civil_from_days(self.from.div_euclid(86_400));
         format!("{y:04}-{m:02}")
+    }
+
+    /// Minute slots in the month.
+    pub fn slots(&self) -> u64 {
+        ((self.to - self.from) / SLOT_SECONDS) as u64
     }
 
     fn slot(&self, at: i64) -> u64 {
@@ -187,8 +200,29 @@ impl Ledger {
         }
     }
 
+    /// Reads an object as the operator writes it, and nothing else: one
+    /// UTC month whose `period`, `from` and `to` agree, and sets of that
+    /// month's minutes.
     pub fn from_spec(spec: &SessionLedgerSpec) -> Result<Self, LedgerError> {
-        let period = Period::of(seconds(&spec.from));
+        let (from, to) = (seconds(&spec.from), seconds(&spec.to));
+        let period = Period::of(from);
+        if period.from != from || period.to != to || period.label() != spec.period {
+            return Err(LedgerError::Period {
+                period: spec.period.clone(),
+                from: rfc3339_utc(from),
+                to: rfc3339_utc(to),
+            });
+        }
+        let set = |text: &str| {
+            let set = decode_slots(text)?;
+            match set.iter().next_back() {
+                Some(last) if last >= period.slots() => {
+                    return Err(LedgerError::PastMonth(last, period.slots()));
+                }
+                _ => {}
+            }
+            Ok(set)
+        };
         let attempts = spec
             .attempts
             .iter()
@@ -197,11 +231,7 @@ impl Ledger {
                     name: a.name.clone(),
                     owner: a.owner.clone(),
                     updated_at: seconds(&a.updated_at),
-                    sets: [
-                        decode_slots(&a.succeeded)?,
-                        decode_slots(&a.failed)?,
-                        decode_slots(&a.killed)?,
-                    ],
+                    sets: [set(&a.succeeded)?, set(&a.failed)?, set(&a.killed)?],
                 })
             })
             .collect::<Result<_, LedgerError>>()?;
@@ -545,6 +575,58 @@ mod tests {
         assert_eq!(ledger.to_spec("nightly").attempts.len(), 1);
         // Outside the month: not this object's.
         assert!(!ledger.record(at("2026-04-01T00:00:00Z"), Outcome::Failed, "x", "", 4));
+    }
+
+    #[test]
+    fn a_ledger_edited_past_what_the_operator_writes_is_unreadable() {
+        let p = Period::of(at("2026-02-01T00:00:00Z"));
+        let mut ledger = Ledger::new(p.clone());
+        ledger.record(p.from, Outcome::Succeeded, "s", "Schedule/s", 0);
+        let good = ledger.to_spec("s");
+        assert_eq!(Ledger::from_spec(&good).unwrap(), ledger);
+        let edited = |f: &dyn Fn(&mut SessionLedgerSpec)| {
+            let mut spec = good.clone();
+            f(&mut spec);
+            Ledger::from_spec(&spec).unwrap_err()
+        };
+        // Moved to another month, in part or whole: its slots would be
+        // read as that month's sessions.
+        assert!(matches!(
+            edited(&|s| s.from = time(at("2026-01-01T00:00:00Z"))),
+            LedgerError::Period { .. }
+        ));
+        assert!(matches!(
+            edited(&|s| s.from = time(at("2026-02-01T00:01:00Z"))),
+            LedgerError::Period { .. }
+        ));
+        assert!(matches!(
+            edited(&|s| s.to = time(at("2026-04-01T00:00:00Z"))),
+            LedgerError::Period { .. }
+        ));
+        assert!(matches!(
+            edited(&|s| s.period = "2026-03".into()),
+            LedgerError::Period { .. }
+        ));
+        // Sets longer than the month (February 2026: 40,320 minutes),
+        // as a bitmap or as runs; the last minute itself is fine.
+        let last: Bitmap = [p.slots() - 1].into_iter().collect();
+        let past: Bitmap = [p.slots()].into_iter().collect();
+        assert!(
+            Ledger::from_spec(&{
+                let mut s = good.clone();
+                s.attempts[0].failed = encode_slots(&last);
+                s
+            })
+            .is_ok()
+        );
+        assert_eq!(
+            edited(&|s| s.attempts[0].failed = encode_slots(&past)),
+            LedgerError::PastMonth(40_320, 40_320)
+        );
+        assert_eq!(
+            edited(&|s| s.attempts[0].killed = format!("b:{}", past.encode())),
+            LedgerError::PastMonth(40_320, 40_320)
+        );
     }
 
     #[test]

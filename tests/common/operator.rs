@@ -144,7 +144,17 @@ impl Operator {
         }
     }
 
-    pub fn is_running(&self) -> bool {
+    /// Whether the process runs: started, not killed by the test, and not
+    /// exited by itself (a crash, an abort). One that exited is reaped
+    /// and counts as stopped from then on.
+    pub fn is_running(&mut self) -> bool {
+        let exited = self
+            .child
+            .as_mut()
+            .is_some_and(|c| !matches!(c.try_wait(), Ok(None)));
+        if exited {
+            self.child = None;
+        }
         self.child.is_some()
     }
 
