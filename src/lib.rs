@@ -8,6 +8,7 @@ pub mod core;
 pub mod crds;
 pub mod http;
 pub mod metrics;
+pub mod plugin;
 
 /// Errors of the operator. `error_policy` decides the requeue from them,
 /// and each one's [`Error::category`] labels the error metric.
