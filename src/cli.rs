@@ -224,7 +224,8 @@ pub struct PlanArgs {
     /// IANA time zone of `--cron` (default UTC).
     #[arg(long, requires = "cron")]
     pub time_zone: Option<String>,
-    /// First session, inclusive (RFC 3339).
+    /// First session, inclusive (RFC 3339). Alone: every session from it
+    /// up to `--now`.
     #[arg(long, requires = "cron")]
     pub from: Option<String>,
     /// End of the range, exclusive (RFC 3339).
@@ -243,7 +244,8 @@ pub struct PlanArgs {
     #[arg(long, requires = "file")]
     pub schedule_file: Option<PathBuf>,
     /// Plan as if the backfill started at this instant (RFC 3339; default:
-    /// now for manifests, no cut for `--cron`).
+    /// now for manifests and for `--from` alone, no cut for `--cron` with
+    /// `--to` or `--count`).
     #[arg(long)]
     pub now: Option<String>,
     /// Output: one RFC 3339 UTC instant per line, or a JSON array.
@@ -329,7 +331,15 @@ pub fn plan(args: &PlanArgs) -> Result<PlanReport, CliError> {
                         "--count must be at least 1, not {count}"
                     )));
                 }
-                _ => return Err(CliError::Input("give --to or --count with --from".into())),
+                // From alone: every session up to now, as a Backfill
+                // with only `from` runs every session up to its start.
+                (None, None) => Selection::Range {
+                    from,
+                    to: now.unwrap_or_else(|| Timestamp::now().as_second()),
+                },
+                (Some(_), Some(_)) => {
+                    return Err(CliError::Input("give --to or --count, not both".into()));
+                }
             };
             let order = match args.order {
                 OrderArg::Asc => SessionOrder::Oldest,
@@ -556,6 +566,23 @@ mod tests {
             .to_string();
         assert!(err.contains("a single --namespace"), "{err}");
         assert_eq!(lease(&["--namespace", "a,b"]).unwrap(), None);
+    }
+
+    #[test]
+    fn from_alone_plans_up_to_now() {
+        let report = plan(&args(&[
+            "--cron",
+            "0 */6 * * *",
+            "--from",
+            "2026-01-01T00:00:00Z",
+            "--now",
+            "2026-01-02T00:00:00Z",
+        ]))
+        .unwrap();
+        assert_eq!(
+            report.stdout,
+            "2026-01-01T00:00:00Z\n2026-01-01T06:00:00Z\n2026-01-01T12:00:00Z\n2026-01-01T18:00:00Z\n"
+        );
     }
 
     #[test]

@@ -60,10 +60,9 @@ const BAD_CRON_CHAR: &str = "schedule fields may contain only numbers, month or 
 const MACROS: &str = "schedule macro must be one of @yearly, @annually, @monthly, @weekly, @daily, @midnight, @hourly";
 const TZ_PREFIX: &str = "set the time zone in spec.timeZone, not with TZ= in spec.schedule";
 const SCHEDULE_TZ: &str = "timeZone must be an IANA time zone name such as America/New_York or UTC";
-const ONE_SELECTION: &str =
-    "choose the sessions with exactly one of: from and to, from and count, sessions, sessionSet";
-const FROM_WITH: &str =
-    "from is required with to or count, and not allowed with sessions or sessionSet";
+const ONE_SELECTION: &str = "choose the sessions with exactly one of: from (alone: every session up to the start; with to; or with count), sessions, sessionSet";
+const TO_AND_COUNT: &str = "to and count cannot be used together: from with to, or from with count";
+const FROM_WITH: &str = "to and count need from";
 const FROM_BEFORE_TO: &str = "from must be earlier than to (from is inclusive, to exclusive)";
 const WINDOW_START: &str = "start must be a time of day as HH:MM, from 00:00 to 23:59";
 const WINDOW_END: &str = "end must be a time of day as HH:MM, from 00:00 to 24:00";
@@ -111,12 +110,11 @@ const SCHEDULE_CASES: &[Case] = &[
 const BACKFILL_CASES: &[Case] = &[
     ("from after to", r#"spec: {from: "2026-02-01T00:00:00Z", to: "2026-01-01T00:00:00Z"}"#, &[FROM_BEFORE_TO]),
     ("from equal to to", r#"spec: {to: "2026-01-01T00:00:00Z"}"#, &[FROM_BEFORE_TO]),
-    ("both count and to", r#"spec: {count: 10}"#, &[ONE_SELECTION]),
+    ("both count and to", r#"spec: {count: 10}"#, &[TO_AND_COUNT]),
     ("no selection at all", r#"spec: {from: null, to: null}"#, &[ONE_SELECTION]),
     ("count without from", r#"spec: {from: null, to: null, count: 5}"#, &[FROM_WITH]),
     ("to without from", r#"spec: {from: null}"#, &[FROM_WITH]),
-    ("from alone", r#"spec: {to: null}"#, &[ONE_SELECTION]),
-    ("sessions plus from", r#"spec: {to: null, sessions: ["2026-01-05T02:00:00Z"]}"#, &[FROM_WITH]),
+    ("sessions plus from", r#"spec: {to: null, sessions: ["2026-01-05T02:00:00Z"]}"#, &[ONE_SELECTION]),
     ("sessions plus from and to", r#"spec: {sessions: ["2026-01-05T02:00:00Z"]}"#, &[ONE_SELECTION]),
     ("empty sessions list", r#"spec: {from: null, to: null, sessions: []}"#, &["spec.sessions", "should have at least 1 items"]),
     ("session not a date", r#"spec: {from: null, to: null, sessions: ["monday"]}"#, &["spec.sessions[0]", "date-time"]),

@@ -865,3 +865,35 @@ async fn an_unknown_time_zone_stalls_until_fixed() {
     assert!(condition_is(&bf, "Stalled", "False"), "{}", summary(&bf));
     assert_one_job_per_session(&tracker, "martian", &hours(JAN_FROM, to));
 }
+
+/// `from` alone (the workflow seed's request without a count) runs every
+/// session from it up to the moment the Backfill starts, and records the
+/// Schedule the run used by UID.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn from_alone_runs_every_session_up_to_the_start() {
+    let env = setup("bf-from-alone").await;
+    let tracker = JobTracker::start(&env.jobs).await;
+    // The operator's clock: 05:30 on January 1st, hardly moving.
+    let _op = Operator::start(
+        &env.ns.name,
+        &[
+            "--time-origin",
+            "2026-01-01T05:30:00Z",
+            "--time-scale",
+            "0.001",
+        ],
+    )
+    .await;
+    let schedule = apply_hourly(&env, None).await;
+    apply_hourly_backfill(&env, "since", json!({"from": JAN_FROM, "maxInFlight": 6})).await;
+    let bf = wait_finished(&env, "since", RUN_DEADLINE, |_| {}).await;
+    assert_eq!(phase(&bf), "Succeeded", "{}", summary(&bf));
+    assert_eq!(counters(&bf), (6, 6, 0, 0, 6), "{}", summary(&bf));
+    assert_one_job_per_session(&tracker, "since", &hours(JAN_FROM, "2026-01-01T06:00:00Z"));
+    assert_eq!(
+        status(&bf)["scheduleUid"].as_str(),
+        schedule.metadata.uid.as_deref(),
+        "{}",
+        status(&bf)
+    );
+}

@@ -65,8 +65,9 @@ fn selection_fixed_once_started() -> String {
     validation = Rule::new(super::NAME_FITS_A_LABEL).message(super::NAME_FITS_A_LABEL_MESSAGE),
 )]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("[has(self.to), has(self.count), has(self.sessions), has(self.sessionSet)].filter(x, x).size() == 1").message("choose the sessions with exactly one of: from and to, from and count, sessions, sessionSet"))]
-#[x_kube(validation = Rule::new("(has(self.to) || has(self.count)) == has(self.from)").message("from is required with to or count, and not allowed with sessions or sessionSet"))]
+#[x_kube(validation = Rule::new("[has(self.from), has(self.sessions), has(self.sessionSet)].filter(x, x).size() == 1").message("choose the sessions with exactly one of: from (alone: every session up to the start; with to; or with count), sessions, sessionSet"))]
+#[x_kube(validation = Rule::new("!(has(self.to) && has(self.count))").message("to and count cannot be used together: from with to, or from with count"))]
+#[x_kube(validation = Rule::new("has(self.from) || !(has(self.to) || has(self.count))").message("to and count need from"))]
 #[x_kube(validation = Rule::new("!has(self.from) || !has(self.to) || self.from < self.to").message("from must be earlier than to (from is inclusive, to exclusive)"))]
 pub struct BackfillSpec {
     /// The Schedule whose sessions to run, in the same namespace. Its
@@ -74,8 +75,9 @@ pub struct BackfillSpec {
     /// Jobs; it may be suspended.
     pub schedule_ref: ScheduleRef,
 
-    /// First session to consider, inclusive (RFC 3339). With `to` or
-    /// `count`.
+    /// First session to consider, inclusive (RFC 3339). Alone, every
+    /// session from it up to the moment the backfill starts; or with `to`
+    /// or `count`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<Time>,
 
@@ -430,6 +432,12 @@ pub struct BackfillStatus {
     pub error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost_estimate: Option<CostEstimate>,
+    /// The UID of the Schedule the run used (the seed's
+    /// `target_workflow_id`), set at the start: a Schedule deleted and
+    /// made again under the same name has another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub schedule_uid: Option<String>,
     /// The plan ends here: the moment the backfill started (sessions at or
     /// after it are the Schedule's).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -23,7 +23,7 @@ pub enum PlanError {
     #[error("sessionSet: {0}")]
     Bitmap(#[from] BitmapError),
     #[error(
-        "choose the sessions with exactly one of: from and to, from and count, sessions, sessionSet"
+        "choose the sessions with exactly one of: from (alone: every session up to the start; with to; or with count), sessions, sessionSet"
     )]
     NoSelection,
     #[error(
@@ -257,6 +257,11 @@ impl Plan {
             (Some(from), None, Some(count), None, None) => Selection::Count {
                 from: seconds(from),
                 count: count.max(0) as u64,
+            },
+            // From alone: up to the cutoff, the moment the backfill starts.
+            (Some(from), None, None, None, None) => Selection::Range {
+                from: seconds(from),
+                to: i64::MAX,
             },
             (None, None, None, Some(list), None) => Selection::list(list.iter().map(seconds)),
             (None, None, None, None, Some(set)) => selection_of_set(set)?,

@@ -235,6 +235,7 @@ fn start(view: &BackfillView<'_>, d: &mut Pass, plan: &Plan, survey: &Survey) {
     d.status.run_id = Some(run_id(view.uid));
     d.status.started_at = Some(time(view.now));
     d.status.planned_until = Some(time(view.now));
+    d.status.schedule_uid = Some(view.schedule_uid.to_string()).filter(|u| !u.is_empty());
     d.status.run = Some(RunState {
         schedule: clock.expr().to_string(),
         time_zone: clock.zone().name().to_string(),

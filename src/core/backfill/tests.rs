@@ -192,6 +192,7 @@ fn a_dry_run_plans_estimates_and_creates_nothing() {
     assert_eq!(d.status.phase, Some(BackfillPhase::Running));
     assert_eq!(d.create.len(), 4);
     assert_eq!(d.status.run_id.as_deref(), Some(run_id("uid-1").as_str()));
+    assert_eq!(d.status.schedule_uid.as_deref(), Some("schedule-uid"));
 }
 
 #[test]
@@ -1296,4 +1297,20 @@ fn who_asked_is_kept_short() {
     s.created_by = Some("someone".into());
     s.step();
     assert_eq!(s.status.created_by.as_deref(), Some(who.as_str()));
+}
+
+#[test]
+fn from_alone_runs_every_session_up_to_its_start() {
+    let mut s = Sim::new(BackfillSpec { to: None, ..spec() });
+    // It starts on 2026-01-03 at 10:30: 58 hourly sessions from
+    // 2026-01-01T00:00 run, up to 10:00; later ones are the Schedule's.
+    s.now = at("2026-01-03T10:30:00Z");
+    let d = s.step();
+    assert_eq!(d.status.total_estimated, 59);
+    assert_eq!(d.status.planned_until, Some(time(s.now)));
+    s.run_to_end(&[]);
+    assert_eq!(s.status.succeeded_count, 59);
+    assert_eq!(s.created.last(), Some(&at("2026-01-03T10:00:00Z")));
+    // Later passes keep the plan frozen at the start.
+    assert_eq!(s.status.total_estimated, 59);
 }
