@@ -56,6 +56,10 @@ pub struct ReleaseArgs {
     /// Release the Jobs of every namespace.
     #[arg(short = 'A', long)]
     pub all_namespaces: bool,
+    /// With --all-namespaces: but not those of these namespaces (the ones
+    /// the operator goes on watching when it narrows its watch).
+    #[arg(long, value_delimiter = ',', requires = "all_namespaces")]
+    pub except: Vec<String>,
 }
 
 impl ReleaseArgs {
@@ -68,6 +72,11 @@ impl ReleaseArgs {
             ));
         }
         Ok(names)
+    }
+
+    /// The namespaces whose Jobs are kept as they are.
+    pub fn excepted(&self) -> Result<Vec<String>, CliError> {
+        namespace_names(&self.except)
     }
 }
 

@@ -84,6 +84,13 @@ fn release_finalizers(args: ReleaseArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let except = match args.excepted() {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -95,7 +102,7 @@ fn release_finalizers(args: ReleaseArgs) -> ExitCode {
         // The same configuration as `run`: KUBECONFIG, ~/.kube/config, or
         // the pod's ServiceAccount.
         let client = kube::Client::try_default().await?;
-        controller::jobs::release_all_finalizers(&client, &namespaces).await
+        controller::jobs::release_all_finalizers(&client, &namespaces, &except).await
     });
     match result {
         Ok(report) => {

@@ -336,3 +336,129 @@ async fn namespace_gone(client: &Client, ns: &str) -> Result<(), String> {
         }
     }
 }
+
+/// The chart installed for namespaces a and b, a Backfill's Jobs running
+/// in each and holding the finalizer: `helm upgrade` to watch a only runs
+/// the pre-upgrade hook, which releases b's Jobs (the namespace the
+/// operator leaves) and keeps a's; deleting b then completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm_upgrade_leaving_a_namespace_releases_its_jobs() {
+    let a = setup("narrow-a").await;
+    let b = setup("narrow-b").await;
+    let (na, nb) = (a.ns.name.clone(), b.ns.name.clone());
+    let release_ns = TestNamespace::new(&a.client, "narrow-release").await;
+    let r = release_ns.name.clone();
+    let _sweeps = [na.clone(), nb.clone()].map(|namespace| JobFinalizerSweep { namespace });
+    let name = format!("nw-{}", &r[r.len() - 8..]);
+    let operator = PodRunner::start(
+        &a.client,
+        &r,
+        &format!("app.kubernetes.io/name=backfill-operator,app.kubernetes.io/instance={name}"),
+    )
+    .await;
+    let hook = PodRunner::start(
+        &a.client,
+        &r,
+        &format!(
+            "app.kubernetes.io/component=release-finalizers,app.kubernetes.io/instance={name}"
+        ),
+    )
+    .await;
+    let helm = |args: Vec<String>| async move {
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            run_ok("helm", &args, None)
+        })
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+    };
+    let chart = chart().to_string_lossy().into_owned();
+    let hook_runs_long = format!(
+        "uninstall.podAnnotations.{}={LONG}",
+        RUN_FOR.replace('.', "\\.")
+    );
+    helm(
+        [
+            "install",
+            &name,
+            &chart,
+            "-n",
+            &r,
+            "--wait",
+            "--timeout",
+            "2m",
+            "--set",
+            &format!("watchNamespaces={{{na},{nb}}}"),
+            "--set",
+            &hook_runs_long,
+            "--set",
+            "createdByPolicy.enabled=false",
+        ]
+        .map(String::from)
+        .to_vec(),
+    )
+    .await;
+    operator
+        .wait_run("the operator's pod to run", |_| true)
+        .await;
+    for env in [&a, &b] {
+        start_long_backfill(env, 2).await;
+    }
+    wait_held(&a, 2).await;
+    wait_held(&b, 2).await;
+
+    helm(
+        [
+            "upgrade",
+            &name,
+            &chart,
+            "-n",
+            &r,
+            "--reuse-values",
+            "--wait",
+            "--timeout",
+            "2m",
+            "--set",
+            &format!("watchNamespaces={{{na}}}"),
+        ]
+        .map(String::from)
+        .to_vec(),
+    )
+    .await;
+    let runs = hook.runs();
+    let [run] = runs.as_slice() else {
+        panic!("expected one run of the upgrade hook's pod: {runs:?}");
+    };
+    let (status, _) = run
+        .exited
+        .expect("helm returned before the hook's process ended");
+    let log = tail(&run.log, 20);
+    assert!(status.success(), "the hook failed ({status}):\n{log}");
+    assert!(
+        log.contains(&format!("namespace {nb}: released 2 Jobs")),
+        "{log}"
+    );
+    assert!(!log.contains(&na), "{log}");
+    all_hold(&b.jobs, 2, false)
+        .await
+        .expect("b's Jobs released");
+    all_hold(&a.jobs, 2, true).await.expect("a's Jobs kept");
+
+    let namespaces: Api<Namespace> = Api::all(a.client.clone());
+    namespaces
+        .delete(&nb, &DeleteParams::background())
+        .await
+        .unwrap_or_else(|e| panic!("deleting namespace {nb}: {e}"));
+    eventually(
+        &format!("namespace {nb} to be gone"),
+        NAMESPACE_GONE,
+        || namespace_gone(&a.client, &nb),
+    )
+    .await;
+    helm(
+        ["uninstall", &name, "-n", &r, "--wait"]
+            .map(String::from)
+            .to_vec(),
+    )
+    .await;
+}

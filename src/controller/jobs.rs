@@ -211,10 +211,11 @@ const RELEASE_CONCURRENCY: usize = 8;
 /// recorded. Listed namespaces are reported even with nothing to release;
 /// with every namespace, those with Jobs holding the finalizer. A Job that
 /// cannot be patched is reported and the others go on; a namespace that
-/// cannot be listed is an error.
+/// cannot be listed is an error. The Jobs of `except` are left alone.
 pub async fn release_all_finalizers(
     client: &Client,
     namespaces: &[String],
+    except: &[String],
 ) -> Result<Vec<ReleasedIn>> {
     let scopes: Vec<Option<&str>> = if namespaces.is_empty() {
         vec![None]
@@ -229,7 +230,8 @@ pub async fn release_all_finalizers(
         })
         .collect();
     for scope in scopes {
-        let held = jobs_holding_the_finalizer(client, scope).await?;
+        let mut held = jobs_holding_the_finalizer(client, scope).await?;
+        held.retain(|(ns, _)| !except.contains(ns));
         let outcomes: Vec<((String, String), Result<()>)> = futures::stream::iter(held)
             .map(|(ns, name)| async move {
                 let result = release_finalizer(client, &ns, &name).await;
