@@ -741,8 +741,8 @@ fn failures(name: &str, ns: &str, map: &Heatmap, jobs: &[Job], pods: &[Pod]) -> 
         let _ = writeln!(out, "  {}  {job}", map.zone.rfc3339(*at));
         match jobs.iter().find(|j| j.name_any() == job) {
             Some(j) => {
-                let text = format!("{}; {}", job_reason(j, *state), exit_code(&job, pods));
-                out.push_str(&wrap(&text, "    ", "    "));
+                out.push_str(&wrap(&job_reason(j, *state), "    ", "    "));
+                let _ = writeln!(out, "    {}", exit_code(&job, pods));
                 let _ = writeln!(out, "    kubectl logs job/{job} -n {ns}");
             }
             None => {
