@@ -118,6 +118,15 @@ async fn status_and_list_show_a_finished_backfill_and_its_failure() {
     );
     assert_eq!(row[6], "1", "{table}");
 
+    let everywhere = ok(&plugin(&ns, &["list", "-A"]));
+    assert!(everywhere.starts_with("NAMESPACE "), "{everywhere}");
+    assert!(
+        everywhere
+            .lines()
+            .any(|l| l.starts_with(&format!("{ns} ")) && l.contains(" january ")),
+        "{everywhere}"
+    );
+
     let wide = ok(&plugin(&ns, &["list", "-o", "wide"]));
     let run_id = bf.data["status"]["runId"].as_str().expect("a run id");
     assert!(wide.contains("RUN ID") && wide.contains(run_id), "{wide}");

@@ -20,6 +20,7 @@ use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
+use kube::core::PartialObjectMeta;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 
@@ -613,14 +614,10 @@ impl Heatmap {
                     let (y, m, _) = civil_from_days(end);
                     if last_month != Some((y, m)) {
                         let at = 4 + (column * width) as usize;
-                        let label = if m == 1 || last_month.is_none() {
-                            format!("{} {y}", MONTHS[usize::from(m - 1)])
-                        } else {
-                            MONTHS[usize::from(m - 1)].to_string()
-                        };
+                        let label = MONTHS[usize::from(m - 1)];
                         if header.len() <= at {
                             header.push_str(&" ".repeat(at - header.len()));
-                            header.push_str(&label);
+                            header.push_str(label);
                             header.push(' ');
                         }
                         last_month = Some((y, m));
@@ -836,7 +833,7 @@ pub fn run(global: &Global, args: &StatusArgs) -> Result<ExitCode, PluginError> 
         }
         let style = Style::detect();
         if !args.watch {
-            let (jobs, pods) = observe(&client, &ns, &args.name).await?;
+            let (jobs, pods) = observe(&client, &ns, &backfill).await?;
             print!("{}", render(&backfill, &jobs, &pods, now(), style));
             return Ok(ExitCode::SUCCESS);
         }
@@ -867,20 +864,50 @@ pub(super) async fn get_backfill(
     })
 }
 
-/// The Backfill's Jobs and their pods.
+/// The Jobs of the failed sessions the screen lists (at most
+/// `MAX_LISTED`, read by name) and their pods: what the screen shows of
+/// them, without listing every Job of a large Backfill.
 async fn observe(
     client: &Client,
     ns: &str,
-    name: &str,
+    backfill: &Backfill,
 ) -> Result<(Vec<Job>, Vec<Pod>), PluginError> {
-    let selector = ListParams::default().labels(&format!("{LABEL_BACKFILL}={name}"));
-    let jobs = Api::<Job>::namespaced(client.clone(), ns)
-        .list(&selector)
-        .await?;
+    let names = listed_failures(backfill);
+    if names.is_empty() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let api = Api::<Job>::namespaced(client.clone(), ns);
+    let mut jobs = Vec::new();
+    for name in &names {
+        if let Some(job) = api.get_opt(name).await? {
+            jobs.push(job);
+        }
+    }
+    let selector = format!("{LABEL_JOB_NAME} in ({})", names.join(","));
     let pods = Api::<Pod>::namespaced(client.clone(), ns)
-        .list(&selector)
+        .list(&ListParams::default().labels(&selector))
         .await?;
-    Ok((jobs.items, pods.items))
+    Ok((jobs, pods.items))
+}
+
+/// The Job names of the failed and killed sessions the screen lists.
+pub fn listed_failures(backfill: &Backfill) -> Vec<String> {
+    let Some(run) = backfill.status.as_ref().and_then(|s| s.run.as_ref()) else {
+        return Vec::new();
+    };
+    if run.failed.is_empty() && run.killed.is_empty() {
+        return Vec::new();
+    }
+    let name = backfill.name_any();
+    heatmap(&backfill.spec, run, None).map_or_else(
+        |_| Vec::new(),
+        |map| {
+            map.failed
+                .iter()
+                .map(|(at, _)| job_name(OwnerKind::Backfill, &name, *at))
+                .collect()
+        },
+    )
 }
 
 fn now() -> i64 {
@@ -909,15 +936,16 @@ async fn watch(
     )
     .default_backoff()
     .map(|e| Change::Backfill(Box::new(e)));
+    // Metadata only: a change is all a frame needs to know of.
     let jobs = watcher(
-        Api::<Job>::namespaced(client.clone(), &ns),
+        Api::<PartialObjectMeta<Job>>::namespaced(client.clone(), &ns),
         watcher::Config::default().labels(&format!("{LABEL_BACKFILL}={name}")),
     )
     .default_backoff()
     .map(|_| Change::Jobs);
     let mut changes = futures::stream::select(backfills.boxed(), jobs.boxed());
     loop {
-        let (jobs, pods) = observe(&client, &ns, name).await?;
+        let (jobs, pods) = observe(&client, &ns, &backfill).await?;
         let frame = render(&backfill, &jobs, &pods, now(), style);
         if clear {
             print!("\x1b[H\x1b[2J");
