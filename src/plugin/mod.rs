@@ -16,6 +16,9 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use crate::cli::PlanArgs;
 
+pub mod list;
+pub mod status;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "kubectl-backfill",
@@ -61,6 +64,11 @@ pub enum Command {
     /// Print the sessions a cron expression or a Backfill manifest selects,
     /// without a cluster.
     Plan(PlanArgs),
+    /// A Backfill's phase, progress, ETA, window, a heatmap of its
+    /// sessions and its failed sessions; `--watch` follows it to the end.
+    Status(status::StatusArgs),
+    /// The Backfills of the namespace (`-A`: of all) with their progress.
+    List(list::ListArgs),
 }
 
 /// What failed, said to the user on stderr.
@@ -139,6 +147,8 @@ fn run(plugin: Plugin) -> Result<ExitCode, PluginError> {
             print!("{}", report.stdout);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Status(args) => status::run(&plugin.global, &args),
+        Command::List(args) => list::run(&plugin.global, &args),
     }
 }
 
