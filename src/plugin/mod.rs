@@ -16,6 +16,8 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use crate::cli::PlanArgs;
 
+pub mod sessions;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "kubectl-backfill",
@@ -61,6 +63,9 @@ pub enum Command {
     /// Print the sessions a cron expression or a Backfill manifest selects,
     /// without a cluster.
     Plan(PlanArgs),
+    /// Every session of a Schedule in a range with its latest attempt:
+    /// queued, running, canceling, success, error, killed or missing.
+    Sessions(sessions::SessionsArgs),
 }
 
 /// What failed, said to the user on stderr.
@@ -139,6 +144,7 @@ fn run(plugin: Plugin) -> Result<ExitCode, PluginError> {
             print!("{}", report.stdout);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Sessions(args) => sessions::run(&plugin.global, &args),
     }
 }
 
