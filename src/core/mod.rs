@@ -14,6 +14,7 @@ pub mod observed;
 pub mod plan;
 pub mod reason;
 pub mod schedule;
+pub mod sessions;
 pub mod windows;
 pub mod zoned_cron;
 

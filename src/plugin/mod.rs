@@ -17,6 +17,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use crate::cli::PlanArgs;
 
 pub mod list;
+pub mod sessions;
 pub mod status;
 
 #[derive(Parser, Debug)]
@@ -69,6 +70,9 @@ pub enum Command {
     Status(status::StatusArgs),
     /// The Backfills of the namespace (`-A`: of all) with their progress.
     List(list::ListArgs),
+    /// Every session of a Schedule in a range with its latest attempt:
+    /// queued, running, canceling, success, error, killed or missing.
+    Sessions(sessions::SessionsArgs),
 }
 
 /// What failed, said to the user on stderr.
@@ -149,6 +153,7 @@ fn run(plugin: Plugin) -> Result<ExitCode, PluginError> {
         }
         Command::Status(args) => status::run(&plugin.global, &args),
         Command::List(args) => list::run(&plugin.global, &args),
+        Command::Sessions(args) => sessions::run(&plugin.global, &args),
     }
 }
 
