@@ -897,3 +897,44 @@ async fn from_alone_runs_every_session_up_to_the_start() {
         status(&bf)
     );
 }
+
+/// A session a spring-forward change shifts (02:30 does not exist in New
+/// York on 2026-03-08: it runs at 03:00 EDT) is launched, and its Job's
+/// outcome counted, like any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_shifted_by_daylight_saving_is_counted() {
+    let env = setup("bf-dst").await;
+    let tracker = JobTracker::start(&env.jobs).await;
+    let _op = Operator::start(&env.ns.name, &[]).await;
+    apply(
+        &env.schedules,
+        &schedule_manifest(
+            "nightly",
+            "30 2 * * *",
+            &[],
+            json!({"timeZone": "America/New_York"}),
+        ),
+    )
+    .await;
+    let sessions: Vec<i64> = [
+        "2026-03-07T07:30:00Z",
+        "2026-03-08T07:00:00Z",
+        "2026-03-09T06:30:00Z",
+    ]
+    .map(at)
+    .to_vec();
+    let _fail = FailStage::apply(&env, &sessions).await;
+    apply(
+        &env.backfills,
+        &backfill_manifest(
+            "dst",
+            "nightly",
+            json!({"from": "2026-03-07T00:00:00Z", "count": 3}),
+        ),
+    )
+    .await;
+    let bf = wait_finished(&env, "dst", RUN_DEADLINE, |_| {}).await;
+    assert_eq!(phase(&bf), "Failed", "{}", summary(&bf));
+    assert_eq!(counters(&bf), (3, 0, 3, 0, 3), "{}", summary(&bf));
+    assert_one_job_per_session(&tracker, "dst", &sessions);
+}

@@ -1314,3 +1314,34 @@ fn from_alone_runs_every_session_up_to_its_start() {
     // Later passes keep the plan frozen at the start.
     assert_eq!(s.status.total_estimated, 59);
 }
+
+#[test]
+fn a_session_shifted_by_a_spring_forward_change_is_counted() {
+    let mut s = Sim::new(BackfillSpec {
+        from: Some(time(at("2026-03-07T00:00:00Z"))),
+        to: None,
+        count: Some(3),
+        max_in_flight: Some(1),
+        ..spec()
+    });
+    s.schedule = ScheduleSpec {
+        time_zone: Some("America/New_York".into()),
+        ..schedule("30 2 * * *")
+    };
+    let all: Vec<i64> = [
+        "2026-03-07T07:30:00Z",
+        // 02:30 does not exist on March 8th: the session runs at 03:00 EDT.
+        "2026-03-08T07:00:00Z",
+        "2026-03-09T06:30:00Z",
+    ]
+    .map(at)
+    .to_vec();
+    s.run_to_end(&all);
+    assert_eq!(s.created, all);
+    assert_eq!(
+        (s.status.processed_count, s.status.failed_count),
+        (3, 3),
+        "{:?}",
+        s.status
+    );
+}
