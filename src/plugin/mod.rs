@@ -16,6 +16,8 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use crate::cli::PlanArgs;
 
+pub mod drive;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "kubectl-backfill",
@@ -61,6 +63,19 @@ pub enum Command {
     /// Print the sessions a cron expression or a Backfill manifest selects,
     /// without a cluster.
     Plan(PlanArgs),
+    /// Create a Backfill from flags; --dry-run shows its plan and cost, -o
+    /// yaml prints its manifest.
+    Create(drive::CreateArgs),
+    /// Ask for a rerun of a finished Backfill's failed sessions (a child
+    /// Backfill); --wait prints the child and its plan.
+    RerunFailed(drive::RerunArgs),
+    /// Pause a Backfill (spec.suspend=true): no new Job starts.
+    Pause(drive::NameArgs),
+    /// Resume a paused Backfill (spec.suspend=false).
+    Resume(drive::NameArgs),
+    /// Cancel a Backfill (spec.cancel=true): its running Jobs are deleted
+    /// and nothing more is launched.
+    Cancel(drive::NameArgs),
 }
 
 /// What failed, said to the user on stderr.
@@ -139,6 +154,11 @@ fn run(plugin: Plugin) -> Result<ExitCode, PluginError> {
             print!("{}", report.stdout);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Create(args) => drive::create(&plugin.global, &args),
+        Command::RerunFailed(args) => drive::rerun_failed(&plugin.global, &args),
+        Command::Pause(args) => drive::toggle(&plugin.global, &args, drive::Toggle::Pause),
+        Command::Resume(args) => drive::toggle(&plugin.global, &args, drive::Toggle::Resume),
+        Command::Cancel(args) => drive::toggle(&plugin.global, &args, drive::Toggle::Cancel),
     }
 }
 
