@@ -48,7 +48,7 @@ pub struct CreateArgs {
     #[arg(long, requires = "from", value_parser = clap::value_parser!(i64).range(1..=100_000_000))]
     pub count: Option<i64>,
     /// An explicit list of session times (RFC 3339), comma-separated.
-    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    #[arg(long, value_delimiter = ',')]
     pub sessions: Vec<String>,
     /// How many Jobs may run at once (default 1).
     #[arg(long, value_parser = clap::value_parser!(i32).range(1..=10_000))]
@@ -347,14 +347,11 @@ fn session_lines(first: &[i64], gap: u64, last: &[i64]) -> String {
     out
 }
 
-/// What a server-side dry run shows: the operator's preview in status.
+/// What a server-side dry run shows once planned: the operator's preview
+/// in status.
 pub fn server_preview(backfill: &Backfill) -> String {
     let name = backfill.metadata.name.as_deref().unwrap_or_default();
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{RESOURCE}/{name} created (dry run: spec.dryRun=true, no Job runs)"
-    );
     let Some(status) = &backfill.status else {
         return out;
     };
@@ -434,6 +431,11 @@ pub fn create(global: &Global, args: &CreateArgs) -> Result<ExitCode, PluginErro
             println!("{RESOURCE}/{} created", args.name);
             return Ok(ExitCode::SUCCESS);
         }
+        // Said before the wait, so a wait that fails leaves no doubt.
+        println!(
+            "{RESOURCE}/{} created (dry run: spec.dryRun=true, no Job runs)",
+            args.name
+        );
         let generation = created.metadata.generation;
         let planned = wait_for(
             &api,
@@ -521,6 +523,15 @@ mod tests {
         assert_eq!(
             with(&["--sessions", "2026-01-01T02:00:00Z,2026-01-01T01:00:00Z"])["sessions"],
             serde_json::json!(["2026-01-01T02:00:00Z", "2026-01-01T01:00:00Z"])
+        );
+        assert_eq!(
+            with(&[
+                "--sessions",
+                "2026-01-01T02:00:00Z",
+                "--sessions",
+                "2026-01-01T03:00:00Z"
+            ])["sessions"],
+            serde_json::json!(["2026-01-01T02:00:00Z", "2026-01-01T03:00:00Z"])
         );
     }
 
@@ -730,11 +741,7 @@ cost:      6 sessions x 2 credits = 12 credits
             ),
             "{text}"
         );
-        assert!(
-            text.starts_with("backfill.backfill.dev/jan created (dry run"),
-            "{text}"
-        );
-        assert!(text.contains("phase:     Planned\n"), "{text}");
+        assert!(text.starts_with("phase:     Planned\n"), "{text}");
     }
 
     #[test]

@@ -74,11 +74,15 @@ pub fn request_outcome(parent: &Backfill, request: &str) -> Seen<RerunRecord> {
     Seen::Pending
 }
 
-/// The message of a request still waiting (the parent has not finished).
-fn waiting_message(parent: &Backfill) -> Option<String> {
+/// The message of `request` still waiting (the parent has not finished).
+fn waiting_message(parent: &Backfill, request: &str) -> Option<String> {
     let status = parent.status.as_ref()?;
     find_condition(&status.conditions, RERUN_REQUESTED)
-        .filter(|c| c.status == "True" && c.reason == Reason::Waiting.as_str())
+        .filter(|c| {
+            c.status == "True"
+                && c.reason == Reason::Waiting.as_str()
+                && c.message.contains(&format!("{request:?}"))
+        })
         .map(|c| c.message.clone())
 }
 
@@ -155,7 +159,7 @@ pub fn rerun_failed(global: &Global, args: &RerunArgs) -> Result<ExitCode, Plugi
             |bf| {
                 let seen = request_outcome(bf, &request);
                 if matches!(seen, Seen::Pending)
-                    && let Some(message) = waiting_message(bf)
+                    && let Some(message) = waiting_message(bf, &request)
                     && said.as_ref() != Some(&message)
                 {
                     eprintln!("{message}");
@@ -256,7 +260,8 @@ mod tests {
             ..BackfillStatus::default()
         });
         assert!(matches!(request_outcome(&pending, r), Seen::Pending));
-        assert!(waiting_message(&pending).unwrap().contains("waits"));
+        assert!(waiting_message(&pending, r).unwrap().contains("waits"));
+        assert_eq!(waiting_message(&pending, "another"), None);
 
         let made = parent(BackfillStatus {
             reruns: vec![
