@@ -150,6 +150,28 @@ async fn create_from_to_runs_to_succeeded() {
     let bf = wait_finished(&env, "jan", RUN_DEADLINE, |_| {}).await;
     assert_eq!(phase(&bf), "Succeeded", "{}", summary(&bf));
     assert_eq!(counters(&bf), (4, 4, 0, 0, 4), "{}", summary(&bf));
+
+    // An explicit list runs exactly its sessions.
+    let listed = "2026-01-02T05:00:00Z,2026-01-02T09:00:00Z";
+    ok(
+        &env,
+        &[
+            "create",
+            "listed",
+            "--schedule",
+            "hourly",
+            "--sessions",
+            listed,
+        ],
+    )
+    .await;
+    let bf = wait_finished(&env, "listed", RUN_DEADLINE, |_| {}).await;
+    assert_eq!(phase(&bf), "Succeeded", "{}", summary(&bf));
+    assert_eq!(counters(&bf), (2, 2, 0, 0, 2), "{}", summary(&bf));
+    assert_eq!(
+        bf.data["spec"]["sessions"],
+        json!(["2026-01-02T05:00:00Z", "2026-01-02T09:00:00Z"])
+    );
 }
 
 /// The manifest of `create -o yaml`, applied with kubectl, is the object
@@ -539,4 +561,60 @@ async fn errors_are_on_stderr_with_exit_1() {
     let o = plugin(&env, &["create", "jan", "--schedule", "s"]).await;
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(backfill_names(&env).await.is_empty());
+}
+
+/// `plugins/backfill.yaml` is a krew Plugin manifest for this version, as
+/// krew validates one: every platform's `uri` is the GitHub release asset
+/// of this version (no template placeholder), with a sha256 and the bin.
+#[test]
+fn the_krew_manifest_points_at_this_versions_release() {
+    let path = repo_root().join("plugins/backfill.yaml");
+    let text = std::fs::read_to_string(&path).expect("plugins/backfill.yaml");
+    let manifest: Value = serde_yaml::from_str(&text).expect("YAML");
+    let version = format!("v{}", env!("CARGO_PKG_VERSION"));
+    assert_eq!(
+        manifest["apiVersion"],
+        "krew.googlecontainertools.github.com/v1alpha2"
+    );
+    assert_eq!(manifest["kind"], "Plugin");
+    assert_eq!(manifest["metadata"]["name"], "backfill");
+    let spec = &manifest["spec"];
+    assert_eq!(spec["version"], version.as_str());
+    assert_eq!(
+        spec["homepage"],
+        "https://github.com/backfill-dev/backfill-operator"
+    );
+    let short = spec["shortDescription"].as_str().expect("shortDescription");
+    assert!(!short.is_empty() && !short.contains('\n'), "{short:?}");
+    let platforms = spec["platforms"].as_array().expect("platforms");
+    assert!(!platforms.is_empty());
+    for p in platforms {
+        let labels = p["selector"]["matchLabels"]
+            .as_object()
+            .expect("a selector by labels");
+        assert!(
+            labels.keys().all(|k| k == "os" || k == "arch"),
+            "krew selects by os and arch only: {labels:?}"
+        );
+        let (os, arch) = (
+            labels["os"].as_str().unwrap(),
+            labels["arch"].as_str().unwrap(),
+        );
+        assert_eq!(
+            p["uri"],
+            format!(
+                "https://github.com/backfill-dev/backfill-operator/releases/download/{version}/kubectl-backfill_{version}_{os}_{arch}.tar.gz"
+            )
+        );
+        let sha = p["sha256"].as_str().expect("sha256");
+        assert!(
+            sha.len() == 64
+                && sha
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+                && sha.bytes().any(|b| b != b'0'),
+            "sha256 {sha:?}: run hack/krew-archive.sh --manifest"
+        );
+        assert_eq!(p["bin"], "kubectl-backfill");
+    }
 }
