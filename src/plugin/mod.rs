@@ -16,6 +16,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use crate::cli::PlanArgs;
 
+pub mod drive;
 pub mod list;
 pub mod sessions;
 pub mod status;
@@ -73,6 +74,19 @@ pub enum Command {
     /// Every session of a Schedule in a range with its latest attempt:
     /// queued, running, canceling, success, error, killed or missing.
     Sessions(sessions::SessionsArgs),
+    /// Create a Backfill from flags; --dry-run shows its plan and cost, -o
+    /// yaml prints its manifest.
+    Create(drive::CreateArgs),
+    /// Ask for a rerun of a finished Backfill's failed sessions (a child
+    /// Backfill); --wait prints the child and its plan.
+    RerunFailed(drive::RerunArgs),
+    /// Pause a Backfill (spec.suspend=true): no new Job starts.
+    Pause(drive::NameArgs),
+    /// Resume a paused Backfill (spec.suspend=false).
+    Resume(drive::NameArgs),
+    /// Cancel a Backfill (spec.cancel=true): its running Jobs are deleted
+    /// and nothing more is launched.
+    Cancel(drive::NameArgs),
 }
 
 /// What failed, said to the user on stderr.
@@ -154,6 +168,11 @@ fn run(plugin: Plugin) -> Result<ExitCode, PluginError> {
         Command::Status(args) => status::run(&plugin.global, &args),
         Command::List(args) => list::run(&plugin.global, &args),
         Command::Sessions(args) => sessions::run(&plugin.global, &args),
+        Command::Create(args) => drive::create(&plugin.global, &args),
+        Command::RerunFailed(args) => drive::rerun_failed(&plugin.global, &args),
+        Command::Pause(args) => drive::toggle(&plugin.global, &args, drive::Toggle::Pause),
+        Command::Resume(args) => drive::toggle(&plugin.global, &args, drive::Toggle::Resume),
+        Command::Cancel(args) => drive::toggle(&plugin.global, &args, drive::Toggle::Cancel),
     }
 }
 
