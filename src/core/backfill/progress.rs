@@ -41,9 +41,9 @@ pub(super) fn advance(view: &BackfillView<'_>, d: &mut Pass) -> Result<(), Stall
     // The skipped are settled in `done`; a bitmap someone edited is
     // made to agree.
     outcomes.done.union_with(&outcomes.skipped);
-    count_outcomes(view, d, &mut outcomes);
     // The plan's length: what is left to run, and what was left out.
     let planned = (d.status.total_estimated.max(0) as u64) + outcomes.skipped.len();
+    count_outcomes(view, d, &mut outcomes, planned);
 
     let running: Vec<&ObservedJob> = view.jobs.iter().filter(|j| j.running()).collect();
     // In flight: launched and not yet counted. That includes Jobs the
@@ -88,8 +88,10 @@ pub(super) fn advance(view: &BackfillView<'_>, d: &mut Pass) -> Result<(), Stall
     launched
 }
 
-/// Counts each ended Job once per plan index, and releases every ended
-/// Job that still holds the finalizer.
+/// Counts each ended Job once per plan index, and releases the ended Jobs
+/// it counted (or had counted) that still hold the finalizer. A Job past
+/// what the status says was launched (a pass whose status write was lost
+/// made it) keeps its finalizer until a launch records it.
 ///
 /// A Job's plan index and session label are read back from the cluster,
 /// where anyone may have edited them: they count only when they are what
@@ -97,7 +99,7 @@ pub(super) fn advance(view: &BackfillView<'_>, d: &mut Pass) -> Result<(), Stall
 /// made from). A Job that does not match is counted by the session of its
 /// name instead, found in the frozen plan with a Warning, or not at all
 /// when its name is no session of the plan.
-fn count_outcomes(view: &BackfillView<'_>, d: &mut Pass, outcomes: &mut Outcomes) {
+fn count_outcomes(view: &BackfillView<'_>, d: &mut Pass, outcomes: &mut Outcomes, planned: u64) {
     let launched = d
         .status
         .run
@@ -112,14 +114,19 @@ fn count_outcomes(view: &BackfillView<'_>, d: &mut Pass, outcomes: &mut Outcomes
         if !job.has_finalizer {
             continue;
         }
-        d.release.push(job.name.clone());
-        match trusted_index(job, launched) {
-            Some(index) => {
+        match (trusted_index(job, launched), job.plan_index) {
+            (Some(index), _) => {
+                d.release.push(job.name.clone());
                 if count(d, outcomes, index, outcome) {
                     newly_failed.push(job);
                 }
             }
-            None => unmatched.push((job, outcome)),
+            // As written, past what the status says was launched but in
+            // the plan: made by a pass whose status write was lost. It
+            // keeps its finalizer until a launch records it again (its
+            // create finds it), and is counted then.
+            (None, Some(index)) if index < planned => {}
+            _ => unmatched.push((job, outcome)),
         }
     }
     if !unmatched.is_empty() {
@@ -219,8 +226,11 @@ fn trusted_index(job: &ObservedJob, launched: u64) -> Option<u64> {
 }
 
 /// The plan indexes of Jobs whose annotations cannot be trusted, by the
-/// session of their names: one walk over the launched part of the frozen
-/// plan, only when such a Job ends. Each gets a Warning.
+/// session of their names: one walk of the frozen plan, only when such a
+/// Job ends. One of a launched session is counted and released; one of a
+/// session still to launch keeps its finalizer until it is launched (a
+/// pass whose status write was lost made it); one of no session of the
+/// plan is released uncounted. Each counted or released gets a Warning.
 fn indexes_by_name<'j>(
     view: &BackfillView<'_>,
     d: &mut Pass,
@@ -232,12 +242,17 @@ fn indexes_by_name<'j>(
         .filter_map(|&(job, outcome)| Some((job.session?, (job, outcome))))
         .collect();
     let mut found = Vec::new();
+    let mut later = std::collections::HashSet::new();
     if let (false, Some(run)) = (wanted.is_empty(), &d.status.run)
         && let Ok(plan) = frozen_plan(view.spec, run)
     {
-        for (index, session) in plan.iter().take(launched as usize).enumerate() {
+        for (index, session) in plan.iter().enumerate() {
             if let Some((job, outcome)) = wanted.remove(&session.at) {
-                found.push((job, outcome, index as u64));
+                if (index as u64) < launched {
+                    found.push((job, outcome, index as u64));
+                } else {
+                    later.insert(job.name.as_str());
+                }
                 if wanted.is_empty() {
                     break;
                 }
@@ -245,7 +260,11 @@ fn indexes_by_name<'j>(
         }
     }
     for (job, _) in &unmatched {
+        if later.contains(job.name.as_str()) {
+            continue;
+        }
         let counted = found.iter().any(|(j, _, _)| j.name == job.name);
+        d.release.push(job.name.clone());
         d.notes.push(Note {
             warning: true,
             reason: Reason::JobNotAsWritten,
@@ -256,7 +275,7 @@ fn indexes_by_name<'j>(
                 )
             } else {
                 format!(
-                    "Job {} is not a Job this backfill launched (its name is no launched session of the plan); its outcome is not counted",
+                    "Job {} is not a Job this backfill launched (its name is no session of the plan); its outcome is not counted",
                     job.name
                 )
             },

@@ -284,6 +284,40 @@ fn a_lost_status_write_launches_the_same_sessions_again_by_name() {
 }
 
 #[test]
+fn a_job_launched_by_a_pass_whose_status_was_lost_is_counted_once_it_ends() {
+    let mut s = Sim::new(BackfillSpec {
+        max_in_flight: Some(1),
+        ..spec()
+    });
+    s.step();
+    s.finish_all(&[]);
+    // This pass counts the first Job and launches the second; its Job is
+    // made, then the status write fails (the Job's finalizer stays: the
+    // applier releases only after the status is written).
+    let lost = s.decide_with(Some(&s.schedule), None, s.now);
+    assert_eq!(lost.create.len(), 1);
+    let mut job = ObservedJob::of(&lost.create[0].job, OwnerKind::Backfill, "bf");
+    job.uid = "u1".into();
+    s.jobs.push(job);
+    // That Job ends before the next pass, which still sees `launched: 1`.
+    s.finish_all(&[]);
+    let d = s.step();
+    assert!(
+        !d.release.contains(&s.jobs[1].name),
+        "released without being counted: {:?}",
+        d.notes
+    );
+    s.run_to_end(&[]);
+    assert_eq!(
+        (s.status.processed_count, s.status.succeeded_count),
+        (30, 30),
+        "{:?}",
+        s.status.progress
+    );
+    assert_eq!(s.status.phase, Some(BackfillPhase::Succeeded));
+}
+
+#[test]
 fn newest_first_and_a_deleted_job_is_counted_once() {
     let mut s = Sim::new(BackfillSpec {
         order: Some(crate::api::SessionOrder::Newest),
