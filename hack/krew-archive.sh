@@ -5,7 +5,7 @@
 #   <target dir>/krew/kubectl-backfill_v<version>_<os>_<arch>.tar.gz
 #
 # holding `kubectl-backfill` (linked statically against glibc, so it runs on
-# any Linux of its architecture), README.md and docs/plugin-drive.md. The
+# any Linux of its architecture) and README.md. The
 # tarball is reproducible for a given binary: sorted entries, owner 0, and
 # the time of the last commit that changed what goes into it (the sources,
 # Cargo.lock and the two documents; SOURCE_DATE_EPOCH overrides it), so a
@@ -45,13 +45,13 @@ name="kubectl-backfill_v${version}_${platform}.tar.gz"
 out="$target_dir/krew"
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
-mkdir -p "$out" "$stage/docs"
+mkdir -p "$out" "$stage"
 cp "$target_dir/$host/release/kubectl-backfill" "$stage/"
 cp README.md "$stage/"
-cp docs/plugin-drive.md "$stage/docs/"
-epoch=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct -- src Cargo.toml Cargo.lock README.md docs/plugin-drive.md 2>/dev/null || echo 0)}
+
+epoch=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct -- src Cargo.toml Cargo.lock README.md 2>/dev/null || echo 0)}
 tar --sort=name --mtime="@$epoch" --owner=0 --group=0 --numeric-owner \
-  -C "$stage" -cf - kubectl-backfill README.md docs | gzip -n -9 >"$out/$name"
+  -C "$stage" -cf - kubectl-backfill README.md | gzip -n -9 >"$out/$name"
 sum=$(sha256sum "$out/$name" | cut -d' ' -f1)
 
 if [[ ${1:-} == --manifest ]]; then
