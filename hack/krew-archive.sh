@@ -8,7 +8,7 @@
 # any Linux of its architecture) and README.md. The
 # tarball is reproducible for a given binary: sorted entries, owner 0, and
 # the time of the last commit that changed what goes into it (the sources,
-# Cargo.lock and the two documents; SOURCE_DATE_EPOCH overrides it), so a
+# Cargo.lock and the README; SOURCE_DATE_EPOCH overrides it), so a
 # commit of the manifest alone keeps the tarball, and its sha256, the same.
 #
 #   hack/krew-archive.sh            build it; print its path and sha256
