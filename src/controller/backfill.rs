@@ -67,17 +67,23 @@ pub async fn reconcile(backfill: Arc<Backfill>, ctx: Arc<Context>) -> Result<Act
     // through the index of the Schedule's Jobs, not the whole cache: a
     // session one of them runs waits for it, and what they decided
     // counts for `reprocess`.
+    // The Schedule and its Backfills launch one at a time, each seeing
+    // what the others launched a moment ago (`controller::launches`).
     let looking = status.run.is_none() || launching(&backfill.spec, &status);
+    let launch_lock = ctx.launches.lock_for(&ns, schedule_name);
+    let _launching = if looking {
+        Some(launch_lock.lock().await)
+    } else {
+        None
+    };
     let others = if looking {
         ctx.jobs_of_others(&ns, schedule_name, &uid)
     } else {
         Vec::new()
     };
-    let run_elsewhere: BTreeMap<i64, String> = others
-        .iter()
-        .filter(|j| j.running())
-        .filter_map(|j| Some((j.session?, j.name.clone())))
-        .collect();
+    let run_elsewhere: BTreeMap<i64, String> =
+        ctx.launches
+            .run_elsewhere(&ns, schedule_name, &uid, &others);
     // Only a plan that has not started yet is estimated; `reprocess`
     // judges it against the whole ledger, and then each session still
     // to launch against the months it may reach.
@@ -122,6 +128,7 @@ pub async fn reconcile(backfill: Arc<Backfill>, ctx: Arc<Context>) -> Result<Act
         .map(|t| ctx.clock.at_real(seconds(t)));
     let now = ctx.clock.now();
     let (owner, of_schedule) = (backfill.clone(), schedule.clone());
+    let (claim_ns, claim_uid) = (ns.clone(), uid.clone());
     let decision = tokio::task::spawn_blocking(move || {
         decide(&BackfillView {
             name: &name,
@@ -148,6 +155,12 @@ pub async fn reconcile(backfill: Arc<Backfill>, ctx: Arc<Context>) -> Result<Act
         message: e.to_string(),
     })?;
 
+    for new in &decision.create {
+        if let Some(job) = new.job.metadata.name.as_deref() {
+            ctx.launches
+                .claim(&claim_ns, schedule_name, &claim_uid, new.session.at, job);
+        }
+    }
     apply(&ctx, backfill.as_ref(), schedule.as_deref(), decision).await
 }
 

@@ -43,6 +43,9 @@ pub struct Context {
     pub ledger_retention: i64,
     pub clock: OperatorClock,
     pub recent: Recent,
+    /// One Job per session at a time, per Schedule: its launch lock and
+    /// recent launches.
+    pub launches: super::launches::Launches,
     pub metrics: Arc<Metrics>,
     /// Checked before every write: a leader past its renew deadline
     /// writes nothing.

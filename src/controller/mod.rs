@@ -11,6 +11,7 @@ pub mod backfill;
 mod clock;
 mod context;
 pub mod jobs;
+mod launches;
 pub mod leader;
 pub mod ledger;
 pub mod owners;

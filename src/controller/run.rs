@@ -193,6 +193,7 @@ async fn run_controllers(
         ledger_retention: i64::from(settings.ledger_retention_days) * 86_400,
         clock: settings.clock,
         recent: Recent::default(),
+        launches: Default::default(),
         metrics,
         leadership: leadership.clone(),
     });

@@ -47,13 +47,13 @@ pub async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Act
     // One read of the ledger cache serves the status and the retention.
     let ledgers = ctx.ledgers_of(&ns, &name);
     let ledger = ctx.ledger_index(&ledgers, Some((now - RECENT_HORIZON, now + 1)));
-    // Sessions a Backfill's Job runs now are not started twice.
-    let run_elsewhere: std::collections::BTreeMap<i64, String> = ctx
-        .jobs_of_others(&ns, &name, &uid)
-        .into_iter()
-        .filter(|j| j.running())
-        .filter_map(|j| Some((j.session?, j.name)))
-        .collect();
+    // Sessions a Backfill's Job runs now, or was launched for a moment
+    // ago, are not started twice: the Schedule and its Backfills launch
+    // one at a time.
+    let launch_lock = ctx.launches.lock_for(&ns, &name);
+    let _launching = launch_lock.lock().await;
+    let others = ctx.jobs_of_others(&ns, &name, &uid);
+    let run_elsewhere = ctx.launches.run_elsewhere(&ns, &name, &uid, &others);
     let decision = decide(&ScheduleView {
         name: &name,
         namespace: &ns,
@@ -69,6 +69,11 @@ pub async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Act
         now,
     });
 
+    for new in &decision.create {
+        if let Some(job) = new.job.metadata.name.as_deref() {
+            ctx.launches.claim(&ns, &name, &uid, new.session.at, job);
+        }
+    }
     let action = apply(&ctx, schedule.as_ref(), Some(&schedule), decision).await?;
     // Retention, apart from the outcomes: old months go once the new
     // outcomes are in.
