@@ -54,12 +54,9 @@ fn run(args: RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: starting the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let result = runtime.block_on(async {
         let client = kube::Client::try_default().await?;
@@ -91,12 +88,9 @@ fn release_finalizers(args: ReleaseArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: starting the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let result = runtime.block_on(async {
         // The same configuration as `run`: KUBECONFIG, ~/.kube/config, or
@@ -128,4 +122,13 @@ fn release_finalizers(args: ReleaseArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The async runtime of a command that talks to the API server; a
+/// failure to start it is said on stderr.
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Runtime::new().map_err(|e| {
+        eprintln!("error: starting the async runtime: {e}");
+        ExitCode::FAILURE
+    })
 }

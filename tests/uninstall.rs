@@ -220,20 +220,7 @@ async fn helm_uninstall_releases_the_finalizers_and_the_namespace_goes() {
         namespace: workload.clone(),
     };
     let name = format!("un-{}", &r[r.len() - 8..]);
-    let operator = PodRunner::start(
-        &env.client,
-        &r,
-        &format!("app.kubernetes.io/name=backfill-operator,app.kubernetes.io/instance={name}"),
-    )
-    .await;
-    let hook = PodRunner::start(
-        &env.client,
-        &r,
-        &format!(
-            "app.kubernetes.io/component=release-finalizers,app.kubernetes.io/instance={name}"
-        ),
-    )
-    .await;
+    let (operator, hook) = stand_ins(&env.client, &r, &name).await;
 
     let release = {
         let (name, r) = (name.clone(), r.clone());
@@ -284,15 +271,7 @@ async fn helm_uninstall_releases_the_finalizers_and_the_namespace_goes() {
     }
 
     // The hook ran the command, which succeeded and said what it did.
-    let runs = hook.runs();
-    let [run] = runs.as_slice() else {
-        panic!("expected one run of the hook's pod: {runs:?}");
-    };
-    let (status, _) = run
-        .exited
-        .expect("helm returned before the hook's process ended");
-    let log = tail(&run.log, 20);
-    assert!(status.success(), "the hook failed ({status}):\n{log}");
+    let log = hook_log(&hook);
     assert!(
         log.contains(&format!("namespace {workload}: released 3 Jobs")),
         "{log}"
@@ -315,6 +294,41 @@ async fn helm_uninstall_releases_the_finalizers_and_the_namespace_goes() {
         || namespace_gone(&env.client, &workload),
     )
     .await;
+}
+
+/// The kubelet stand-ins of release `name` in namespace `r`: for the
+/// operator's pods, and for the release-finalizers hooks' pods.
+async fn stand_ins(client: &Client, r: &str, name: &str) -> (PodRunner, PodRunner) {
+    let operator = PodRunner::start(
+        client,
+        r,
+        &format!("app.kubernetes.io/name=backfill-operator,app.kubernetes.io/instance={name}"),
+    )
+    .await;
+    let hook = PodRunner::start(
+        client,
+        r,
+        &format!(
+            "app.kubernetes.io/component=release-finalizers,app.kubernetes.io/instance={name}"
+        ),
+    )
+    .await;
+    (operator, hook)
+}
+
+/// The log of the one run of a hook's pod, which helm waited for and
+/// which succeeded.
+fn hook_log(hook: &PodRunner) -> String {
+    let runs = hook.runs();
+    let [run] = runs.as_slice() else {
+        panic!("expected one run of the hook's pod: {runs:?}");
+    };
+    let (status, _) = run
+        .exited
+        .expect("helm returned before the hook's process ended");
+    let log = tail(&run.log, 20);
+    assert!(status.success(), "the hook failed ({status}):\n{log}");
+    log
 }
 
 /// Ok once the namespace no longer exists; else what holds it up.
@@ -350,20 +364,7 @@ async fn helm_upgrade_leaving_a_namespace_releases_its_jobs() {
     let r = release_ns.name.clone();
     let _sweeps = [na.clone(), nb.clone()].map(|namespace| JobFinalizerSweep { namespace });
     let name = format!("nw-{}", &r[r.len() - 8..]);
-    let operator = PodRunner::start(
-        &a.client,
-        &r,
-        &format!("app.kubernetes.io/name=backfill-operator,app.kubernetes.io/instance={name}"),
-    )
-    .await;
-    let hook = PodRunner::start(
-        &a.client,
-        &r,
-        &format!(
-            "app.kubernetes.io/component=release-finalizers,app.kubernetes.io/instance={name}"
-        ),
-    )
-    .await;
+    let (operator, hook) = stand_ins(&a.client, &r, &name).await;
     let helm = |args: Vec<String>| async move {
         tokio::task::spawn_blocking(move || {
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -425,15 +426,7 @@ async fn helm_upgrade_leaving_a_namespace_releases_its_jobs() {
         .to_vec(),
     )
     .await;
-    let runs = hook.runs();
-    let [run] = runs.as_slice() else {
-        panic!("expected one run of the upgrade hook's pod: {runs:?}");
-    };
-    let (status, _) = run
-        .exited
-        .expect("helm returned before the hook's process ended");
-    let log = tail(&run.log, 20);
-    assert!(status.success(), "the hook failed ({status}):\n{log}");
+    let log = hook_log(&hook);
     assert!(
         log.contains(&format!("namespace {nb}: released 2 Jobs")),
         "{log}"
