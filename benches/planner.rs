@@ -105,6 +105,7 @@ fn largest_backfill() {
         rerun_request: None,
         ledger,
         run_elsewhere: elsewhere,
+        budget: None,
         created: None,
         now,
     };

@@ -342,10 +342,19 @@ pub struct PlanPreview {
     /// Why they were skipped, in words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skipped_reason: Option<String>,
-    /// When the backfill would finish, given `maxInFlight`, the windows
-    /// and the median duration of the Schedule's recent Jobs.
+    /// When the backfill would finish, given `maxInFlight`, the windows,
+    /// the slots the Schedule's `maxActiveJobs` leaves it and the median
+    /// duration of the Schedule's recent Jobs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub estimated_completion: Option<Time>,
+    /// The Schedule's `maxActiveJobs`, when it sets one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_active_jobs: Option<i64>,
+    /// Of `maxActiveJobs`, how many slots the live schedule is expected
+    /// to take while this backfill runs (its scheduled runs that would
+    /// be active at once); Backfills share the rest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live_slots: Option<i64>,
 }
 
 /// A compact record of a set of sessions: a count, a readable preview and
@@ -418,6 +427,11 @@ pub struct BackfillStatus {
     /// `totalEstimated`.
     #[serde(default)]
     pub skipped_count: i64,
+    /// Sessions this backfill would start now but for its Schedule's
+    /// `maxActiveJobs`: the live schedule and the other Backfills take
+    /// those slots (see the Ready condition, reason `WaitingForCapacity`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub waiting_for_capacity: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -511,4 +525,8 @@ pub struct RunState {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     #[schemars(length(max = 1_048_576))]
     pub skipped: String,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }

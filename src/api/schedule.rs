@@ -111,6 +111,16 @@ pub struct ScheduleSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0.0))]
     pub credits_per_session: Option<f64>,
+
+    /// At most this many Jobs of the Schedule active at once, one budget
+    /// shared by its scheduled runs and all its Backfills (rerun children
+    /// too). Live runs first: scheduled sessions always start on time,
+    /// and Backfills start Jobs only in the slots the live schedule is not
+    /// expected to need, shared fairly between them, each still within
+    /// its own `maxInFlight`. Unset: no shared budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_active_jobs: Option<i32>,
 }
 
 /// What to do when a session is due while an earlier Job still runs, as

@@ -9,7 +9,7 @@ use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
-use tracing::instrument;
+use tracing::{debug, instrument};
 
 use super::apply::apply;
 use super::{Context, FIELD_MANAGER, missing};
@@ -18,6 +18,7 @@ use crate::api::{
     BackfillStatus, LABEL_SCHEDULE, Reprocess, Schedule, SessionOrder, condition,
 };
 use crate::core::backfill::{BackfillView, decide};
+use crate::core::capacity::{Budget, Claimant, waits_for_capacity};
 use crate::core::decision::Decision;
 use crate::core::job::OwnerKind;
 use crate::core::ledger::LedgerIndex;
@@ -84,17 +85,32 @@ pub async fn reconcile(backfill: Arc<Backfill>, ctx: Arc<Context>) -> Result<Act
     let run_elsewhere: BTreeMap<i64, String> =
         ctx.launches
             .run_elsewhere(&ns, schedule_name, &uid, &others);
-    // Only a plan that has not started yet is estimated; `reprocess`
-    // judges it against the whole ledger, and then each session still
-    // to launch against the months it may reach.
-    let recent_durations = if status.run.is_none() {
+    // A Schedule's `maxActiveJobs` is shared with its live runs and its
+    // other Backfills: what each runs now, and what the others claim.
+    let budget = match (&schedule, looking) {
+        (Some(s), true) => s
+            .spec
+            .max_active_jobs
+            .map(|max| budget_of(&ctx, s, &ns, &uid, max)),
+        _ => None,
+    };
+    // How long Jobs take, on the operator's clock: a plan that has not
+    // started yet is estimated with it, and the budget's forecast of the
+    // live runs needs it.
+    let recent_durations = if status.run.is_none() || budget.is_some() {
         recent_durations(
             &ctx.job_owners
                 .jobs_of_schedule(&ns, schedule_name, &ctx.jobs),
         )
+        .into_iter()
+        .map(|d| ctx.clock.span(d))
+        .collect()
     } else {
         Vec::new()
     };
+    // `reprocess` judges a plan that has not started yet against the
+    // whole ledger, and then each session still to launch against the
+    // months it may reach.
     let ledger = match (&status.run, backfill.spec.reprocess.unwrap_or_default()) {
         (None, _) => Some(None),
         (Some(_), Reprocess::All) => None,
@@ -114,6 +130,9 @@ pub async fn reconcile(backfill: Arc<Backfill>, ctx: Arc<Context>) -> Result<Act
         }
         _ => LedgerIndex::default(),
     };
+    if let Some(budget) = &budget {
+        debug!(?budget, ?recent_durations, "maxActiveJobs budget");
+    }
     let schedule_uid = schedule.as_ref().and_then(|s| s.uid()).unwrap_or_default();
     // Planning walks up to the session limit, and a launch or a count by
     // name can walk a large plan: the decide step runs on the blocking
@@ -145,6 +164,7 @@ pub async fn reconcile(backfill: Arc<Backfill>, ctx: Arc<Context>) -> Result<Act
             rerun_request: rerun_request.as_deref(),
             ledger: &ledger,
             run_elsewhere: &run_elsewhere,
+            budget: budget.as_ref(),
             created,
             now,
         })
@@ -162,6 +182,40 @@ pub async fn reconcile(backfill: Arc<Backfill>, ctx: Arc<Context>) -> Result<Act
         }
     }
     apply(&ctx, backfill.as_ref(), schedule.as_deref(), decision).await
+}
+
+/// The budget of `schedule`'s `maxActiveJobs` as the Backfill `uid` sees
+/// it: the live runs active now, and the claims of its other Backfills.
+fn budget_of(ctx: &Context, schedule: &Schedule, ns: &str, uid: &str, max: i32) -> Budget {
+    let name = schedule.name_any();
+    let running = ctx.running_by_owner(ns, &name);
+    let count = |owner: &str| running.get(owner).copied().unwrap_or(0);
+    let others = ctx
+        .backfills
+        .state()
+        .iter()
+        .filter(|b| b.namespace().as_deref() == Some(ns) && b.spec.schedule_ref.name == name)
+        .filter_map(|b| {
+            let other = b.uid()?;
+            (other != uid).then(|| {
+                let status = b.status.clone().unwrap_or_default();
+                Claimant::of(&other, &b.spec, &status, count(&other))
+            })
+        })
+        .collect();
+    let run_bound = schedule
+        .spec
+        .job_template
+        .spec
+        .as_ref()
+        .and_then(|j| j.active_deadline_seconds)
+        .map(|d| ctx.clock.span(d));
+    Budget {
+        max_active: max.max(1) as u64,
+        live_running: schedule.uid().map_or(0, |s| count(&s)),
+        others,
+        run_bound,
+    }
 }
 
 /// Whether a started run may launch more Jobs: not finished or
@@ -193,7 +247,7 @@ pub fn backfills_of(
 /// The Backfills a change of `job` concerns: its owner's, and once it
 /// ended, the Backfills of its Schedule whose launches wait for another
 /// attempt of a session to end (phase `Waiting`, reason
-/// `SessionRunElsewhere`).
+/// `SessionRunElsewhere`) or for a slot of its `maxActiveJobs`.
 pub fn backfills_of_job(
     backfills: &kube::runtime::reflector::Store<Backfill>,
     job: &Job,
@@ -226,14 +280,16 @@ pub fn backfills_of_job(
     refs
 }
 
-/// Whether the Backfill waits for another Job of its Schedule to end.
+/// Whether the Backfill waits for another Job of its Schedule to end: one
+/// that runs its next session, or any, for a slot of `maxActiveJobs`.
 fn waiting_elsewhere(backfill: &Backfill) -> bool {
     let Some(status) = &backfill.status else {
         return false;
     };
-    status.phase == Some(BackfillPhase::Waiting)
+    let held_elsewhere = status.phase == Some(BackfillPhase::Waiting)
         && find_condition(&status.conditions, condition::READY)
-            .is_some_and(|c| Reason::SessionRunElsewhere == c.reason.as_str())
+            .is_some_and(|c| Reason::SessionRunElsewhere == c.reason.as_str());
+    held_elsewhere || waits_for_capacity(status)
 }
 
 /// `backfill.dev/created-by`, else the field manager that created it.
@@ -271,13 +327,16 @@ fn add_jobs_of_others(index: &mut LedgerIndex, others: Vec<ObservedJob>) {
     }
 }
 
-/// How long the Schedule's recent finished Jobs took, in seconds.
+/// How long the Schedule's recent finished Jobs took, in real seconds:
+/// from their creation, so the time to start counts too (a Job takes a
+/// slot of `maxActiveJobs` from then).
 fn recent_durations(jobs: &[Arc<Job>]) -> Vec<i64> {
     let mut finished: Vec<(i64, i64)> = jobs
         .iter()
         .filter_map(|j| {
             let s = j.status.as_ref()?;
-            let start = seconds(s.start_time.as_ref()?);
+            let created = j.meta().creation_timestamp.as_ref();
+            let start = seconds(created.or(s.start_time.as_ref())?);
             let end = seconds(s.completion_time.as_ref()?);
             Some((end, end - start))
         })

@@ -39,6 +39,12 @@ impl OperatorClock {
         (self.origin + (real as f64 - self.real_start) * self.scale).floor() as i64
     }
 
+    /// How long `real_seconds` of real time last on this clock, such as
+    /// a Job's run.
+    pub fn span(&self, real_seconds: i64) -> i64 {
+        (real_seconds as f64 * self.scale).ceil() as i64
+    }
+
     /// Unix seconds on this clock.
     pub fn now(&self) -> i64 {
         (self.origin + self.started.elapsed().as_secs_f64() * self.scale).floor() as i64

@@ -1,6 +1,7 @@
 //! What every reconcile shares: the client, the Event recorder, the
 //! caches and the clock, and the memory of requests made lately.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,7 +13,7 @@ use kube::runtime::reflector::Store;
 use super::jobs::{delete_job, release_finalizer};
 use super::{OperatorClock, leader, owners};
 use crate::Result;
-use crate::api::{Schedule, SessionLedger};
+use crate::api::{Backfill, Schedule, SessionLedger};
 use crate::core::job::OwnerKind;
 use crate::core::observed::ObservedJob;
 use crate::metrics::Metrics;
@@ -32,6 +33,8 @@ pub struct Context {
     /// wakes only one waiter.)
     pub jobs_ready: tokio::sync::watch::Receiver<bool>,
     pub schedules: Store<Schedule>,
+    /// The Backfills: those of a Schedule share its `maxActiveJobs`.
+    pub backfills: Store<Backfill>,
     /// The session ledgers, and whether their cache holds the initial list
     /// (a Backfill's `reprocess` is judged against it).
     pub ledgers: Store<SessionLedger>,
@@ -138,6 +141,32 @@ impl Context {
                 Some(ObservedJob::of(j, kind, &owner.name))
             })
             .collect()
+    }
+
+    /// The Jobs of the Schedule `schedule` that run now, by the UID of
+    /// the owner that controls them (the Schedule, each Backfill),
+    /// counting those launched a moment ago that the cache does not show
+    /// yet.
+    pub fn running_by_owner(&self, ns: &str, schedule: &str) -> HashMap<String, u64> {
+        let jobs = self.job_owners.jobs_of_schedule(ns, schedule, &self.jobs);
+        let mut running: HashMap<String, u64> = HashMap::new();
+        for job in &jobs {
+            let Some(owner) = job
+                .owner_references()
+                .iter()
+                .find(|o| o.controller == Some(true))
+            else {
+                continue;
+            };
+            if ObservedJob::of(job, OwnerKind::Backfill, &owner.name).running() {
+                *running.entry(owner.uid.clone()).or_default() += 1;
+            }
+        }
+        let seen: HashSet<String> = jobs.iter().map(|j| j.name_any()).collect();
+        for owner in self.launches.unseen(ns, schedule, &seen) {
+            *running.entry(owner).or_default() += 1;
+        }
+        running
     }
 
     /// Waits until the Job and ledger caches hold their initial lists.

@@ -7,7 +7,7 @@
 //! the cache and all launch it. Only the leader writes, so a lock in this
 //! process is enough.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -59,6 +59,19 @@ impl Launches {
                 at: Instant::now(),
             },
         );
+    }
+
+    /// The owners of the launches of the last moment whose Jobs are not
+    /// in `seen` (the Job cache) yet, once per launch.
+    pub fn unseen(&self, ns: &str, schedule: &str, seen: &HashSet<String>) -> Vec<String> {
+        let claims = self.claims.lock().unwrap_or_else(|e| e.into_inner());
+        claims
+            .get(&(ns.to_string(), schedule.to_string()))
+            .into_iter()
+            .flat_map(|of| of.values())
+            .filter(|c| c.at.elapsed() < CLAIM_TTL && !seen.contains(&c.job))
+            .map(|c| c.owner_uid.clone())
+            .collect()
     }
 
     /// The sessions another owner than `owner_uid` runs now, with the Job:

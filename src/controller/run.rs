@@ -187,6 +187,7 @@ async fn run_controllers(
         job_owners,
         jobs_ready,
         schedules: schedules.clone(),
+        backfills: backfills.clone(),
         ledgers,
         ledgers_ready,
         ledgers_written: Default::default(),

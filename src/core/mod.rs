@@ -6,6 +6,7 @@
 pub mod backfill;
 pub mod bitmap;
 pub mod calendar;
+pub mod capacity;
 pub mod cron;
 pub mod decision;
 pub mod job;

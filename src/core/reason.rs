@@ -111,6 +111,8 @@ reasons! {
     SessionRunElsewhere,
     /// Backfill: a session it waited for was decided by another Job of the Schedule, and `reprocess` does not run it again: it is left out (`skippedCount`) (Event).
     SessionDecidedElsewhere,
+    /// Backfill: its Schedule's `maxActiveJobs` is taken by the live schedule and the other Backfills; `waitingForCapacity` counts the sessions it would start now but for it (phase `Waiting` when it starts none, with an Event).
+    WaitingForCapacity,
     /// Schedule: a Job was created for a session (Event).
     JobCreated,
     /// Schedule: `Replace` deleted the running Job before its successor (Event).

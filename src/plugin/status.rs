@@ -25,7 +25,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 
 use super::{Global, Output, PluginError, block_on, connect};
-use crate::api::{Backfill, BackfillPhase, BackfillSpec, RunState, ScheduleSpec};
+use crate::api::{Backfill, BackfillPhase, BackfillSpec, BackfillStatus, RunState, ScheduleSpec};
 use crate::core::bitmap::Bitmap;
 use crate::core::calendar::{civil_from_days, weekday_from_days};
 use crate::core::job::{OwnerKind, job_name};
@@ -260,6 +260,9 @@ pub fn render(backfill: &Backfill, jobs: &[Job], pods: &[Pod], now: i64, style: 
             "Window    ",
             "          ",
         ));
+        if let Some(held) = held_back(&status) {
+            out.push_str(&wrap(&held, "Capacity  ", "          "));
+        }
     }
     if let Some(error) = &status.error {
         out.push_str(&wrap(error, "Error     ", "          "));
@@ -347,6 +350,18 @@ fn waiting_elsewhere(backfill: &Backfill) -> Option<String> {
         .conditions
         .iter()
         .find(|c| c.type_ == "Ready" && c.reason == "SessionRunElsewhere")
+        .map(|c| c.message.clone())
+}
+
+/// Why the Schedule's `maxActiveJobs` holds sessions back, when it does.
+fn held_back(status: &BackfillStatus) -> Option<String> {
+    if status.waiting_for_capacity == 0 {
+        return None;
+    }
+    status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready" && c.reason == "WaitingForCapacity")
         .map(|c| c.message.clone())
 }
 

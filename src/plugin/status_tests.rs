@@ -285,6 +285,34 @@ fn waiting_for_another_job_with_reprocess_skips() {
     );
 }
 
+/// Running, with sessions held back by the Schedule's `maxActiveJobs`.
+#[test]
+fn held_back_by_the_schedule_budget() {
+    let from = at(JAN_FROM);
+    let spec = json!({"scheduleRef": {"name": "hourly"}, "from": JAN_FROM,
+                      "count": 12, "maxInFlight": 4});
+    let message = "3 session(s) wait for capacity: the Schedule's maxActiveJobs is 3, its live runs take 1 and other backfills run 1";
+    let status = BackfillStatus {
+        phase: Some(BackfillPhase::Running),
+        total_estimated: 12,
+        processed_count: 4,
+        succeeded_count: 4,
+        running_count: 1,
+        waiting_for_capacity: 3,
+        started_at: Some(time(at("2026-01-05T00:00:00Z"))),
+        run: Some(RunState {
+            launched: 5,
+            done: bits(0..4),
+            next_session: Some(time(from + 5 * 3_600)),
+            ..run_state("0 * * * *", "UTC", from, from + 11 * 3_600 + 1)
+        }),
+        conditions: vec![condition("Ready", "False", "WaitingForCapacity", message)],
+        ..BackfillStatus::default()
+    };
+    let bf = backfill("held", spec, status);
+    check_both("held-back", &bf, &[], &[], at("2026-01-05T00:10:00Z"));
+}
+
 /// A hundred thousand minutely sessions (69 days): weeks × days, each
 /// cell the worst of its day's 1,440 sessions.
 #[test]

@@ -7,6 +7,7 @@ use super::status::Stall;
 use super::view::{BackfillView, Pass};
 use crate::api::{BackfillPhase, BackfillStatus, Reprocess, RunState, SessionSummary, condition};
 use crate::core::bitmap::Bitmap;
+use crate::core::capacity::{self, Budget, Claimant, max_in_flight};
 use crate::core::observed::{Note, ObservedJob, Outcome, find_condition};
 use crate::core::plan::{Order, session_set};
 use crate::core::reason::Reason;
@@ -55,6 +56,7 @@ pub(super) fn advance(view: &BackfillView<'_>, d: &mut Pass) -> Result<(), Stall
     d.status.running_count = in_flight as i64;
     let phase = d.status.phase.unwrap_or_default();
     let ended = matches!(phase, BackfillPhase::Succeeded | BackfillPhase::Failed);
+    d.status.waiting_for_capacity = 0;
 
     // A launch that cannot happen must not lose the outcomes counted
     // above: its error is returned after the run state is saved.
@@ -393,8 +395,28 @@ fn launch(
         return Ok(());
     }
     d.status.next_window_start = None;
-    let max = view.spec.max_in_flight.unwrap_or(1).max(1) as u64;
-    let slots = max.saturating_sub(running);
+    let by_flight = max_in_flight(view.spec).saturating_sub(running);
+    if by_flight == 0 {
+        return Ok(());
+    }
+    let slots = match (view.budget, view.schedule) {
+        (Some(budget), Some(schedule)) => {
+            let me = Claimant {
+                uid: view.uid.to_string(),
+                running,
+                wants: max_in_flight(view.spec).min(running + (planned - launched)),
+                processed: d.status.processed_count.max(0) as u64,
+            };
+            let (may, live) =
+                capacity::allowance(budget, schedule, view.recent_durations, &me, view.now);
+            let held = by_flight.min(planned - launched).saturating_sub(may);
+            if held > 0 {
+                hold_for_capacity(view, d, budget, live, held, may == 0);
+            }
+            by_flight.min(may)
+        }
+        _ => by_flight,
+    };
     if slots == 0 {
         return Ok(());
     }
@@ -489,6 +511,41 @@ fn hold_for(view: &BackfillView<'_>, d: &mut Pass, at: i64, job: &str) {
     d.hold = Some((Reason::SessionRunElsewhere, message));
     // That Job's end wakes this backfill (the controller maps it here);
     // a look now and then covers an end seen before this status was.
+    d.wake_at = Some(view.now + HOLD_RECHECK);
+}
+
+/// Launching is held back by the Schedule's `maxActiveJobs`: `held`
+/// sessions would start now but for it. With none started the phase is
+/// `Waiting`; either way Ready says why, with an Event when it begins.
+fn hold_for_capacity(
+    view: &BackfillView<'_>,
+    d: &mut Pass,
+    budget: &Budget,
+    live: u64,
+    held: u64,
+    none_start: bool,
+) {
+    let others: u64 = budget.others.iter().map(|c| c.running).sum();
+    let message = format!(
+        "{held} session(s) wait for capacity: the Schedule's maxActiveJobs is {}, its live runs take {live} and other backfills run {others}",
+        budget.max_active
+    );
+    let was = find_condition(&view.status.conditions, condition::READY)
+        .is_some_and(|c| Reason::WaitingForCapacity == c.reason.as_str());
+    if !was {
+        d.notes.push(Note {
+            warning: false,
+            reason: Reason::WaitingForCapacity,
+            message: message.clone(),
+        });
+    }
+    if none_start {
+        d.status.phase = Some(BackfillPhase::Waiting);
+    }
+    d.status.waiting_for_capacity = held as i64;
+    d.hold = Some((Reason::WaitingForCapacity, message));
+    // A Job of the Schedule that ends wakes this backfill (the controller
+    // maps it here); a look now and then covers the rest.
     d.wake_at = Some(view.now + HOLD_RECHECK);
 }
 

@@ -7,6 +7,7 @@ use super::status::Stall;
 use super::view::{BackfillView, Pass};
 use super::{ESTIMATE_STEPS, PREVIEW};
 use crate::api::{BackfillPhase, CostEstimate, PlanPreview, Reprocess, RunState};
+use crate::core::capacity::{forecast, max_in_flight, run_lengths};
 use crate::core::observed::{Note, Outcome};
 use crate::core::plan::{MAX_SESSIONS, Plan, session_set};
 use crate::core::reason::Reason;
@@ -189,6 +190,8 @@ fn preview(
         skipped_by_reprocess: skipped.total() as i64,
         skipped_reason: skipped_reason(survey.reprocess, survey.total + skipped.total(), skipped),
         estimated_completion: None,
+        max_active_jobs: None,
+        live_slots: None,
     };
     if let Some((asked, got)) = plan.count_cut_short() {
         let message = format!(
@@ -204,14 +207,36 @@ fn preview(
         }
         preview.boundaries = Some(format!("{}; {message}", plan.describe_boundaries()));
     }
-    preview.estimated_completion = estimate_completion(
-        survey.total,
-        view.spec.max_in_flight.unwrap_or(1).max(1) as u64,
-        windows,
-        view.recent_durations,
-        view.now,
-    )
-    .map(time);
+    let in_flight = max_in_flight(view.spec);
+    let estimate = |parallel| {
+        estimate_completion(
+            survey.total,
+            parallel,
+            windows,
+            view.recent_durations,
+            view.now,
+        )
+    };
+    let mut parallel = in_flight;
+    if let Some(schedule) = view.schedule
+        && let Some(max_active) = schedule.max_active_jobs
+    {
+        // The live schedule's slots while the backfill would run: as
+        // long as its estimate, or one Job's run.
+        let max_active = max_active.max(1) as u64;
+        let lengths = run_lengths(view.recent_durations, view.budget.and_then(|b| b.run_bound));
+        let longest = lengths.iter().copied().max().unwrap_or(0);
+        let span = estimate(in_flight).map_or(0, |t| t - view.now);
+        let running = view.budget.map_or(0, |b| b.live_running);
+        let live = forecast(schedule, running, &lengths, view.now, span.max(longest));
+        preview.max_active_jobs = Some(max_active as i64);
+        preview.live_slots = Some(live as i64);
+        parallel = in_flight.min(max_active.saturating_sub(live));
+    }
+    preview.estimated_completion = (parallel > 0)
+        .then(|| estimate(parallel))
+        .flatten()
+        .map(time);
     preview
 }
 

@@ -141,7 +141,7 @@ pub(super) fn finish_status(d: &mut Pass, ks: &Kstatus<'_>, before: BackfillPhas
         d.status.running_count
     );
     let mut reason = reason;
-    if let (BackfillPhase::Waiting, Some((why, what))) = (phase, &d.hold) {
+    if let (BackfillPhase::Waiting | BackfillPhase::Running, Some((why, what))) = (phase, &d.hold) {
         reason = *why;
         message = what.clone();
     }

@@ -5,6 +5,7 @@ use crate::api::Reprocess;
 use crate::api::{BackfillPhase, BackfillSpec, BackfillStatus, ScheduleSpec};
 use crate::api::{ExecutionWindows, ScheduleRef, Window};
 use crate::core::Plan;
+use crate::core::capacity::{Budget, Claimant};
 use crate::core::decision::{Decision, Status};
 use crate::core::job::OwnerKind;
 use crate::core::ledger::LedgerIndex;
@@ -62,6 +63,8 @@ struct Sim {
     elsewhere: std::collections::BTreeMap<i64, String>,
     /// Who asked, as the controller reads it.
     created_by: Option<String>,
+    /// The Schedule's `maxActiveJobs` budget, as the controller reads it.
+    budget: Option<Budget>,
 }
 
 impl Sim {
@@ -77,6 +80,7 @@ impl Sim {
             ledger: LedgerIndex::default(),
             elsewhere: Default::default(),
             created_by: Some("kubectl".into()),
+            budget: None,
         }
     }
 
@@ -103,6 +107,7 @@ impl Sim {
             rerun_request: self.rerun.as_deref(),
             ledger: &self.ledger,
             run_elsewhere: &self.elsewhere,
+            budget: self.budget.as_ref(),
             created,
             now,
         })
@@ -1378,4 +1383,101 @@ fn a_session_shifted_by_a_spring_forward_change_is_counted() {
         "{:?}",
         s.status
     );
+}
+
+fn budget(max_active: u64, others: &[(u64, u64)]) -> Budget {
+    Budget {
+        max_active,
+        live_running: 0,
+        others: others
+            .iter()
+            .enumerate()
+            .map(|(i, &(running, wants))| Claimant {
+                uid: format!("other-{i}"),
+                running,
+                wants,
+                processed: 0,
+            })
+            .collect(),
+        run_bound: None,
+    }
+}
+
+#[test]
+fn a_schedule_budget_leaves_the_live_schedule_its_slots_and_says_what_waits() {
+    let mut s = Sim::new(spec());
+    s.schedule.max_active_jobs = Some(3);
+    // The hourly live run takes 1 of 3 (120 s at most, a session now);
+    // another Backfill wanting 3 runs 1: the two share 2, one each.
+    s.budget = Some(budget(3, &[(1, 3)]));
+    let d = s.step();
+    assert_eq!(d.create.len(), 1);
+    assert_eq!(s.status.phase, Some(BackfillPhase::Running));
+    assert_eq!(s.status.waiting_for_capacity, 3);
+    let ready = find_condition(&s.status.conditions, "Ready").unwrap();
+    assert_eq!(ready.reason, "WaitingForCapacity");
+    assert!(
+        ready
+            .message
+            .contains("3 session(s) wait for capacity: the Schedule's maxActiveJobs is 3, its live runs take 1 and other backfills run 1"),
+        "{}",
+        ready.message
+    );
+    let waits = |d: &Decision<BackfillStatus>| {
+        d.notes
+            .iter()
+            .filter(|n| n.reason == Reason::WaitingForCapacity)
+            .count()
+    };
+    assert_eq!(waits(&d), 1);
+    assert!(d.wake_at.is_some());
+
+    // The other Backfill took the free slot: nothing starts, it waits,
+    // and says so once.
+    s.budget = Some(budget(3, &[(2, 3)]));
+    let d = s.step();
+    assert_eq!((d.create.len(), waits(&d)), (0, 0));
+    assert_eq!(s.status.phase, Some(BackfillPhase::Waiting));
+    assert_eq!(s.status.waiting_for_capacity, 3);
+    assert_eq!(s.status.running_count, 1);
+
+    // The other finished and so did its own Job: both slots are its.
+    s.finish_all(&[]);
+    s.budget = Some(budget(3, &[(0, 0)]));
+    let d = s.step();
+    assert_eq!(d.create.len(), 2);
+    assert_eq!(s.status.phase, Some(BackfillPhase::Running));
+    assert_eq!(s.status.waiting_for_capacity, 2, "maxInFlight 4 > 2 slots");
+
+    // No budget (maxActiveJobs removed): maxInFlight alone.
+    s.budget = None;
+    let d = s.step();
+    assert_eq!(d.create.len(), 2);
+    assert_eq!(s.status.waiting_for_capacity, 0);
+    let ready = find_condition(&s.status.conditions, "Ready").unwrap();
+    assert_eq!(ready.reason, "Running");
+    s.run_to_end(&[]);
+    assert_eq!(s.status.processed_count, 30);
+}
+
+#[test]
+fn the_dry_run_shows_the_budget_and_the_live_schedule_slots() {
+    let mut s = Sim::new(BackfillSpec {
+        dry_run: Some(true),
+        ..spec()
+    });
+    s.schedule.max_active_jobs = Some(3);
+    let d = s.step();
+    let preview = d.status.preview.clone().unwrap();
+    assert_eq!(
+        (preview.max_active_jobs, preview.live_slots),
+        (Some(3), Some(1))
+    );
+    // 30 sessions, 2 at a time (3 less the live run's), 90 s each.
+    assert_eq!(preview.estimated_completion, Some(time(s.now + 15 * 90)));
+    // Without it, nothing about it.
+    s.schedule.max_active_jobs = None;
+    let preview = s.step().status.preview.unwrap();
+    assert_eq!((preview.max_active_jobs, preview.live_slots), (None, None));
+    assert_eq!(preview.estimated_completion, Some(time(s.now + 8 * 90)));
 }

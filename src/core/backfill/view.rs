@@ -2,6 +2,7 @@
 
 use super::rerun::RerunChild;
 use crate::api::{BackfillSpec, BackfillStatus, ScheduleSpec};
+use crate::core::capacity::Budget;
 use crate::core::ledger::LedgerIndex;
 use crate::core::observed::Note;
 use crate::core::observed::ObservedJob;
@@ -36,6 +37,9 @@ pub struct BackfillView<'a> {
     /// Backfill) runs now, with that Job's name: a session waits for its
     /// other attempt to end.
     pub run_elsewhere: &'a std::collections::BTreeMap<i64, String>,
+    /// The Schedule's `maxActiveJobs` budget, when it sets one, with
+    /// what the live schedule and the other Backfills run.
+    pub budget: Option<&'a Budget>,
     /// When the Backfill was created, on the operator's clock.
     pub created: Option<i64>,
     pub now: i64,
