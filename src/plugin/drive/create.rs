@@ -224,6 +224,8 @@ pub fn backfill_of(args: &CreateArgs, namespace: Option<&str>) -> Result<Backfil
             ReprocessFlag::All => Reprocess::All,
         }),
         parent_backfill_run_id: None,
+        failure_budget: None,
+        approved: None,
     };
     let mut backfill = Backfill::new(&args.name, spec);
     backfill.metadata = ObjectMeta {
