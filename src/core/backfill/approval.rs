@@ -123,3 +123,26 @@ pub fn selection_digest(spec: &BackfillSpec) -> String {
         .map(|b| format!("{b:02x}"))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The chart's admission policy tells a change of the selection by
+    /// the same fields as the digest (and the CRD's rule) do.
+    #[test]
+    fn the_chart_policy_watches_the_selection_fields() {
+        let policy =
+            include_str!("../../../charts/backfill-operator/templates/approval-policy.yaml");
+        let fields: Vec<String> = SELECTION_FIELDS
+            .iter()
+            .chain(&["creditsPerSession"])
+            .map(|f| format!("{f:?}"))
+            .collect();
+        let list = format!("{{{{- $fields := list {} }}}}", fields.join(" "));
+        assert!(
+            policy.contains(&list),
+            "approval-policy.yaml should hold: {list}"
+        );
+    }
+}
