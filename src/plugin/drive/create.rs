@@ -396,6 +396,12 @@ pub fn server_preview(backfill: &Backfill) -> String {
     if let Some(t) = &preview.estimated_completion {
         let _ = writeln!(out, "finishes:  about {}", rfc3339_utc(seconds(t)));
     }
+    if let Some(budget) = &preview.failure_budget {
+        let _ = writeln!(out, "budget:    {budget}");
+    }
+    if let Some(approval) = &preview.approval {
+        let _ = writeln!(out, "approval:  {approval}");
+    }
     let _ = writeln!(
         out,
         "start it:  kubectl patch bf {name} --type=merge -p '{{\"spec\":{{\"dryRun\":false}}}}'"
