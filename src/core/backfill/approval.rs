@@ -14,7 +14,6 @@ use sha2::{Digest, Sha256};
 
 use super::view::BackfillView;
 use crate::api::{ApprovalStatus, BackfillSpec, SELECTION_FIELDS, ScheduleSpec};
-use crate::core::zoned_cron::time;
 
 /// What the approval rule says of a plan about to start.
 #[derive(Clone, Debug, PartialEq)]
@@ -61,7 +60,6 @@ pub fn judge(view: &BackfillView<'_>, schedule: &ScheduleSpec, sessions: u64) ->
         .map(str::trim)
         .filter(|who| !who.is_empty())
         .map(|who| who.chars().take(256).collect());
-    status.approved_at = Some(time(view.now));
     status.selection = Some(selection_digest(view.spec));
     Verdict::Approved { status }
 }

@@ -98,6 +98,11 @@ pub(super) fn plan_or_start(view: &BackfillView<'_>, d: &mut Pass) -> Result<(),
         return Ok(());
     }
     if let approval::Verdict::Approved { status } = &approval {
+        // When the run starts on it: a dry run, approved, does not put the
+        // time into its status on every pass.
+        if let Some(recorded) = d.status.approval.as_mut() {
+            recorded.approved_at = Some(time(view.now));
+        }
         d.notes.push(Note {
             warning: false,
             reason: Reason::Approved,

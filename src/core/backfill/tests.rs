@@ -1811,3 +1811,34 @@ fn the_selection_digest_covers_the_selection_and_the_price_only() {
     };
     assert_eq!(selection_digest(&faster), base);
 }
+
+#[test]
+fn an_approved_dry_run_keeps_the_same_approval_from_pass_to_pass() {
+    let mut s = Sim::new(BackfillSpec {
+        dry_run: Some(true),
+        approved: Some(true),
+        ..spec()
+    });
+    s.schedule.approval = Some(Approval {
+        required_above_credits: 50.0,
+    });
+    s.approved_by = Some("alice".into());
+    let first = s.step().status;
+    assert_eq!(first.phase, Some(BackfillPhase::Planned));
+    let approval = first.approval.clone().unwrap();
+    assert_eq!(
+        (approval.approved_by.as_deref(), approval.approved_at),
+        (Some("alice"), None),
+        "approvedAt is when the run starts"
+    );
+    s.now += 10;
+    assert_eq!(
+        s.step().status.approval,
+        first.approval,
+        "a pass later, the same approval"
+    );
+    s.spec.dry_run = None;
+    s.now += 10;
+    let d = s.step();
+    assert_eq!(d.status.approval.unwrap().approved_at, Some(time(s.now)));
+}
