@@ -383,7 +383,8 @@ async fn only_holders_of_approve_can_approve_and_the_backfill_waits_for_them() {
     // A policy takes effect a moment after it is created: a server-side
     // dry run shows when admission applies both.
     let probe = manifest("probe", json!({"approved": true}));
-    let probe_file = std::env::temp_dir().join(format!("{ns}-probe.json"));
+    let probe_file =
+        std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{ns}-probe.json"));
     std::fs::write(&probe_file, &probe).expect("writing the probe");
     let probe_path = probe_file.to_str().expect("a UTF-8 path");
     eventually("the approval policies to apply", DEADLINE, || async {
@@ -401,7 +402,8 @@ async fn only_holders_of_approve_can_approve_and_the_backfill_waits_for_them() {
     .await;
 
     // The author's Backfill plans, shows its estimate and waits.
-    let file = std::env::temp_dir().join(format!("{ns}-costly.json"));
+    let file =
+        std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{ns}-costly.json"));
     std::fs::write(&file, manifest("costly", json!({}))).expect("writing the manifest");
     kubectl_as(
         &author,
