@@ -103,6 +103,8 @@ fn largest_backfill() {
         jobs: &[],
         recent_durations: &[60],
         rerun_request: None,
+        resume_request: None,
+        approved_by: None,
         ledger,
         run_elsewhere: elsewhere,
         budget: None,

@@ -157,6 +157,7 @@ impl Metrics {
             BackfillPhase::Succeeded,
             BackfillPhase::Failed,
             BackfillPhase::Cancelled,
+            BackfillPhase::AwaitingApproval,
         ] {
             self.backfills
                 .get_or_create(&PhaseLabels {

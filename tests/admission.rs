@@ -103,6 +103,8 @@ const SCHEDULE_CASES: &[Case] = &[
     ("missedSessions windowSeconds 0", r#"spec: {missedSessions: {policy: RunAll, windowSeconds: 0}}"#, &["spec.missedSessions.windowSeconds", GTE1]),
     ("missedSessions windowSeconds over a year", r#"spec: {missedSessions: {policy: RunAll, windowSeconds: 31622401}}"#, &["spec.missedSessions.windowSeconds", "should be less than or equal to 31622400"]),
     ("negative creditsPerSession", r#"spec: {creditsPerSession: -0.5}"#, &["spec.creditsPerSession", GTE0]),
+    ("approval without a threshold", r#"spec: {approval: {}}"#, &["spec.approval.requiredAboveCredits: Required value"]),
+    ("approval threshold negative", r#"spec: {approval: {requiredAboveCredits: -1}}"#, &["spec.approval.requiredAboveCredits", GTE0]),
     ("unknown spec field", r#"spec: {schedul: "0 3 * * *"}"#, &[".spec.schedul: field not declared in schema"]),
 ];
 
@@ -149,6 +151,12 @@ const BACKFILL_CASES: &[Case] = &[
     ("missing scheduleRef", r#"spec: {scheduleRef: null}"#, &["spec.scheduleRef: Required value"]),
     ("negative creditsPerSession", r#"spec: {creditsPerSession: -1}"#, &["spec.creditsPerSession", GTE0]),
     ("misspelt field", r#"spec: {maxInflight: 2}"#, &[".spec.maxInflight: field not declared in schema"]),
+    ("failureBudget without a limit", r#"spec: {failureBudget: {action: Pause}}"#, &["failureBudget needs maxFailed, maxFailedRatio or both"]),
+    ("failureBudget maxFailed 0", r#"spec: {failureBudget: {maxFailed: 0}}"#, &["spec.failureBudget.maxFailed", GTE1]),
+    ("failureBudget ratio 0", r#"spec: {failureBudget: {maxFailedRatio: 0}}"#, &["failureBudget.maxFailedRatio must be more than 0 and at most 1"]),
+    ("failureBudget ratio above 1", r#"spec: {failureBudget: {maxFailedRatio: 1.5}}"#, &["failureBudget.maxFailedRatio must be more than 0 and at most 1"]),
+    ("failureBudget minProcessed alone", r#"spec: {failureBudget: {maxFailed: 3, minProcessed: 5}}"#, &["failureBudget.minProcessed goes with maxFailedRatio"]),
+    ("failureBudget action unknown", r#"spec: {failureBudget: {maxFailed: 3, action: Stop}}"#, &[r#"Unsupported value: "Stop""#, r#""Pause", "Cancel""#]),
 ];
 
 fn api_for(client: &Client, ns: &str, kind: &str) -> Api<DynamicObject> {

@@ -431,6 +431,28 @@ async fn a_running_backfill_progresses_pauses_and_fails_when_cancelled() {
     );
 }
 
+/// A Backfill waiting for the approval of its cost is in progress, not
+/// failed: Progressing for Argo CD, InProgress for Flux.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_awaiting_approval_is_in_progress() {
+    gitops_health();
+    let env = setup("gitops-approval").await;
+    let _op = Operator::start(&env.ns.name, &[]).await;
+    apply_hourly_with(
+        &env,
+        json!({"creditsPerSession": 10, "approval": {"requiredAboveCredits": 20}}),
+    )
+    .await;
+    apply_hourly_backfill(&env, "costly", json!({"from": JAN_FROM, "count": 3})).await;
+    let bf = wait_phase(&env, "costly", "AwaitingApproval").await;
+    assert_health(
+        "awaiting approval",
+        &bf,
+        ("Progressing", &progress_message(&bf)),
+        "InProgress",
+    );
+}
+
 /// Bad input that admission lets through (a time zone no one knows) stalls
 /// the Backfill: Degraded with the operator's reason for Argo CD, Failed
 /// for Flux, although its phase is still Pending.

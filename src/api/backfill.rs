@@ -7,7 +7,7 @@ use super::TimeRange;
 
 /// The spec fields that select the sessions: fixed once a Backfill has
 /// started, so its counters keep describing the plan they count.
-const SELECTION_FIELDS: [&str; 10] = [
+pub const SELECTION_FIELDS: [&str; 10] = [
     "scheduleRef",
     "from",
     "to",
@@ -153,6 +153,57 @@ pub struct BackfillSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64))]
     pub parent_backfill_run_id: Option<String>,
+
+    /// Stop launching once too many sessions failed: pause (or cancel)
+    /// the backfill. Rerun children inherit it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_budget: Option<FailureBudget>,
+
+    /// Approves the cost estimate, when the Schedule's `approval` asks for
+    /// it. Setting it is allowed only to holders of the RBAC verb
+    /// `approve` on `backfills` in this namespace (the chart's admission
+    /// policy checks it); `status.approval.approvedBy` names who did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved: Option<bool>,
+}
+
+/// How many failed sessions a run tolerates before it stops launching.
+/// Failed and killed sessions both count, among the sessions launched
+/// since the start or the last resume.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.maxFailed) || has(self.maxFailedRatio)").message("failureBudget needs maxFailed, maxFailedRatio or both"))]
+#[x_kube(validation = Rule::new("!has(self.minProcessed) || has(self.maxFailedRatio)").message("failureBudget.minProcessed goes with maxFailedRatio"))]
+pub struct FailureBudget {
+    /// The budget is spent when this many sessions have failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_failed: Option<i64>,
+    /// The budget is spent when this fraction of the processed sessions
+    /// have failed (more than 0, at most 1), judged once `minProcessed`
+    /// sessions were processed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self > 0.0 && self <= 1.0").message("failureBudget.maxFailedRatio must be more than 0 and at most 1"))]
+    pub max_failed_ratio: Option<f64>,
+    /// Sessions processed before `maxFailedRatio` is judged. Default 10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub min_processed: Option<i64>,
+    /// What happens when the budget is spent. Default Pause.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<FailureBudgetAction>,
+}
+
+/// What a spent failure budget does. Either way running Jobs finish and
+/// are counted, and nothing new starts.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum FailureBudgetAction {
+    /// Phase `Paused` until the `backfill.dev/resume` annotation gets a
+    /// new value; the budget then counts from the resume.
+    #[default]
+    Pause,
+    /// Phase `Cancelled`, for good.
+    Cancel,
 }
 
 /// The target Schedule.
@@ -302,14 +353,20 @@ pub enum BackfillPhase {
     /// `nextWindowStart`), or the next session's attempt runs in another
     /// Job of the Schedule (the Ready condition names it).
     Waiting,
-    /// Suspended.
+    /// Suspended, or its failure budget is spent (reason
+    /// `FailureBudgetExhausted`).
     Paused,
     /// Every session ran and succeeded.
     Succeeded,
     /// Every session ran and at least one failed.
     Failed,
-    /// Cancelled: running Jobs were killed, nothing more is launched.
+    /// Cancelled: running Jobs were killed, nothing more is launched; or
+    /// its failure budget with `action: Cancel` is spent (running Jobs
+    /// finish).
     Cancelled,
+    /// Planned, and its cost estimate is above the Schedule's approval
+    /// threshold: it starts once `spec.approved` is set.
+    AwaitingApproval,
 }
 
 /// The cost estimate, in the seeds' terms.
@@ -342,6 +399,12 @@ pub struct PlanPreview {
     /// Why they were skipped, in words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skipped_reason: Option<String>,
+    /// The failure budget, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_budget: Option<String>,
+    /// Whether the run needs an approval of its cost, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<String>,
     /// When the backfill would finish, given `maxInFlight`, the windows,
     /// the slots the Schedule's `maxActiveJobs` leaves it and the median
     /// duration of the Schedule's recent Jobs.
@@ -470,8 +533,66 @@ pub struct BackfillStatus {
     /// The frozen plan and how far the run got.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run: Option<RunState>,
+    /// Where the failure budget stands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_budget: Option<FailureBudgetStatus>,
+    /// The approval of the cost, when the Schedule asks for one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalStatus>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+}
+
+/// Where the failure budget stands. The counts come from the run's
+/// bitmaps, over the sessions launched from `countedFrom` on.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FailureBudgetStatus {
+    /// The plan index from which sessions count: 0 at the start, the
+    /// number launched at each resume.
+    #[serde(default)]
+    pub counted_from: i64,
+    /// Sessions counted that failed or were killed.
+    #[serde(default)]
+    pub failed: i64,
+    /// Sessions counted that were processed.
+    #[serde(default)]
+    pub processed: i64,
+    /// When the budget was spent, while it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exhausted_at: Option<Time>,
+    /// The value of `backfill.dev/resume` already acted on (or present
+    /// when the budget was spent): only a new value resumes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub resume_request: Option<String>,
+    /// How many times the run was resumed after the budget was spent.
+    #[serde(default)]
+    pub resumes: i64,
+}
+
+/// The approval of a Backfill's cost.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalStatus {
+    /// The Schedule's `approval.requiredAboveCredits` when it was judged.
+    pub required_above_credits: f64,
+    /// The credits the approval was judged on: the estimate, at the
+    /// Schedule's `creditsPerSession` if the Backfill's own is lower.
+    pub credits: f64,
+    /// Who set `spec.approved`, as the API server authenticated them (the
+    /// `backfill.dev/approved-by` annotation the chart's policy stamps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub approved_by: Option<String>,
+    /// When the operator saw the approval and started the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_at: Option<Time>,
+    /// A digest of the selection that was approved (the selection fields
+    /// and `creditsPerSession`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub selection: Option<String>,
 }
 
 /// The plan as frozen when the backfill started, and its progress, in

@@ -70,6 +70,12 @@ pub const ANNOTATION_ATTEMPT_NAME: &str = "backfill.dev/attempt-name";
 pub const ANNOTATION_RERUN_FAILED: &str = "backfill.dev/rerun-failed";
 /// Annotation on a Backfill: who asked for it, shown as `status.createdBy`.
 pub const ANNOTATION_CREATED_BY: &str = "backfill.dev/created-by";
+/// Annotation on a Backfill: who set `spec.approved`, stamped by the
+/// chart's admission policy from the authenticated user.
+pub const ANNOTATION_APPROVED_BY: &str = "backfill.dev/approved-by";
+/// Annotation on a Backfill: a new value resumes a run paused by its
+/// failure budget.
+pub const ANNOTATION_RESUME: &str = "backfill.dev/resume";
 /// Finalizer on every Job the operator creates, removed once its outcome
 /// is recorded.
 pub const JOB_FINALIZER: &str = "backfill.dev/outcome";

@@ -121,6 +121,22 @@ pub struct ScheduleSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub max_active_jobs: Option<i32>,
+
+    /// Backfills of this Schedule whose cost is above a threshold wait
+    /// for an approval before they start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<Approval>,
+}
+
+/// When a Backfill needs an approval before it starts.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Approval {
+    /// A Backfill whose cost estimate is above this many credits waits in
+    /// phase `AwaitingApproval` until `spec.approved` is set by a holder
+    /// of the RBAC verb `approve` on `backfills`.
+    #[schemars(range(min = 0.0))]
+    pub required_above_credits: f64,
 }
 
 /// What to do when a session is due while an earlier Job still runs, as

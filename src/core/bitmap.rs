@@ -42,6 +42,19 @@ impl Bitmap {
         self.bytes.iter().map(|b| u64::from(b.count_ones())).sum()
     }
 
+    /// How many indexes at or after `from` are in the set.
+    pub fn len_from(&self, from: u64) -> u64 {
+        let first = (from / 8) as usize;
+        let Some(head) = self.bytes.get(first) else {
+            return 0;
+        };
+        let head = u64::from((head >> (from % 8)).count_ones());
+        head + self.bytes[first + 1..]
+            .iter()
+            .map(|b| u64::from(b.count_ones()))
+            .sum::<u64>()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.bytes.iter().all(|&b| b == 0)
     }
@@ -113,6 +126,13 @@ mod tests {
             x.union_with(&b.iter().copied().collect());
             let want: Vec<u64> = a.union(&b).copied().collect();
             prop_assert_eq!(x.iter().collect::<Vec<_>>(), want);
+        }
+
+        #[test]
+        fn len_from_counts_the_indexes_from_there(indexes in proptest::collection::btree_set(0u64..2_000, 0..100),
+                                                  from in 0u64..2_100) {
+            let b: Bitmap = indexes.iter().copied().collect();
+            prop_assert_eq!(b.len_from(from), indexes.range(from..).count() as u64);
         }
     }
 

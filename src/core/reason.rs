@@ -47,8 +47,14 @@ reasons! {
     Waiting,
     /// Backfill: `suspend` is set; running Jobs go on, nothing new starts.
     Paused,
-    /// Backfill: `suspend` was cleared (Event).
+    /// Backfill: `suspend` was cleared, or a new `backfill.dev/resume` value resumed a run paused by its failure budget (Event).
     Resumed,
+    /// Backfill (phase `Paused` or `Cancelled`, and Warning Event naming the failed sessions): its failure budget is spent; running Jobs finish, nothing new starts.
+    FailureBudgetExhausted,
+    /// Backfill (phase `AwaitingApproval`, Reconciling, and Event): its cost estimate is above the Schedule's `approval.requiredAboveCredits`; it starts once `spec.approved` is set.
+    AwaitingApproval,
+    /// Backfill: its cost was approved, by whom, and it starts (Event).
+    Approved,
     /// Backfill: every session succeeded.
     Succeeded,
     /// Backfill: every session was processed and some did not succeed.

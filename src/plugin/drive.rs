@@ -20,7 +20,7 @@ pub use create::{CreateArgs, DryRun, backfill_of, create};
 pub use rerun::{RerunArgs, rerun_failed};
 
 use super::{Global, PluginError, block_on, connect};
-use crate::api::Backfill;
+use crate::api::{ANNOTATION_RESUME, Backfill};
 
 /// The field manager of every write the plugin makes.
 pub const FIELD_MANAGER: &str = "kubectl-backfill";
@@ -35,7 +35,8 @@ pub struct NameArgs {
     pub name: String,
 }
 
-/// A one-field change of a Backfill's spec, and what it is called.
+/// A change of a Backfill's spec (and, to resume, an annotation), and
+/// what it is called.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Toggle {
     Pause,
@@ -44,11 +45,16 @@ pub enum Toggle {
 }
 
 impl Toggle {
-    /// The merge patch that carries it out.
-    pub fn patch(self) -> serde_json::Value {
+    /// The merge patch that carries it out. `resume` also gives
+    /// `backfill.dev/resume` the new value `now` (RFC 3339), which resumes
+    /// a run its failure budget paused.
+    pub fn patch(self, now: &str) -> serde_json::Value {
         match self {
             Toggle::Pause => json!({"spec": {"suspend": true}}),
-            Toggle::Resume => json!({"spec": {"suspend": false}}),
+            Toggle::Resume => json!({
+                "metadata": {"annotations": {ANNOTATION_RESUME: now}},
+                "spec": {"suspend": false},
+            }),
             Toggle::Cancel => json!({"spec": {"cancel": true}}),
         }
     }
@@ -59,9 +65,9 @@ impl Toggle {
             Toggle::Pause => format!(
                 "{RESOURCE}/{name} paused (spec.suspend=true): no new Job starts; running Jobs go on\n"
             ),
-            Toggle::Resume => {
-                format!("{RESOURCE}/{name} resumed (spec.suspend=false): Jobs start again\n")
-            }
+            Toggle::Resume => format!(
+                "{RESOURCE}/{name} resumed (spec.suspend=false, and a new {ANNOTATION_RESUME} for a failure budget, counted again from now): Jobs start again\n"
+            ),
             Toggle::Cancel => format!(
                 "{RESOURCE}/{name} cancelled (spec.cancel=true): its running Jobs are deleted (their sessions count as killed) and nothing more is launched\n"
             ),
@@ -78,7 +84,11 @@ pub fn toggle(global: &Global, args: &NameArgs, toggle: Toggle) -> Result<ExitCo
             ..PatchParams::default()
         };
         backfills(&client, &namespace)
-            .patch(&args.name, &params, &Patch::Merge(&toggle.patch()))
+            .patch(
+                &args.name,
+                &params,
+                &Patch::Merge(&toggle.patch(&jiff::Timestamp::now().to_string())),
+            )
             .await
             .map_err(from_server)?;
         print!("{}", toggle.report(&args.name));
@@ -211,9 +221,13 @@ mod tests {
 
     #[test]
     fn toggles_are_one_field_each_and_say_what_they_do() {
-        assert_eq!(Toggle::Pause.patch(), json!({"spec": {"suspend": true}}));
-        assert_eq!(Toggle::Resume.patch(), json!({"spec": {"suspend": false}}));
-        assert_eq!(Toggle::Cancel.patch(), json!({"spec": {"cancel": true}}));
+        let now = "2026-03-01T10:00:00Z";
+        assert_eq!(Toggle::Pause.patch(now), json!({"spec": {"suspend": true}}));
+        assert_eq!(
+            Toggle::Resume.patch(now),
+            json!({"metadata": {"annotations": {"backfill.dev/resume": now}}, "spec": {"suspend": false}})
+        );
+        assert_eq!(Toggle::Cancel.patch(now), json!({"spec": {"cancel": true}}));
         assert!(
             Toggle::Pause
                 .report("jan")

@@ -193,6 +193,26 @@ pub fn render(backfill: &Backfill, jobs: &[Job], pods: &[Pod], now: i64, style: 
     if let Some(who) = &status.created_by {
         let _ = writeln!(out, "Creator   {who}");
     }
+    if let Some(approval) = &status.approval {
+        let text = match &approval.approved_by {
+            Some(who) => format!(
+                "given by {who} ({} credits, above {})",
+                approval.credits, approval.required_above_credits
+            ),
+            None if status.phase == Some(BackfillPhase::AwaitingApproval) => format!(
+                "awaited: {} credits, above {}; a holder of the RBAC verb approve sets spec.approved",
+                approval.credits, approval.required_above_credits
+            ),
+            None => format!(
+                "given ({} credits, above {}), approver unknown",
+                approval.credits, approval.required_above_credits
+            ),
+        };
+        out.push_str(&wrap(&text, "Approval  ", "          "));
+    }
+    if let Some(budget) = budget_state(backfill) {
+        out.push_str(&wrap(&budget, "Budget    ", "          "));
+    }
 
     // Progress: a bar of the sessions to run, by state.
     let total = status.total_estimated.max(0) as u64;
@@ -365,15 +385,43 @@ fn held_back(status: &BackfillStatus) -> Option<String> {
         .map(|c| c.message.clone())
 }
 
+/// The failure budget: its limits, what counts against it, and whether
+/// it is spent.
+fn budget_state(backfill: &Backfill) -> Option<String> {
+    let budget = backfill.spec.failure_budget.as_ref()?;
+    let mut text = crate::core::backfill::budget::describe(budget);
+    if let Some(state) = backfill.status.as_ref()?.failure_budget.as_ref() {
+        text.push_str(&format!(
+            "; {} failed of {} processed since {}",
+            state.failed,
+            state.processed,
+            if state.resumes > 0 {
+                "the last resume"
+            } else {
+                "the start"
+            }
+        ));
+        if let Some(at) = &state.exhausted_at {
+            text.push_str(&format!(", spent at {}", rfc3339_utc(seconds(at))));
+        }
+    }
+    Some(text)
+}
+
 fn window_state(backfill: &Backfill, now: i64) -> String {
     let status = backfill.status.clone().unwrap_or_default();
     if let Some(message) = waiting_elsewhere(backfill) {
         return format!("waiting for another Job: {message}");
     }
-    let paused = if status.phase == Some(BackfillPhase::Paused) {
-        "paused (spec.suspend); "
-    } else {
-        ""
+    let spent = status
+        .failure_budget
+        .as_ref()
+        .is_some_and(|b| b.exhausted_at.is_some());
+    let paused = match status.phase {
+        Some(BackfillPhase::Paused) if spent => "paused (failure budget spent); ",
+        Some(BackfillPhase::Paused) => "paused (spec.suspend); ",
+        Some(BackfillPhase::AwaitingApproval) => "awaiting approval; ",
+        _ => "",
     };
     if status.phase == Some(BackfillPhase::Waiting)
         && let Some(next) = status.next_window_start.as_ref().map(seconds)

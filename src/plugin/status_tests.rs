@@ -479,3 +479,55 @@ fn list_shows_progress_and_wide_columns() {
          demo        january   hourly     Failed   [##########] 30/30   28          2        60m   5b7e4a8e-3f52-5b8c-9d6a-0c1e2f3a4b5c   2026-01-05T00:00:05Z   2026-01-05T00:04:35Z\n"
     );
 }
+
+/// Paused by its failure budget, after an approval: who approved, the
+/// budget and what spent it.
+#[test]
+fn paused_by_its_failure_budget_after_an_approval() {
+    let spec = json!({
+        "scheduleRef": {"name": "hourly"},
+        "from": JAN_FROM, "to": "2026-01-01T10:00:00Z", "maxInFlight": 1,
+        "failureBudget": {"maxFailed": 3, "action": "Pause"},
+        "approved": true,
+    });
+    let status = BackfillStatus {
+        run_id: Some("run-1".into()),
+        phase: Some(BackfillPhase::Paused),
+        total_estimated: 10,
+        processed_count: 5,
+        succeeded_count: 2,
+        failed_count: 3,
+        started_at: Some(time(at("2026-01-05T10:00:00Z"))),
+        approval: Some(crate::api::ApprovalStatus {
+            required_above_credits: 20.0,
+            credits: 100.0,
+            approved_by: Some("system:serviceaccount:team:approver".into()),
+            approved_at: Some(time(at("2026-01-05T10:00:00Z"))),
+            selection: None,
+        }),
+        failure_budget: Some(crate::api::FailureBudgetStatus {
+            counted_from: 0,
+            failed: 3,
+            processed: 5,
+            exhausted_at: Some(time(at("2026-01-05T10:05:00Z"))),
+            resume_request: None,
+            resumes: 0,
+        }),
+        run: Some(RunState {
+            launched: 5,
+            done: bits(0..5),
+            failed: bits([2, 3, 4]),
+            next_session: Some(time(at("2026-01-01T05:00:00Z"))),
+            ..run_state("0 * * * *", "UTC", at(JAN_FROM), at("2026-01-01T09:00:01Z"))
+        }),
+        ..BackfillStatus::default()
+    };
+    let bf = backfill("fragile", spec, status);
+    check_both(
+        "paused-failure-budget",
+        &bf,
+        &[],
+        &[],
+        at("2026-01-05T10:10:00Z"),
+    );
+}

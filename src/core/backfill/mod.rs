@@ -8,6 +8,8 @@
 //! outcomes are bitmaps over plan indexes. A Job carries its plan index,
 //! so its outcome is counted exactly once however often it is seen.
 
+pub mod approval;
+pub mod budget;
 mod progress;
 pub mod rerun;
 mod run;

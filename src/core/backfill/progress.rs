@@ -2,10 +2,14 @@
 //! pauses, waits for a window or cancels.
 
 use super::FAILURE_PREVIEW;
+use super::budget;
 use super::run::{failed_sessions, frozen_plan};
 use super::status::Stall;
 use super::view::{BackfillView, Pass};
-use crate::api::{BackfillPhase, BackfillStatus, Reprocess, RunState, SessionSummary, condition};
+use crate::api::{
+    BackfillPhase, BackfillStatus, FailureBudgetAction, Reprocess, RunState, SessionSummary,
+    condition,
+};
 use crate::core::bitmap::Bitmap;
 use crate::core::capacity::{self, Budget, Claimant, max_in_flight};
 use crate::core::observed::{Note, ObservedJob, Outcome, find_condition};
@@ -69,6 +73,31 @@ pub(super) fn advance(view: &BackfillView<'_>, d: &mut Pass) -> Result<(), Stall
             Some("cancelled: running Jobs were deleted, nothing more is launched".into());
     } else if ended || phase == BackfillPhase::Cancelled {
         // Nothing more to launch; stragglers are counted above.
+        if phase == BackfillPhase::Cancelled
+            && let Some(message) = budget::held(view, d)
+        {
+            d.hold = Some((Reason::FailureBudgetExhausted, message));
+        }
+    } else if let Some((action, message)) = budget::judge(
+        view,
+        d,
+        &run,
+        &budget::Counted {
+            done: &outcomes.done,
+            failed: &outcomes.failed,
+            killed: &outcomes.killed,
+            skipped: &outcomes.skipped,
+        },
+        planned,
+    ) {
+        // Checked before any launch, on the outcomes this pass counted:
+        // no Job starts once the budget is spent.
+        d.status.phase = Some(match action {
+            FailureBudgetAction::Pause => BackfillPhase::Paused,
+            FailureBudgetAction::Cancel => BackfillPhase::Cancelled,
+        });
+        d.status.next_window_start = None;
+        d.hold = Some((Reason::FailureBudgetExhausted, message));
     } else if view.spec.suspend == Some(true) {
         d.status.phase = Some(BackfillPhase::Paused);
         d.status.next_window_start = None;

@@ -269,6 +269,10 @@ fn child(
             _ => Reprocess::Failed,
         }),
         parent_backfill_run_id: Some(parent_run_id.to_string()),
+        // The same tolerance for failures; a new approval if its cost
+        // asks for one.
+        failure_budget: parent.failure_budget.clone(),
+        approved: None,
         from: None,
         to: None,
         count: None,

@@ -6,6 +6,7 @@ use super::run::run_id;
 use super::status::Stall;
 use super::view::{BackfillView, Pass};
 use super::{ESTIMATE_STEPS, PREVIEW};
+use super::{approval, budget};
 use crate::api::{BackfillPhase, CostEstimate, PlanPreview, Reprocess, RunState};
 use crate::core::capacity::{forecast, max_in_flight, run_lengths};
 use crate::core::observed::{Note, Outcome};
@@ -47,7 +48,12 @@ pub(super) fn plan_or_start(view: &BackfillView<'_>, d: &mut Pass) -> Result<(),
         reason: Reason::InvalidWindows,
         message: e.to_string(),
     })?;
-    d.status.preview = Some(preview(view, d, &plan, &survey, windows.as_ref()));
+    let approval = approval::judge(view, schedule, total);
+    let mut shown = preview(view, d, &plan, &survey, windows.as_ref());
+    shown.failure_budget = view.spec.failure_budget.as_ref().map(budget::describe);
+    shown.approval = approval.preview();
+    d.status.preview = Some(shown);
+    d.status.approval = approval.status();
     d.status.progress = Some(format!("0/{total}"));
     // Who asked is decided once, and kept short: an annotation may hold
     // up to 256 KiB.
@@ -79,6 +85,37 @@ pub(super) fn plan_or_start(view: &BackfillView<'_>, d: &mut Pass) -> Result<(),
         }
         d.status.phase = Some(BackfillPhase::Planned);
         return Ok(());
+    }
+    if let Some(message) = approval.waiting_message() {
+        if view.status.phase != Some(BackfillPhase::AwaitingApproval) {
+            d.notes.push(Note {
+                warning: false,
+                reason: Reason::AwaitingApproval,
+                message: message.clone(),
+            });
+        }
+        d.status.phase = Some(BackfillPhase::AwaitingApproval);
+        d.hold = Some((Reason::AwaitingApproval, message));
+        return Ok(());
+    }
+    if let approval::Verdict::Approved { status } = &approval {
+        // When the run starts on it: a dry run, approved, does not put the
+        // time into its status on every pass.
+        if let Some(recorded) = d.status.approval.as_mut() {
+            recorded.approved_at = Some(time(view.now));
+        }
+        d.notes.push(Note {
+            warning: false,
+            reason: Reason::Approved,
+            message: format!(
+                "approved by {}: {} credits, above the Schedule's approval threshold of {}",
+                status.approved_by.as_deref().unwrap_or(
+                    "an unknown user (no backfill.dev/approved-by annotation: is the chart's approval policy installed?)"
+                ),
+                status.credits,
+                status.required_above_credits
+            ),
+        });
     }
     start(view, d, &plan, &survey);
     d.notes.push(Note {
@@ -189,6 +226,8 @@ fn preview(
         last: survey.last.iter().map(|&t| time(t)).collect(),
         skipped_by_reprocess: skipped.total() as i64,
         skipped_reason: skipped_reason(survey.reprocess, survey.total + skipped.total(), skipped),
+        failure_budget: None,
+        approval: None,
         estimated_completion: None,
         max_active_jobs: None,
         live_slots: None,

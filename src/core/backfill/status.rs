@@ -130,6 +130,7 @@ pub(super) fn finish_status(d: &mut Pass, ks: &Kstatus<'_>, before: BackfillPhas
         BackfillPhase::Running => (false, true, Reason::Running),
         BackfillPhase::Waiting => (false, true, Reason::Waiting),
         BackfillPhase::Paused => (false, false, Reason::Paused),
+        BackfillPhase::AwaitingApproval => (false, true, Reason::AwaitingApproval),
     };
     let mut message = format!(
         "{} of {} sessions processed: {} succeeded, {} failed, {} killed, {} running",
@@ -141,7 +142,7 @@ pub(super) fn finish_status(d: &mut Pass, ks: &Kstatus<'_>, before: BackfillPhas
         d.status.running_count
     );
     let mut reason = reason;
-    if let (BackfillPhase::Waiting | BackfillPhase::Running, Some((why, what))) = (phase, &d.hold) {
+    if let Some((why, what)) = &d.hold {
         reason = *why;
         message = what.clone();
     }
@@ -170,7 +171,12 @@ pub(super) fn finish_status(d: &mut Pass, ks: &Kstatus<'_>, before: BackfillPhas
             }
             _ => None,
         };
-        if let Some((warning, reason)) = note {
+        // The budget and the approval have Events of their own.
+        let own_event = matches!(
+            reason,
+            Reason::FailureBudgetExhausted | Reason::AwaitingApproval
+        );
+        if let (Some((warning, reason)), false) = (note, own_event) {
             d.notes.push(Note {
                 warning,
                 reason,

@@ -44,6 +44,8 @@ fn spec() -> BackfillSpec {
         execution_windows: None,
         reprocess: None,
         parent_backfill_run_id: None,
+        failure_budget: None,
+        approved: None,
     }
 }
 
@@ -65,6 +67,10 @@ struct Sim {
     created_by: Option<String>,
     /// The Schedule's `maxActiveJobs` budget, as the controller reads it.
     budget: Option<Budget>,
+    /// The `backfill.dev/resume` annotation.
+    resume: Option<String>,
+    /// The `backfill.dev/approved-by` annotation.
+    approved_by: Option<String>,
 }
 
 impl Sim {
@@ -81,6 +87,8 @@ impl Sim {
             elsewhere: Default::default(),
             created_by: Some("kubectl".into()),
             budget: None,
+            resume: None,
+            approved_by: None,
         }
     }
 
@@ -105,6 +113,8 @@ impl Sim {
             jobs: &self.jobs,
             recent_durations: &[120, 60, 90],
             rerun_request: self.rerun.as_deref(),
+            resume_request: self.resume.as_deref(),
+            approved_by: self.approved_by.as_deref(),
             ledger: &self.ledger,
             run_elsewhere: &self.elsewhere,
             budget: self.budget.as_ref(),
@@ -1385,7 +1395,7 @@ fn a_session_shifted_by_a_spring_forward_change_is_counted() {
     );
 }
 
-fn budget(max_active: u64, others: &[(u64, u64)]) -> Budget {
+fn capacity(max_active: u64, others: &[(u64, u64)]) -> Budget {
     Budget {
         max_active,
         live_running: 0,
@@ -1409,7 +1419,7 @@ fn a_schedule_budget_leaves_the_live_schedule_its_slots_and_says_what_waits() {
     s.schedule.max_active_jobs = Some(3);
     // The hourly live run takes 1 of 3 (120 s at most, a session now);
     // another Backfill wanting 3 runs 1: the two share 2, one each.
-    s.budget = Some(budget(3, &[(1, 3)]));
+    s.budget = Some(capacity(3, &[(1, 3)]));
     let d = s.step();
     assert_eq!(d.create.len(), 1);
     assert_eq!(s.status.phase, Some(BackfillPhase::Running));
@@ -1434,7 +1444,7 @@ fn a_schedule_budget_leaves_the_live_schedule_its_slots_and_says_what_waits() {
 
     // The other Backfill took the free slot: nothing starts, it waits,
     // and says so once.
-    s.budget = Some(budget(3, &[(2, 3)]));
+    s.budget = Some(capacity(3, &[(2, 3)]));
     let d = s.step();
     assert_eq!((d.create.len(), waits(&d)), (0, 0));
     assert_eq!(s.status.phase, Some(BackfillPhase::Waiting));
@@ -1443,7 +1453,7 @@ fn a_schedule_budget_leaves_the_live_schedule_its_slots_and_says_what_waits() {
 
     // The other finished and so did its own Job: both slots are its.
     s.finish_all(&[]);
-    s.budget = Some(budget(3, &[(0, 0)]));
+    s.budget = Some(capacity(3, &[(0, 0)]));
     let d = s.step();
     assert_eq!(d.create.len(), 2);
     assert_eq!(s.status.phase, Some(BackfillPhase::Running));
@@ -1480,4 +1490,457 @@ fn the_dry_run_shows_the_budget_and_the_live_schedule_slots() {
     let preview = s.step().status.preview.unwrap();
     assert_eq!((preview.max_active_jobs, preview.live_slots), (None, None));
     assert_eq!(preview.estimated_completion, Some(time(s.now + 8 * 90)));
+}
+
+// ---------------------------------------------------------------------
+// Failure budget and cost approval
+// ---------------------------------------------------------------------
+
+use crate::api::{Approval, FailureBudget, FailureBudgetAction};
+
+fn budget(max_failed: i64, action: FailureBudgetAction) -> Option<FailureBudget> {
+    Some(FailureBudget {
+        max_failed: Some(max_failed),
+        action: Some(action),
+        ..FailureBudget::default()
+    })
+}
+
+/// The hourly sessions of the base spec from the `from`-th on.
+fn sessions_from(from: i64) -> Vec<i64> {
+    (from..30)
+        .map(|h| at("2026-01-01T00:00:00Z") + h * 3_600)
+        .collect()
+}
+
+fn reason_of(status: &BackfillStatus, type_: &str) -> String {
+    find_condition(&status.conditions, type_)
+        .map(|c| c.reason.clone())
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_spent_budget_pauses_before_the_next_launch_and_a_resume_counts_again() {
+    let mut s = Sim::new(BackfillSpec {
+        max_in_flight: Some(1),
+        failure_budget: budget(3, FailureBudgetAction::Pause),
+        ..spec()
+    });
+    // Every session fails from the third on.
+    let fail = sessions_from(2);
+    let mut spent = None;
+    for _ in 0..20 {
+        let d = s.step();
+        if d.status.phase == Some(BackfillPhase::Paused) {
+            spent = Some(d);
+            break;
+        }
+        s.finish_all(&fail);
+        s.now += 60;
+    }
+    let d = spent.expect("paused by the budget");
+    // The pass that counted the third failure launched nothing.
+    assert!(d.create.is_empty());
+    assert_eq!(s.created.len(), 5, "2 succeeded, 3 failed, nothing more");
+    assert_eq!((d.status.failed_count, d.status.succeeded_count), (3, 2));
+    assert_eq!(reason_of(&d.status, "Ready"), "FailureBudgetExhausted");
+    assert_eq!(reason_of(&d.status, "Stalled"), "Reconciled");
+    let event = d
+        .notes
+        .iter()
+        .find(|n| n.reason == "FailureBudgetExhausted")
+        .expect("an Event");
+    assert!(event.warning);
+    for at in &fail[..3] {
+        assert!(
+            event.message.contains(&rfc3339_utc(*at)),
+            "{}",
+            event.message
+        );
+    }
+    assert!(!d.notes.iter().any(|n| n.reason == "Paused"), "one Event");
+    let state = d.status.failure_budget.clone().unwrap();
+    assert_eq!(
+        (state.failed, state.processed, state.counted_from),
+        (3, 5, 0)
+    );
+    assert!(state.exhausted_at.is_some());
+
+    // Paused: nothing starts, and no second Event.
+    for _ in 0..3 {
+        s.now += 60;
+        let d = s.step();
+        assert!(d.create.is_empty());
+        assert_eq!(d.status.phase, Some(BackfillPhase::Paused));
+        assert!(d.notes.is_empty(), "{:?}", d.notes);
+    }
+
+    // A resume: launching goes on, the budget counting from here.
+    s.resume = Some("1".into());
+    let d = s.step();
+    assert_eq!(d.status.phase, Some(BackfillPhase::Running));
+    assert_eq!(d.create.len(), 1);
+    assert!(d.notes.iter().any(|n| n.reason == "Resumed"));
+    let state = d.status.failure_budget.clone().unwrap();
+    assert_eq!((state.failed, state.counted_from, state.resumes), (0, 5, 1));
+    // Three more failures spend it again; the same value does not resume.
+    for _ in 0..10 {
+        s.finish_all(&fail);
+        s.now += 60;
+        if s.step().status.phase == Some(BackfillPhase::Paused) {
+            break;
+        }
+    }
+    assert_eq!(s.status.phase, Some(BackfillPhase::Paused));
+    assert_eq!(s.created.len(), 8);
+    assert_eq!(s.status.failed_count, 6);
+    s.now += 60;
+    assert!(s.step().create.is_empty(), "the old value resumed it");
+}
+
+#[test]
+fn jobs_running_when_the_budget_is_spent_finish_and_count() {
+    let mut s = Sim::new(BackfillSpec {
+        failure_budget: budget(2, FailureBudgetAction::Pause),
+        ..spec()
+    });
+    assert_eq!(s.step().create.len(), 4);
+    // Two end failed, two go on.
+    let first: Vec<i64> = s.jobs.iter().map(|j| j.session.unwrap()).collect();
+    for j in s.jobs.iter_mut().take(2) {
+        j.state = JobState::Failed;
+    }
+    let d = s.step();
+    assert!(d.create.is_empty());
+    assert!(d.delete.is_empty(), "running Jobs finish");
+    assert_eq!(d.status.phase, Some(BackfillPhase::Paused));
+    assert_eq!(d.status.running_count, 2);
+    s.finish_all(&first);
+    let d = s.step();
+    assert!(d.create.is_empty());
+    assert_eq!(
+        (d.status.failed_count, d.status.running_count),
+        (4, 0),
+        "counted against the spent budget"
+    );
+    assert_eq!(d.status.failure_budget.unwrap().failed, 4);
+}
+
+#[test]
+fn a_budget_with_cancel_cancels_without_killing() {
+    let mut s = Sim::new(BackfillSpec {
+        failure_budget: budget(1, FailureBudgetAction::Cancel),
+        ..spec()
+    });
+    s.step();
+    s.jobs[0].state = JobState::Failed;
+    let d = s.step();
+    assert_eq!(d.status.phase, Some(BackfillPhase::Cancelled));
+    assert!(d.delete.is_empty() && d.create.is_empty());
+    assert_eq!(reason_of(&d.status, "Ready"), "FailureBudgetExhausted");
+    assert_eq!(
+        reason_of(&d.status, "Reconciling"),
+        "FailureBudgetExhausted"
+    );
+    assert!(d.status.completed_at.is_none(), "three Jobs still run");
+    // A resume does not undo a cancel.
+    s.resume = Some("1".into());
+    s.finish_all(&[]);
+    let d = s.step();
+    assert_eq!(d.status.phase, Some(BackfillPhase::Cancelled));
+    assert!(d.create.is_empty());
+    assert!(d.status.completed_at.is_some());
+    assert_eq!(reason_of(&d.status, "Ready"), "FailureBudgetExhausted");
+    let ready = find_condition(&d.status.conditions, "Ready").unwrap();
+    assert_eq!(ready.status, "True");
+    assert_eq!(d.status.processed_count, 4);
+}
+
+#[test]
+fn a_resume_value_there_before_the_budget_was_spent_does_not_resume() {
+    let mut s = Sim::new(BackfillSpec {
+        max_in_flight: Some(1),
+        failure_budget: budget(1, FailureBudgetAction::Pause),
+        ..spec()
+    });
+    s.resume = Some("from-git".into());
+    s.step();
+    s.finish_all(&sessions_from(0));
+    let d = s.step();
+    assert_eq!(d.status.phase, Some(BackfillPhase::Paused));
+    assert!(s.step().create.is_empty());
+    s.resume = Some("again".into());
+    assert_eq!(s.step().create.len(), 1);
+}
+
+#[test]
+fn the_ratio_is_judged_once_min_processed_and_from_the_resume() {
+    let mut s = Sim::new(BackfillSpec {
+        max_in_flight: Some(1),
+        failure_budget: Some(FailureBudget {
+            max_failed_ratio: Some(0.5),
+            min_processed: Some(4),
+            ..FailureBudget::default()
+        }),
+        ..spec()
+    });
+    // The first two fail, the rest succeed: 2 of 4 is 50%.
+    let fail = sessions_from(0)[..2].to_vec();
+    for _ in 0..3 {
+        s.step();
+        s.finish_all(&fail);
+    }
+    let d = s.step();
+    assert_eq!(d.status.phase, Some(BackfillPhase::Running), "3 processed");
+    s.finish_all(&fail);
+    let d = s.step();
+    assert_eq!(d.status.phase, Some(BackfillPhase::Paused));
+    assert_eq!(s.created.len(), 4);
+    s.resume = Some("1".into());
+    s.run_to_end(&fail);
+    assert_eq!(s.status.phase, Some(BackfillPhase::Failed));
+    assert_eq!(s.created.len(), 30, "no failure counted after the resume");
+}
+
+#[test]
+fn the_last_failure_ends_the_run_instead_of_pausing_it() {
+    let mut s = Sim::new(BackfillSpec {
+        failure_budget: budget(1, FailureBudgetAction::Pause),
+        ..spec()
+    });
+    let last = at("2026-01-02T05:00:00Z");
+    s.run_to_end(&[last]);
+    assert_eq!(s.status.phase, Some(BackfillPhase::Failed));
+    assert!(
+        s.status
+            .failure_budget
+            .clone()
+            .unwrap()
+            .exhausted_at
+            .is_none()
+    );
+}
+
+#[test]
+fn the_budget_counts_from_the_bitmaps_not_from_edited_counters() {
+    let mut s = Sim::new(BackfillSpec {
+        max_in_flight: Some(1),
+        failure_budget: budget(2, FailureBudgetAction::Pause),
+        ..spec()
+    });
+    s.step();
+    s.finish_all(&sessions_from(0));
+    s.step();
+    // Someone edits the budget's counts and points its start past the run.
+    let state = s.status.failure_budget.as_mut().unwrap();
+    state.failed = 0;
+    state.counted_from = 1_000;
+    s.status.failed_count = 0;
+    s.finish_all(&sessions_from(0));
+    let d = s.step();
+    let state = d.status.failure_budget.clone().unwrap();
+    // countedFrom is clamped to what was launched (2): the second failure
+    // is after it.
+    assert_eq!(state.counted_from, 2);
+    s.finish_all(&sessions_from(0));
+    s.step();
+    s.finish_all(&sessions_from(0));
+    let d = s.step();
+    assert_eq!(d.status.phase, Some(BackfillPhase::Paused));
+}
+
+#[test]
+fn removing_the_budget_lifts_its_pause() {
+    let mut s = Sim::new(BackfillSpec {
+        max_in_flight: Some(1),
+        failure_budget: budget(1, FailureBudgetAction::Pause),
+        ..spec()
+    });
+    s.step();
+    s.finish_all(&sessions_from(0));
+    assert_eq!(s.step().status.phase, Some(BackfillPhase::Paused));
+    s.spec.failure_budget = None;
+    let d = s.step();
+    assert_eq!(d.status.phase, Some(BackfillPhase::Running));
+    assert_eq!(d.create.len(), 1);
+    assert!(d.status.failure_budget.is_none());
+}
+
+#[test]
+fn a_rerun_child_inherits_the_budget_but_not_the_approval() {
+    let fail = sessions_from(28);
+    let mut s = Sim::new(BackfillSpec {
+        failure_budget: budget(5, FailureBudgetAction::Cancel),
+        approved: Some(true),
+        ..spec()
+    });
+    s.rerun = Some("1".into());
+    s.run_to_end(&fail);
+    let child = s.step().rerun.expect("a child").child;
+    assert_eq!(child.spec.failure_budget, s.spec.failure_budget);
+    assert_eq!(child.spec.approved, None);
+}
+
+#[test]
+fn the_dry_run_shows_the_budget_and_whether_approval_is_needed() {
+    let mut s = Sim::new(BackfillSpec {
+        dry_run: Some(true),
+        failure_budget: budget(3, FailureBudgetAction::Pause),
+        ..spec()
+    });
+    let preview = s.step().status.preview.unwrap();
+    assert!(
+        preview
+            .failure_budget
+            .unwrap()
+            .contains("3 failed sessions"),
+        "the budget"
+    );
+    assert_eq!(preview.approval, None, "the Schedule asks for none");
+    s.schedule.approval = Some(Approval {
+        required_above_credits: 50.0,
+    });
+    let d = s.step();
+    assert_eq!(d.status.phase, Some(BackfillPhase::Planned));
+    let approval = d.status.preview.unwrap().approval.unwrap();
+    assert!(approval.starts_with("needed"), "{approval}");
+    assert!(
+        approval.contains("75 credits") && approval.contains("50"),
+        "{approval}"
+    );
+    s.schedule.approval = Some(Approval {
+        required_above_credits: 75.0,
+    });
+    let approval = s.step().status.preview.unwrap().approval.unwrap();
+    assert!(approval.starts_with("not needed"), "{approval}");
+}
+
+#[test]
+fn a_backfill_above_the_threshold_awaits_approval_then_starts() {
+    let mut s = Sim::new(spec());
+    s.schedule.approval = Some(Approval {
+        required_above_credits: 50.0,
+    });
+    let d = s.step();
+    assert!(d.create.is_empty());
+    assert_eq!(d.status.phase, Some(BackfillPhase::AwaitingApproval));
+    assert!(d.status.run_id.is_none());
+    assert_eq!(
+        d.status.cost_estimate.unwrap().total_credits_estimated,
+        75.0
+    );
+    // kstatus: in progress, not stalled.
+    let reconciling = find_condition(&d.status.conditions, "Reconciling").unwrap();
+    assert_eq!(
+        (reconciling.status.as_str(), reconciling.reason.as_str()),
+        ("True", "AwaitingApproval")
+    );
+    assert!(reconciling.message.contains("spec.approved"));
+    let stalled = find_condition(&d.status.conditions, "Stalled").unwrap();
+    assert_eq!(stalled.status, "False");
+    assert_eq!(
+        d.notes
+            .iter()
+            .filter(|n| n.reason == "AwaitingApproval")
+            .count(),
+        1
+    );
+    assert!(s.step().notes.is_empty(), "one Event");
+    let waiting = s.status.approval.clone().unwrap();
+    assert_eq!(waiting.approved_by, None);
+    assert_eq!(waiting.credits, 75.0);
+
+    s.spec.approved = Some(true);
+    s.approved_by = Some("system:serviceaccount:ns:approver".into());
+    let d = s.step();
+    assert_eq!(d.status.phase, Some(BackfillPhase::Running));
+    assert_eq!(d.create.len(), 4);
+    let approval = d.status.approval.clone().unwrap();
+    assert_eq!(
+        approval.approved_by.as_deref(),
+        Some("system:serviceaccount:ns:approver")
+    );
+    assert_eq!(approval.approved_at, Some(time(s.now)));
+    assert_eq!(
+        approval.selection.as_deref(),
+        Some(super::approval::selection_digest(&s.spec).as_str())
+    );
+    assert!(d.notes.iter().any(|n| n.reason == "Approved"));
+    // Once started, the approval is what it was.
+    s.finish_all(&[]);
+    s.now += 60;
+    assert_eq!(s.step().status.approval, Some(approval));
+}
+
+#[test]
+fn a_backfill_cannot_price_itself_below_the_approval() {
+    let mut s = Sim::new(BackfillSpec {
+        credits_per_session: Some(0.0),
+        ..spec()
+    });
+    s.schedule.approval = Some(Approval {
+        required_above_credits: 50.0,
+    });
+    let d = s.step();
+    assert_eq!(d.status.cost_estimate.unwrap().total_credits_estimated, 0.0);
+    assert_eq!(d.status.phase, Some(BackfillPhase::AwaitingApproval));
+    // Below the threshold, or without approval asked: it starts.
+    s.schedule.approval = Some(Approval {
+        required_above_credits: 75.0,
+    });
+    assert_eq!(s.step().status.phase, Some(BackfillPhase::Running));
+}
+
+#[test]
+fn the_selection_digest_covers_the_selection_and_the_price_only() {
+    use super::approval::selection_digest;
+    let base = selection_digest(&spec());
+    assert_eq!(base.len(), 64);
+    let wider = BackfillSpec {
+        to: Some(time(at("2026-03-01T00:00:00Z"))),
+        ..spec()
+    };
+    assert_ne!(selection_digest(&wider), base);
+    let cheaper = BackfillSpec {
+        credits_per_session: Some(0.1),
+        ..spec()
+    };
+    assert_ne!(selection_digest(&cheaper), base);
+    let faster = BackfillSpec {
+        max_in_flight: Some(9),
+        approved: Some(true),
+        ..spec()
+    };
+    assert_eq!(selection_digest(&faster), base);
+}
+
+#[test]
+fn an_approved_dry_run_keeps_the_same_approval_from_pass_to_pass() {
+    let mut s = Sim::new(BackfillSpec {
+        dry_run: Some(true),
+        approved: Some(true),
+        ..spec()
+    });
+    s.schedule.approval = Some(Approval {
+        required_above_credits: 50.0,
+    });
+    s.approved_by = Some("alice".into());
+    let first = s.step().status;
+    assert_eq!(first.phase, Some(BackfillPhase::Planned));
+    let approval = first.approval.clone().unwrap();
+    assert_eq!(
+        (approval.approved_by.as_deref(), approval.approved_at),
+        (Some("alice"), None),
+        "approvedAt is when the run starts"
+    );
+    s.now += 10;
+    assert_eq!(
+        s.step().status.approval,
+        first.approval,
+        "a pass later, the same approval"
+    );
+    s.spec.dry_run = None;
+    s.now += 10;
+    let d = s.step();
+    assert_eq!(d.status.approval.unwrap().approved_at, Some(time(s.now)));
 }

@@ -29,6 +29,10 @@ pub struct BackfillView<'a> {
     pub recent_durations: &'a [i64],
     /// The `backfill.dev/rerun-failed` annotation.
     pub rerun_request: Option<&'a str>,
+    /// The `backfill.dev/resume` annotation.
+    pub resume_request: Option<&'a str>,
+    /// The `backfill.dev/approved-by` annotation.
+    pub approved_by: Option<&'a str>,
     /// The Schedule's session ledger, with what its other Jobs know and
     /// it does not yet, for `reprocess`: read before the start, and for
     /// the sessions still to launch.
@@ -62,7 +66,8 @@ pub struct Pass {
     pub wake_at: Option<i64>,
     /// A rerun child to create; `status` records it already.
     pub rerun: Option<RerunChild>,
-    /// Why launching is held back other than by a window: the reason
-    /// and message of Ready and Reconciling while `Waiting`.
+    /// Why launching is held back other than by a window (another Job
+    /// of the session, a spent failure budget, an approval to wait for):
+    /// the reason and message of Ready and Reconciling.
     pub hold: Option<(Reason, String)>,
 }

@@ -50,6 +50,8 @@ fn backfill(name: &str, attempt: Option<&str>, from: &str, to: &str) -> Backfill
             execution_windows: None,
             reprocess: None,
             parent_backfill_run_id: None,
+            failure_budget: None,
+            approved: None,
         },
     );
     b.metadata.namespace = Some("data".into());

@@ -224,6 +224,8 @@ pub fn backfill_of(args: &CreateArgs, namespace: Option<&str>) -> Result<Backfil
             ReprocessFlag::All => Reprocess::All,
         }),
         parent_backfill_run_id: None,
+        failure_budget: None,
+        approved: None,
     };
     let mut backfill = Backfill::new(&args.name, spec);
     backfill.metadata = ObjectMeta {
@@ -393,6 +395,12 @@ pub fn server_preview(backfill: &Backfill) -> String {
     }
     if let Some(t) = &preview.estimated_completion {
         let _ = writeln!(out, "finishes:  about {}", rfc3339_utc(seconds(t)));
+    }
+    if let Some(budget) = &preview.failure_budget {
+        let _ = writeln!(out, "budget:    {budget}");
+    }
+    if let Some(approval) = &preview.approval {
+        let _ = writeln!(out, "approval:  {approval}");
     }
     let _ = writeln!(
         out,

@@ -215,6 +215,8 @@ mod tests {
                 execution_windows: None,
                 reprocess: None,
                 parent_backfill_run_id: None,
+                failure_budget: None,
+                approved: None,
             },
         );
         bf.status = Some(status);
