@@ -6,119 +6,23 @@
 
 mod common;
 
-use k8s_openapi::api::core::v1::ServiceAccount;
-use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
-use kube::api::{Api, ObjectMeta, PostParams};
 use serde_json::{Value, json};
 
 use common::DEADLINE;
-use common::accounts::service_account_kubeconfig;
+use common::accounts::{self, backfill_account, service_account_kubeconfig};
 use common::api::{apply_hourly, backfill_manifest, setup};
-use common::helm::{chart, run, run_ok};
+use common::helm::Applied;
 use common::operator::Operator;
 use common::poll::eventually;
 use common::status::{status, wait_phase};
 
 const CREATED_BY: &str = "backfill.dev/created-by";
 
-/// Cluster-scoped objects applied for one test, deleted when dropped.
-struct Applied(String);
-
-impl Applied {
-    fn new(manifests: String) -> Self {
-        run_ok(
-            "kubectl",
-            &[
-                "apply",
-                "--server-side",
-                "--field-manager",
-                "created-by-test",
-                "-f",
-                "-",
-            ],
-            Some(&manifests),
-        );
-        Applied(manifests)
-    }
-}
-
-impl Drop for Applied {
-    fn drop(&mut self) {
-        run(
-            "kubectl",
-            &["delete", "--ignore-not-found", "-f", "-"],
-            Some(&self.0),
-        );
-    }
-}
-
-/// Lets the ServiceAccount `name` of `ns` create, read and change
-/// Backfills there, and nothing else.
-async fn backfill_author(client: &kube::Client, ns: &str, name: &str) {
-    let meta = |name: &str| ObjectMeta {
-        name: Some(name.to_string()),
-        namespace: Some(ns.to_string()),
-        ..ObjectMeta::default()
-    };
-    let pp = PostParams::default();
-    Api::<ServiceAccount>::namespaced(client.clone(), ns)
-        .create(
-            &pp,
-            &ServiceAccount {
-                metadata: meta(name),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("a ServiceAccount");
-    Api::<Role>::namespaced(client.clone(), ns)
-        .create(
-            &pp,
-            &Role {
-                metadata: meta(name),
-                rules: Some(vec![PolicyRule {
-                    api_groups: Some(vec!["backfill.dev".into()]),
-                    resources: Some(vec!["backfills".into()]),
-                    verbs: ["create", "get", "list", "patch", "update"]
-                        .map(String::from)
-                        .to_vec(),
-                    ..PolicyRule::default()
-                }]),
-            },
-        )
-        .await
-        .expect("a Role");
-    Api::<RoleBinding>::namespaced(client.clone(), ns)
-        .create(
-            &pp,
-            &RoleBinding {
-                metadata: meta(name),
-                role_ref: RoleRef {
-                    api_group: Some("rbac.authorization.k8s.io".into()),
-                    kind: "Role".into(),
-                    name: name.into(),
-                },
-                subjects: Some(vec![Subject {
-                    kind: "ServiceAccount".into(),
-                    name: name.into(),
-                    namespace: Some(ns.into()),
-                    ..Subject::default()
-                }]),
-            },
-        )
-        .await
-        .expect("a RoleBinding");
-}
-
 /// `kubectl` as the account of `kubeconfig`, with `stdin`; its output as
 /// JSON.
 fn kubectl_as(kubeconfig: &std::path::Path, args: &[&str], stdin: Option<&str>) -> Value {
-    let config = kubeconfig.to_str().expect("a UTF-8 path");
-    let mut all = vec!["--kubeconfig", config];
-    all.extend(args);
-    all.extend(["-o", "json"]);
-    let out = run_ok("kubectl", &all, stdin);
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("kubectl {args:?}: {e}: {out}"))
+    accounts::kubectl_as(kubeconfig, args, stdin)
+        .unwrap_or_else(|e| panic!("kubectl {args:?}: {e}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -127,28 +31,14 @@ async fn created_by_is_the_user_the_api_server_authenticated() {
     let ns = env.ns.name.clone();
     // The policy as the chart renders it, bound to this namespace only:
     // the test cluster is shared.
-    let chart = chart();
-    let selector = format!(
-        "createdByPolicy.namespaceSelector.matchLabels.kubernetes\\.io/metadata\\.name={ns}"
-    );
-    let release = format!("cb-{}", &ns[ns.len() - 8..]);
-    let policy = run_ok(
-        "helm",
-        &[
-            "template",
-            &release,
-            chart.to_str().expect("a UTF-8 path"),
-            "-n",
-            &ns,
-            "--show-only",
-            "templates/created-by-policy.yaml",
-            "--set",
-            &selector,
-        ],
-        None,
-    );
-    let _policy = Applied::new(policy);
-    backfill_author(&env.client, &ns, "alice").await;
+    let _policy = Applied::chart_policy("created-by-policy.yaml", "createdByPolicy", &ns);
+    backfill_account(
+        &env.client,
+        &ns,
+        "alice",
+        &["create", "get", "list", "patch", "update"],
+    )
+    .await;
     let alice = service_account_kubeconfig(&env.client, &ns, "alice", &format!("{ns}-alice")).await;
     let who = format!("system:serviceaccount:{ns}:alice");
     let _operator = Operator::start(&ns, &[]).await;

@@ -10,18 +10,15 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::ServiceAccount;
-use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
-use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
-use kube::{Api, Client};
+use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 
 use common::DEADLINE;
 use common::FIELD_MANAGER;
-use common::accounts::service_account_kubeconfig;
+use common::accounts::{backfill_account, kubectl_as, service_account_kubeconfig};
 use common::api::{Env, apply, apply_hourly_backfill, get, schedule_manifest, setup};
 use common::events::wait_event;
-use common::helm::{chart, run, run_ok};
+use common::helm::Applied;
 use common::instants::{hours, rfc3339_utc};
 use common::kwok::{FailStage, RUN_FOR};
 use common::operator::Operator;
@@ -189,107 +186,6 @@ async fn a_spent_failure_budget_pauses_and_a_resume_goes_on() {
 // Cost approval
 // ---------------------------------------------------------------------
 
-/// Cluster-scoped objects applied for one test, deleted when dropped.
-struct Applied(String);
-
-impl Applied {
-    fn new(manifests: String) -> Self {
-        run_ok(
-            "kubectl",
-            &[
-                "apply",
-                "--server-side",
-                "--field-manager",
-                "protect-test",
-                "-f",
-                "-",
-            ],
-            Some(&manifests),
-        );
-        Applied(manifests)
-    }
-}
-
-impl Drop for Applied {
-    fn drop(&mut self) {
-        run(
-            "kubectl",
-            &["delete", "--ignore-not-found", "-f", "-"],
-            Some(&self.0),
-        );
-    }
-}
-
-/// A ServiceAccount `name` of `ns` with `verbs` on Backfills there, and
-/// nothing else.
-async fn account(client: &Client, ns: &str, name: &str, verbs: &[&str]) {
-    let meta = |name: &str| ObjectMeta {
-        name: Some(name.to_string()),
-        namespace: Some(ns.to_string()),
-        ..ObjectMeta::default()
-    };
-    let pp = PostParams::default();
-    Api::<ServiceAccount>::namespaced(client.clone(), ns)
-        .create(
-            &pp,
-            &ServiceAccount {
-                metadata: meta(name),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("a ServiceAccount");
-    Api::<Role>::namespaced(client.clone(), ns)
-        .create(
-            &pp,
-            &Role {
-                metadata: meta(name),
-                rules: Some(vec![PolicyRule {
-                    api_groups: Some(vec!["backfill.dev".into()]),
-                    resources: Some(vec!["backfills".into()]),
-                    verbs: verbs.iter().map(|v| v.to_string()).collect(),
-                    ..PolicyRule::default()
-                }]),
-            },
-        )
-        .await
-        .expect("a Role");
-    Api::<RoleBinding>::namespaced(client.clone(), ns)
-        .create(
-            &pp,
-            &RoleBinding {
-                metadata: meta(name),
-                role_ref: RoleRef {
-                    api_group: Some("rbac.authorization.k8s.io".into()),
-                    kind: "Role".into(),
-                    name: name.into(),
-                },
-                subjects: Some(vec![Subject {
-                    kind: "ServiceAccount".into(),
-                    name: name.into(),
-                    namespace: Some(ns.into()),
-                    ..Subject::default()
-                }]),
-            },
-        )
-        .await
-        .expect("a RoleBinding");
-}
-
-/// `kubectl` as the account of `kubeconfig`: its output as JSON, or the
-/// error it printed.
-fn kubectl_as(kubeconfig: &std::path::Path, args: &[&str]) -> Result<Value, String> {
-    let config = kubeconfig.to_str().expect("a UTF-8 path");
-    let mut all = vec!["--kubeconfig", config];
-    all.extend(args);
-    all.extend(["-o", "json"]);
-    let out = run("kubectl", &all, None);
-    if !out.ok {
-        return Err(out.stderr);
-    }
-    serde_json::from_str(&out.stdout).map_err(|e| format!("kubectl {args:?}: {e}: {}", out.stdout))
-}
-
 /// A merge patch of a Backfill's spec (and metadata) as `kubeconfig`'s
 /// account.
 fn patch_as(kubeconfig: &std::path::Path, name: &str, patch: Value) -> Result<Value, String> {
@@ -304,6 +200,7 @@ fn patch_as(kubeconfig: &std::path::Path, name: &str, patch: Value) -> Result<Va
             "-p",
             &patch.to_string(),
         ],
+        None,
     )
 }
 
@@ -319,32 +216,12 @@ async fn only_holders_of_approve_can_approve_and_the_backfill_waits_for_them() {
     let ns = env.ns.name.clone();
     // The chart's policies, bound to this namespace only: the test
     // cluster is shared.
-    let chart = chart();
-    let selector = format!(
-        "approvalPolicy.namespaceSelector.matchLabels.kubernetes\\.io/metadata\\.name={ns}"
-    );
-    let release = format!("ap-{}", &ns[ns.len() - 8..]);
-    let policy = run_ok(
-        "helm",
-        &[
-            "template",
-            &release,
-            chart.to_str().expect("a UTF-8 path"),
-            "-n",
-            &ns,
-            "--show-only",
-            "templates/approval-policy.yaml",
-            "--set",
-            &selector,
-        ],
-        None,
-    );
-    let _policy = Applied::new(policy);
+    let _policy = Applied::chart_policy("approval-policy.yaml", "approvalPolicy", &ns);
     let editing = ["create", "get", "list", "patch", "update"];
-    account(&env.client, &ns, "author", &editing).await;
+    backfill_account(&env.client, &ns, "author", &editing).await;
     let mut approving = editing.to_vec();
     approving.push("approve");
-    account(&env.client, &ns, "approver", &approving).await;
+    backfill_account(&env.client, &ns, "approver", &approving).await;
     let author =
         service_account_kubeconfig(&env.client, &ns, "author", &format!("{ns}-author")).await;
     let approver =
@@ -388,8 +265,16 @@ async fn only_holders_of_approve_can_approve_and_the_backfill_waits_for_them() {
     std::fs::write(&probe_file, &probe).expect("writing the probe");
     let probe_path = probe_file.to_str().expect("a UTF-8 path");
     eventually("the approval policies to apply", DEADLINE, || async {
-        let refused = kubectl_as(&author, &["create", "--dry-run=server", "-f", probe_path]);
-        let stamped = kubectl_as(&approver, &["create", "--dry-run=server", "-f", probe_path]);
+        let refused = kubectl_as(
+            &author,
+            &["create", "--dry-run=server", "-f", probe_path],
+            None,
+        );
+        let stamped = kubectl_as(
+            &approver,
+            &["create", "--dry-run=server", "-f", probe_path],
+            None,
+        );
         match (refused, stamped) {
             (Err(_), Ok(obj))
                 if obj["metadata"]["annotations"][APPROVED_BY] == json!(approver_name) =>
@@ -408,6 +293,7 @@ async fn only_holders_of_approve_can_approve_and_the_backfill_waits_for_them() {
     kubectl_as(
         &author,
         &["create", "-f", file.to_str().expect("a UTF-8 path")],
+        None,
     )
     .expect("the author creates a Backfill");
     let waiting = wait_backfill(
@@ -495,6 +381,7 @@ async fn only_holders_of_approve_can_approve_and_the_backfill_waits_for_them() {
     kubectl_as(
         &author,
         &["create", "-f", file.to_str().expect("a UTF-8 path")],
+        None,
     )
     .expect("the author creates a dry run");
     patch_as(&approver, "later", json!({"spec": {"approved": true}})).expect("approved");

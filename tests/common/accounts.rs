@@ -7,11 +7,12 @@ use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::ServiceAccount;
-use kube::api::PostParams;
+use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 
-use super::helm::kubeconfig;
+use super::helm::{kubeconfig, run};
 
 /// How long a minted token stays valid: longer than any test.
 const TOKEN_SECONDS: i64 = 2 * 3_600;
@@ -88,4 +89,74 @@ pub fn write_token_kubeconfig(path: &Path, token: &str, ns: &str) {
     });
     std::fs::write(path, serde_json::to_vec_pretty(&config).expect("JSON"))
         .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+}
+
+/// A ServiceAccount `name` of `ns` with `verbs` on Backfills there, and
+/// nothing else.
+pub async fn backfill_account(client: &Client, ns: &str, name: &str, verbs: &[&str]) {
+    let meta = |name: &str| ObjectMeta {
+        name: Some(name.to_string()),
+        namespace: Some(ns.to_string()),
+        ..ObjectMeta::default()
+    };
+    let pp = PostParams::default();
+    Api::<ServiceAccount>::namespaced(client.clone(), ns)
+        .create(
+            &pp,
+            &ServiceAccount {
+                metadata: meta(name),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("a ServiceAccount");
+    Api::<Role>::namespaced(client.clone(), ns)
+        .create(
+            &pp,
+            &Role {
+                metadata: meta(name),
+                rules: Some(vec![PolicyRule {
+                    api_groups: Some(vec!["backfill.dev".into()]),
+                    resources: Some(vec!["backfills".into()]),
+                    verbs: verbs.iter().map(|v| v.to_string()).collect(),
+                    ..PolicyRule::default()
+                }]),
+            },
+        )
+        .await
+        .expect("a Role");
+    Api::<RoleBinding>::namespaced(client.clone(), ns)
+        .create(
+            &pp,
+            &RoleBinding {
+                metadata: meta(name),
+                role_ref: RoleRef {
+                    api_group: Some("rbac.authorization.k8s.io".into()),
+                    kind: "Role".into(),
+                    name: name.into(),
+                },
+                subjects: Some(vec![Subject {
+                    kind: "ServiceAccount".into(),
+                    name: name.into(),
+                    namespace: Some(ns.into()),
+                    ..Subject::default()
+                }]),
+            },
+        )
+        .await
+        .expect("a RoleBinding");
+}
+
+/// `kubectl ARGS -o json` as the account of `kubeconfig`, with `stdin`:
+/// its output as JSON, or the error it printed.
+pub fn kubectl_as(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> Result<Value, String> {
+    let config = kubeconfig.to_str().expect("a UTF-8 path");
+    let mut all = vec!["--kubeconfig", config];
+    all.extend(args);
+    all.extend(["-o", "json"]);
+    let out = run("kubectl", &all, stdin);
+    if !out.ok {
+        return Err(out.stderr);
+    }
+    serde_json::from_str(&out.stdout).map_err(|e| format!("kubectl {args:?}: {e}: {}", out.stdout))
 }

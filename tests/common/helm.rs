@@ -151,3 +151,61 @@ impl Drop for Release {
         }
     }
 }
+
+/// Cluster-scoped objects applied for one test, deleted when dropped.
+pub struct Applied(String);
+
+impl Applied {
+    /// Applies `manifests` server-side as `field_manager`.
+    pub fn new(manifests: String, field_manager: &str) -> Self {
+        run_ok(
+            "kubectl",
+            &[
+                "apply",
+                "--server-side",
+                "--field-manager",
+                field_manager,
+                "-f",
+                "-",
+            ],
+            Some(&manifests),
+        );
+        Applied(manifests)
+    }
+
+    /// The chart's admission policies of `template` (under `templates/`),
+    /// bound to the namespace `ns` alone by `<values>.namespaceSelector`
+    /// (the test cluster is shared), applied.
+    pub fn chart_policy(template: &str, values: &str, ns: &str) -> Self {
+        let chart = chart();
+        let selector =
+            format!("{values}.namespaceSelector.matchLabels.kubernetes\\.io/metadata\\.name={ns}");
+        let release = format!("p-{}", &ns[ns.len().saturating_sub(8)..]);
+        let policy = run_ok(
+            "helm",
+            &[
+                "template",
+                &release,
+                chart.to_str().expect("a UTF-8 path"),
+                "-n",
+                ns,
+                "--show-only",
+                &format!("templates/{template}"),
+                "--set",
+                &selector,
+            ],
+            None,
+        );
+        Applied::new(policy, &format!("{values}-test"))
+    }
+}
+
+impl Drop for Applied {
+    fn drop(&mut self) {
+        run(
+            "kubectl",
+            &["delete", "--ignore-not-found", "-f", "-"],
+            Some(&self.0),
+        );
+    }
+}
