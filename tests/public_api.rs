@@ -959,3 +959,116 @@ async fn a_client_over_its_rate_gets_429_with_retry_after() {
         limited.headers
     );
 }
+
+/// schemathesis (from PyPI, installed by `hack/schemathesis.sh` into the
+/// tools cache) fuzzes every operation of `/public-api/openapi.json` with
+/// a real token: no answer may be a 5xx, and every answer must be one the
+/// document describes (status, content type, schema). It fails, never
+/// skips, when schemathesis cannot be installed or run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemathesis_finds_no_server_error_and_nothing_off_the_document() {
+    let env = setup("public-fuzz").await;
+    let ns = env.ns.name.clone();
+    let writer = account(&env.client, &ns, "writer", WRITER).await;
+    let schedule = apply_hourly(&env, Some("1s")).await;
+    let jan = apply(
+        &env.backfills,
+        &backfill_manifest(
+            "jan",
+            "hourly",
+            json!({"from": FROM, "count": 2, "dryRun": true}),
+        ),
+    )
+    .await;
+    let schedule_uid = schedule.metadata.uid.clone().expect("a UID");
+    let jan_id =
+        backfill_operator::core::backfill::run_id(jan.metadata.uid.as_deref().expect("a UID"));
+    let install = std::process::Command::new("bash")
+        .arg(common::repo_root().join("hack/schemathesis.sh"))
+        .output()
+        .expect("bash runs hack/schemathesis.sh");
+    assert!(
+        install.status.success(),
+        "installing schemathesis failed (PyPI must be reachable): {}",
+        String::from_utf8_lossy(&install.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&install.stdout).to_string();
+    let schemathesis = stdout
+        .lines()
+        .last()
+        .expect("the path of schemathesis")
+        .trim()
+        .to_string();
+    // Plain HTTP on loopback (the HTTPS path is the other tests'), and a
+    // rate no fuzzer reaches.
+    let address = format!("127.0.0.1:{}", free_port());
+    let _op = Operator::start(
+        &ns,
+        &[
+            "--api-address",
+            &address,
+            "--api-rate-limit",
+            "10000",
+            "--api-rate-burst",
+            "10000",
+            "--api-rerun-wait-seconds",
+            "2",
+        ],
+    )
+    .await;
+    let base = format!("http://{address}");
+    let report = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{ns}-schemathesis"));
+    std::fs::create_dir_all(&report).expect("a report directory");
+    // Ids that exist, so calls get past the 404s into the handlers:
+    // the bodies and the other parameters are still generated.
+    let config = report.join("schemathesis.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[parameters]\n\"path.backfill_id\" = \"{jan_id}\"\n\"path.id\" = \"{schedule_uid}\"\n\"query.namespace\" = \"{ns}\"\n"
+        ),
+    )
+    .expect("writing the schemathesis config");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(&schemathesis)
+            .arg("--config-file")
+            .arg(&config)
+            .args([
+                "run",
+                &format!("{base}/public-api/openapi.json"),
+                "--url",
+                &base,
+                "--header",
+                &format!("Authorization: Bearer {writer}"),
+                "--checks",
+                "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+                "--phases",
+                "examples,coverage,fuzzing",
+                "--max-examples",
+                "40",
+                "--workers",
+                "2",
+                "--seed",
+                "1",
+                "--wait-for-schema",
+                "30",
+                "--suppress-health-check",
+                "all",
+                "--report-dir",
+                report.to_str().expect("UTF-8"),
+            ])
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("schemathesis runs")
+    })
+    .await
+    .expect("the schemathesis task");
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("{text}");
+    assert!(out.status.success(), "schemathesis found failures:\n{text}");
+    assert!(text.contains("passed"), "schemathesis ran nothing:\n{text}");
+}
