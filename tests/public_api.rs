@@ -147,6 +147,20 @@ impl Https {
         }
     }
 
+    /// Whether a TLS handshake succeeds (the server's certificate is one
+    /// this client trusts).
+    async fn try_handshake(&self) -> Result<(), String> {
+        let tcp = tokio::net::TcpStream::connect(&self.address)
+            .await
+            .map_err(|e| e.to_string())?;
+        let name = rustls_pki_types::ServerName::try_from("127.0.0.1").expect("a name");
+        self.tls
+            .connect(name, tcp)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
     /// One request on a connection of its own.
     async fn call(
         &self,
@@ -904,6 +918,29 @@ async fn the_workflow_call_and_pagination() {
         .await;
     expect_error(&a, 400, "limit 0");
     assert_eq!(a.body["error"]["field"], "limit");
+
+    // A rerun of a parent that cannot have one (a dry run) is a 409 with
+    // the reason, and leaves no request behind.
+    let a = api
+        .call(
+            "POST",
+            &format!("/public-api/backfills/{ns}%2Fpage-0/rerun-failed"),
+            Some(&writer),
+            None,
+            &[],
+        )
+        .await;
+    expect_error(&a, 409, "a rerun of a dry run");
+    assert_eq!(a.body["error"]["reason"], "DryRun", "{}", a.body);
+    let page0 = get(&env.backfills, "page-0").await;
+    assert!(
+        page0
+            .metadata
+            .annotations
+            .as_ref()
+            .is_none_or(|a| !a.contains_key("backfill.dev/rerun-failed")),
+        "a refused rerun annotated the parent"
+    );
 }
 
 /// Percent-encodes a query value.
@@ -1071,4 +1108,63 @@ async fn schemathesis_finds_no_server_error_and_nothing_off_the_document() {
     eprintln!("{text}");
     assert!(out.status.success(), "schemathesis found failures:\n{text}");
     assert!(text.contains("passed"), "schemathesis ran nothing:\n{text}");
+}
+
+/// A renewed certificate (the Secret's files replaced, as the kubelet
+/// swaps a mounted Secret) is served without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewed_certificate_is_served_without_a_restart() {
+    let env = setup("public-tls").await;
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{}-tls", env.ns.name));
+    let (ca, cert, key) = certificate(&root.join("first"));
+    let (new_ca, new_cert, new_key) = certificate(&root.join("second"));
+    let live = root.join("live");
+    std::fs::create_dir_all(&live).expect("a directory");
+    let (live_cert, live_key) = (live.join("tls.crt"), live.join("tls.key"));
+    std::fs::copy(&cert, &live_cert).expect("copying the certificate");
+    std::fs::copy(&key, &live_key).expect("copying the key");
+    let address = format!("127.0.0.1:{}", free_port());
+    let _op = Operator::start(
+        &env.ns.name,
+        &[
+            "--api-address",
+            &address,
+            "--api-tls-cert-file",
+            live_cert.to_str().expect("UTF-8"),
+            "--api-tls-key-file",
+            live_key.to_str().expect("UTF-8"),
+        ],
+    )
+    .await;
+    let old = Https::new(address.clone(), &ca);
+    expect(
+        &old.call("GET", "/public-api/openapi.json", None, None, &[])
+            .await,
+        200,
+        "the first certificate",
+    );
+    // Replaced whole, by rename, as a Secret's update is.
+    for (from, to) in [(&new_key, &live_key), (&new_cert, &live_cert)] {
+        let tmp = to.with_extension("new");
+        std::fs::copy(from, &tmp).expect("copying");
+        std::fs::rename(&tmp, to).expect("renaming");
+    }
+    let new = Https::new(address.clone(), &new_ca);
+    eventually("the renewed certificate to be served", DEADLINE, || {
+        new.try_handshake()
+    })
+    .await;
+    expect(
+        &new.call("GET", "/public-api/openapi.json", None, None, &[])
+            .await,
+        200,
+        "the renewed certificate",
+    );
+    // A client of its own: `old` could resume its TLS session, which
+    // presents no certificate.
+    let fresh = Https::new(address, &ca);
+    assert!(
+        fresh.try_handshake().await.is_err(),
+        "the first certificate is still served"
+    );
 }
