@@ -536,6 +536,23 @@ async fn the_neoagent_calls_over_https_with_tokens_and_rbac() {
     let a = api.call("GET", &list, Some("not-a-token"), None, &[]).await;
     expect_error(&a, 401, "an invalid token");
 
+    // The operator watches this namespace only: no other is served.
+    let a = api
+        .call("GET", "/public-api/backfills", Some(&reader), None, &[])
+        .await;
+    expect_error(&a, 400, "a list of every namespace");
+    assert_eq!(a.body["error"]["field"], "namespace", "{}", a.body);
+    let a = api
+        .call(
+            "GET",
+            "/public-api/backfills/kube-system%2Fjan",
+            Some(&reader),
+            None,
+            &[],
+        )
+        .await;
+    expect_error(&a, 404, "a namespace the operator does not watch");
+
     // A token whose account lacks the verb: 403.
     let body = json!({
         "namespace": ns, "name": "jan", "target_workflow_name": "hourly",

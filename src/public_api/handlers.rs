@@ -153,6 +153,28 @@ fn kube_error(e: kube::Error) -> ApiError {
     ApiError::from_kube(e, &|_| None)
 }
 
+/// Refuses a namespace the operator does not watch (its RBAC may stop
+/// there): empty, every namespace, when it watches all.
+fn watched(state: &ApiState, ns: &str) -> Result<(), ApiError> {
+    if state.namespaces.is_empty() || state.namespaces.iter().any(|n| n == ns) {
+        return Ok(());
+    }
+    Err(ApiError::bad_field(
+        "namespace",
+        if ns.is_empty() {
+            format!(
+                "is required: this operator watches only {}",
+                state.namespaces.join(", ")
+            )
+        } else {
+            format!(
+                "{ns:?} is not watched by this operator (it watches {})",
+                state.namespaces.join(", ")
+            )
+        },
+    ))
+}
+
 /// Where an id points: `namespace/name`, or a run id / UID to look up.
 enum Id {
     Named { namespace: String, name: String },
@@ -216,6 +238,9 @@ async fn resolve_backfill(
     let not_found = || ApiError::not_found(format!("no backfill with id {id:?}"));
     match parse_id(id)? {
         Id::Named { namespace, name } => {
+            if watched(state, &namespace).is_err() {
+                return Err(not_found());
+            }
             authorize(
                 &state.client,
                 user,
@@ -258,6 +283,9 @@ async fn resolve_schedule(state: &ApiState, user: &User, id: &str) -> Result<Sch
     let not_found = || ApiError::not_found(format!("no schedule with id {id:?}"));
     let schedule = match parse_id(id)? {
         Id::Named { namespace, name } => {
+            if watched(state, &namespace).is_err() {
+                return Err(not_found());
+            }
             authorize(
                 &state.client,
                 user,
@@ -445,6 +473,7 @@ pub async fn list_backfills(
             ));
         }
         let ns = q.namespace.clone().unwrap_or_default();
+        watched(state, &ns)?;
         authorize(
             &state.client,
             &call.user,
@@ -545,6 +574,7 @@ pub async fn create_backfill(
         if ns.is_empty() {
             return Err(ApiError::bad_field("namespace", "is required"));
         }
+        watched(state, &ns)?;
         authorize(
             &state.client,
             &call.user,
