@@ -1016,7 +1016,11 @@ async fn attempts_of(
 
 /// The OpenAPI document of this API.
 pub async fn openapi_document() -> Response {
-    json_response(StatusCode::OK, &super::openapi::document())
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        super::openapi::document_json(),
+    )
+        .into_response()
 }
 
 pub async fn not_found() -> Response {

@@ -62,6 +62,12 @@ pub fn document() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
 
+/// The document as JSON, made once.
+pub fn document_json() -> &'static [u8] {
+    static JSON: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    JSON.get_or_init(|| serde_json::to_vec(&document()).unwrap_or_default())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
