@@ -26,7 +26,7 @@ use kube::api::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use common::accounts::service_account_kubeconfig;
+use common::accounts::{can_i, service_account_kubeconfig, wait_can_i};
 use common::api::{
     Env, apply, apply_hourly, apply_hourly_backfill, get, ledgers, patch_spec, schedule_manifest,
     setup,
@@ -157,54 +157,6 @@ fn expected(rules: &[(&str, &str, &[&str])]) -> BTreeSet<(String, String, Vec<St
             (group.to_string(), resource.to_string(), verbs)
         })
         .collect()
-}
-
-/// `kubectl auth can-i <verb> <resource> [--subresource s] -n <ns>` as
-/// `user`.
-fn can_i(user: &str, verb: &str, resource: &str, ns: Option<&str>) -> bool {
-    let (resource, subresource) = match resource.split_once('/') {
-        Some((r, s)) => (r, Some(s)),
-        None => (resource, None),
-    };
-    let as_user = format!("--as={user}");
-    let mut args = vec!["auth", "can-i", verb, resource, &as_user];
-    match ns {
-        Some(ns) => args.extend(["-n", ns]),
-        None => args.push("--all-namespaces"),
-    }
-    let sub;
-    if let Some(s) = subresource {
-        sub = format!("--subresource={s}");
-        args.push(&sub);
-    }
-    let out = run("kubectl", &args, None);
-    match out.stdout.trim() {
-        "yes" => true,
-        "no" => false,
-        other => panic!(
-            "kubectl {}: unexpected answer {other:?}: {}",
-            args.join(" "),
-            out.stderr
-        ),
-    }
-}
-
-/// Waits until `kubectl auth can-i` says yes (or, with `want` false, no):
-/// the authorizer learns of new (Cluster)Roles and bindings from a watch,
-/// a moment after they are written.
-async fn wait_can_i(user: &str, verb: &str, resource: &str, ns: Option<&str>, want: bool) {
-    eventually(
-        &format!("can-i {verb} {resource} in {ns:?} to be {want} for {user}"),
-        DEADLINE,
-        || async {
-            if can_i(user, verb, resource, ns) == want {
-                Ok(())
-            } else {
-                Err(format!("still {}", !want))
-            }
-        },
-    )
-    .await;
 }
 
 /// The API server's answer to "may `user` do `verb` on `group`/`resource`
@@ -870,7 +822,11 @@ async fn rendered_manifests_pass_a_server_side_dry_run() {
         .await
         .unwrap_or_else(|e| panic!("reading CRDs: {e}"))
         .is_some();
-    let mut optional = vec!["podDisruptionBudget.enabled=true".to_string()];
+    let mut optional = vec![
+        "podDisruptionBudget.enabled=true".to_string(),
+        "api.enabled=true".to_string(),
+        "api.tls.secretName=api-tls".to_string(),
+    ];
     if service_monitor_crd {
         optional.push("metrics.serviceMonitor.enabled=true".to_string());
     } else {
@@ -1118,6 +1074,20 @@ async fn operator_runs_with_only_the_charts_rbac() {
     assert!(!can_i(&user, "update", "schedules.backfill.dev", Some(&ns)));
     assert!(!can_i(&user, "create", "jobs.batch", Some("default")));
     assert!(!can_i(&user, "list", "schedules.backfill.dev", None));
+    // The public API is off: no reviews, no patch of Backfills.
+    assert!(!can_i(
+        &user,
+        "create",
+        "tokenreviews.authentication.k8s.io",
+        None
+    ));
+    assert!(!can_i(
+        &user,
+        "create",
+        "subjectaccessreviews.authorization.k8s.io",
+        None
+    ));
+    assert!(!can_i(&user, "patch", "backfills.backfill.dev", Some(&ns)));
 
     // Exactly the rules, verb by verb, through SubjectAccessReviews.
     let verbs = [

@@ -18,8 +18,9 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use common::DEADLINE;
-use common::accounts::service_account_token;
+use common::accounts::{service_account_kubeconfig, service_account_token, wait_can_i};
 use common::api::{Env, apply, apply_hourly, backfill_manifest, get, setup};
+use common::helm::{Release, chart, run_ok};
 use common::instants::hours;
 use common::kwok::FailStage;
 use common::operator::Operator;
@@ -1184,4 +1185,184 @@ async fn a_renewed_certificate_is_served_without_a_restart() {
         fresh.try_handshake().await.is_err(),
         "the first certificate is still served"
     );
+}
+
+/// `api.enabled`: with only the chart's account, the operator serves the
+/// public API: a caller's token goes through a TokenReview and each call
+/// through a SubjectAccessReview, which the chart's ClusterRole allows, and
+/// a create goes through, stamped with the caller (the chart's created-by
+/// policy, bound to this namespace, leaves the operator's writes alone).
+/// Plain HTTP on loopback: the HTTPS path is the other tests'.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_public_api_runs_with_only_the_charts_rbac() {
+    let env = setup("chart-api").await;
+    let ns = env.ns.name.clone();
+    let release = Release::install(
+        "bfo-api",
+        &ns,
+        &chart(),
+        &[
+            "--set",
+            &format!("watchNamespace={ns}"),
+            "--set",
+            "api.enabled=true",
+            "--set",
+            "api.tls.secretName=bfo-api-tls",
+            "--set",
+            &format!(
+                "createdByPolicy.namespaceSelector.matchLabels.kubernetes\\.io/metadata\\.name={ns}"
+            ),
+        ],
+    );
+    let user = release.user();
+    wait_can_i(
+        &user,
+        "create",
+        "tokenreviews.authentication.k8s.io",
+        None,
+        true,
+    )
+    .await;
+    wait_can_i(
+        &user,
+        "create",
+        "subjectaccessreviews.authorization.k8s.io",
+        None,
+        true,
+    )
+    .await;
+    wait_can_i(&user, "patch", "backfills.backfill.dev", Some(&ns), true).await;
+
+    // A caller allowed to create and list Backfills there.
+    let caller_role = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": "api-caller", "namespace": ns},
+        "rules": [{"apiGroups": ["backfill.dev"], "resources": ["backfills"], "verbs": ["create", "get", "list"]}],
+    });
+    let binding = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "api-caller", "namespace": ns},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "api-caller"},
+        "subjects": [{"kind": "ServiceAccount", "name": "api-caller", "namespace": ns}],
+    });
+    let account = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "api-caller", "namespace": ns}});
+    for manifest in [account, caller_role, binding] {
+        run_ok(
+            "kubectl",
+            &["apply", "-f", "-"],
+            Some(&manifest.to_string()),
+        );
+    }
+    let token = service_account_token(&env.client, &ns, "api-caller").await;
+
+    let kubeconfig = service_account_kubeconfig(
+        &env.client,
+        &ns,
+        &release.service_account(),
+        &format!("{ns}-api"),
+    )
+    .await;
+    let path = kubeconfig.to_str().expect("a UTF-8 path");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let address = format!("127.0.0.1:{port}");
+    let mut op =
+        Operator::start_with_env(&ns, &["--api-address", &address], &[("KUBECONFIG", path)]).await;
+    apply_hourly(&env, None).await;
+
+    let body = json!({"namespace": ns, "name": "via-api", "target_workflow_name": "hourly",
+        "from": "2026-01-01T00:00:00Z", "count": 2, "dry_run": true});
+    let (status, answer) = call(
+        &address,
+        "POST",
+        "/public-api/backfills",
+        &token,
+        Some(&body),
+    )
+    .await;
+    assert_eq!(status, 201, "{answer}");
+    assert_eq!(
+        answer["data"]["backfill"]["created_by"],
+        json!(format!("system:serviceaccount:{ns}:api-caller"))
+    );
+    eventually("the listing to show the new Backfill", DEADLINE, || async {
+        let (status, answer) = call(
+            &address,
+            "GET",
+            &format!("/public-api/backfills?namespace={ns}"),
+            &token,
+            None,
+        )
+        .await;
+        let names: Vec<&str> = answer["data"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|b| b["backfill"]["name"].as_str())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if status == 200 && names.contains(&format!("{ns}/via-api").as_str()) {
+            Ok(())
+        } else {
+            Err(format!("{status}: {answer}"))
+        }
+    })
+    .await;
+    // The caller may not patch: a rerun is refused by the review.
+    let (status, answer) = call(
+        &address,
+        "POST",
+        &format!("/public-api/backfills/{ns}%2Fvia-api/rerun-failed"),
+        &token,
+        None,
+    )
+    .await;
+    assert_eq!(status, 403, "{answer}");
+
+    op.terminate().await;
+    let logs = op.all_logs();
+    let denied: Vec<&str> = logs
+        .lines()
+        .filter(|l| {
+            let l = l.to_lowercase();
+            l.contains("forbidden") || l.contains("refused")
+        })
+        .collect();
+    assert!(
+        denied.is_empty(),
+        "the operator was refused something:\n{}",
+        denied.join("\n")
+    );
+}
+
+/// One plain HTTP/1.1 call with a bearer token: (status, JSON body).
+async fn call(
+    address: &str,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<&Value>,
+) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = body.map(Value::to_string).unwrap_or_default();
+    let mut s = tokio::net::TcpStream::connect(address)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {address}: {e}"));
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(request.as_bytes()).await.expect("sending");
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.expect("reading");
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {out:?}"));
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
 }
