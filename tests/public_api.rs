@@ -869,6 +869,49 @@ async fn the_workflow_call_and_pagination() {
         .await;
     expect_error(&a, 404, "an unknown schedule");
 
+    // A create with an Idempotency-Key and no name: named from the key;
+    // the same request again answers with the same Backfill, another body
+    // under the same key is a 409.
+    let create = json!({"namespace": ns, "target_workflow_name": "hourly",
+        "from": FROM, "count": 2, "dry_run": true});
+    let key = [("Idempotency-Key", "create-1")];
+    let first = api
+        .call(
+            "POST",
+            "/public-api/backfills",
+            Some(&writer),
+            Some(&create),
+            &key,
+        )
+        .await;
+    expect(&first, 201, "a create with a key");
+    let again = api
+        .call(
+            "POST",
+            "/public-api/backfills",
+            Some(&writer),
+            Some(&create),
+            &key,
+        )
+        .await;
+    expect(&again, 200, "the same create again");
+    assert_eq!(
+        again.body["data"]["backfill"]["id"],
+        first.body["data"]["backfill"]["id"]
+    );
+    let mut other = create.clone();
+    other["count"] = json!(3);
+    let a = api
+        .call(
+            "POST",
+            "/public-api/backfills",
+            Some(&writer),
+            Some(&other),
+            &key,
+        )
+        .await;
+    expect_error(&a, 409, "the key with another body");
+
     // Pagination over more Backfills than a page.
     for i in 0..7 {
         apply(
