@@ -1306,13 +1306,19 @@ async fn the_public_api_runs_with_only_the_charts_rbac() {
     )
     .await;
     let path = kubeconfig.to_str().expect("a UTF-8 path");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let address = format!("127.0.0.1:{port}");
-    let mut op =
-        Operator::start_with_env(&ns, &["--api-address", &address], &[("KUBECONFIG", path)]).await;
+    let address = format!("127.0.0.1:{}", free_port());
+    let metrics_address = format!("127.0.0.1:{}", free_port());
+    let mut op = Operator::start_with_env(
+        &ns,
+        &[
+            "--api-address",
+            &address,
+            "--listen-address",
+            &metrics_address,
+        ],
+        &[("KUBECONFIG", path)],
+    )
+    .await;
     apply_hourly(&env, None).await;
 
     let body = json!({"namespace": ns, "name": "via-api", "target_workflow_name": "hourly",
@@ -1365,6 +1371,26 @@ async fn the_public_api_runs_with_only_the_charts_rbac() {
     .await;
     assert_eq!(status, 403, "{answer}");
 
+    // Each call is counted, by operation and status.
+    let (_, metrics) = common::http::get(&metrics_address, "/metrics")
+        .await
+        .expect("the metrics");
+    for (sample, want) in [
+        (
+            r#"backfill_operator_api_requests_total{operation="create_backfill",code="201"}"#,
+            1.0,
+        ),
+        (
+            r#"backfill_operator_api_requests_total{operation="rerun_failed",code="403"}"#,
+            1.0,
+        ),
+    ] {
+        assert_eq!(
+            common::http::sample(&metrics, sample),
+            want,
+            "{sample}:\n{metrics}"
+        );
+    }
     op.terminate().await;
     let logs = op.all_logs();
     let denied: Vec<&str> = logs

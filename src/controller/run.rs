@@ -47,6 +47,7 @@ pub async fn run(client: Client, settings: Settings) -> Result<()> {
             client.clone(),
             settings.namespaces.clone(),
             settings.clock,
+            metrics.clone(),
         )
         .await?;
     }

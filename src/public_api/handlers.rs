@@ -70,7 +70,13 @@ impl Call {
 
 /// Runs `f` for an authenticated caller within the rate limit; any
 /// refusal becomes its JSON error with the request's id.
-async fn handle<F, Fut>(state: &ApiState, peer: SocketAddr, headers: &HeaderMap, f: F) -> Response
+async fn handle<F, Fut>(
+    operation: &'static str,
+    state: &ApiState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    f: F,
+) -> Response
 where
     F: FnOnce(Call) -> Fut,
     Fut: Future<Output = Result<Response, ApiError>>,
@@ -92,7 +98,7 @@ where
         .await
     }
     .await;
-    match result {
+    let response = match result {
         Ok(r) => r,
         Err(e) => {
             if e.status.is_server_error() {
@@ -100,7 +106,11 @@ where
             }
             e.with_request_id(&request_id).into_response()
         }
-    }
+    };
+    state
+        .metrics
+        .api_called(operation, response.status().as_u16(), started.elapsed());
+    response
 }
 
 /// A JSON body, or a 400 naming the field (413 when too large).
@@ -423,10 +433,16 @@ pub async fn get_backfill(
     headers: HeaderMap,
 ) -> Response {
     let (state, headers) = (&*state, &headers);
-    handle(state, peer.0, headers, move |call| async move {
-        let backfill = resolve_backfill(state, &call.user, &id, "get").await?;
-        Ok(backfill_response(state, &call, &backfill, StatusCode::OK, Vec::new()).await)
-    })
+    handle(
+        "get_backfill",
+        state,
+        peer.0,
+        headers,
+        move |call| async move {
+            let backfill = resolve_backfill(state, &call.user, &id, "get").await?;
+            Ok(backfill_response(state, &call, &backfill, StatusCode::OK, Vec::new()).await)
+        },
+    )
     .await
 }
 
@@ -463,84 +479,90 @@ pub async fn list_backfills(
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Response {
     let (state, headers) = (&*state, &headers);
-    handle(state, peer.0, headers, move |call| async move {
-        let Query(q) = query.map_err(|e| ApiError::bad_field("query", e.body_text()))?;
-        let limit = q.limit.unwrap_or(50);
-        if !(1..=MAX_PAGE).contains(&limit) {
-            return Err(ApiError::bad_field(
-                "limit",
-                format!("must be from 1 to {MAX_PAGE}"),
-            ));
-        }
-        let ns = q.namespace.clone().unwrap_or_default();
-        watched(state, &ns)?;
-        authorize(
-            &state.client,
-            &call.user,
-            &Access::backfills("list", &ns, None),
-        )
-        .await?;
-        let api: Api<Backfill> = if ns.is_empty() {
-            Api::all(state.client.clone())
-        } else {
-            Api::namespaced(state.client.clone(), &ns)
-        };
-        let mut params = ListParams::default().limit(limit);
-        if let Some(c) = q.cursor.as_deref().filter(|c| !c.is_empty()) {
-            params = params.continue_token(c);
-        }
-        let page = api.list(&params).await.map_err(|e| match e {
-            kube::Error::Api(s) if s.code == 410 || s.code == 400 || s.code == 422 => {
-                ApiError::bad_field("cursor", format!("not a current cursor: {}", s.message))
+    handle(
+        "list_backfills",
+        state,
+        peer.0,
+        headers,
+        move |call| async move {
+            let Query(q) = query.map_err(|e| ApiError::bad_field("query", e.body_text()))?;
+            let limit = q.limit.unwrap_or(50);
+            if !(1..=MAX_PAGE).contains(&limit) {
+                return Err(ApiError::bad_field(
+                    "limit",
+                    format!("must be from 1 to {MAX_PAGE}"),
+                ));
             }
-            other => kube_error(other),
-        })?;
-        let mut zones: HashMap<String, HashMap<String, String>> = HashMap::new();
-        for b in &page.items {
-            let bns = b.namespace().unwrap_or_default();
-            if !zones.contains_key(&bns) {
-                let listed = Api::<Schedule>::namespaced(state.client.clone(), &bns)
-                    .list(&ListParams::default())
-                    .await
-                    .map(|l| l.items)
-                    .unwrap_or_default();
-                zones.insert(
-                    bns.clone(),
-                    listed
-                        .into_iter()
-                        .map(|s| {
-                            (
-                                s.name_any(),
-                                s.spec.time_zone.unwrap_or_else(|| "UTC".into()),
-                            )
-                        })
-                        .collect(),
-                );
+            let ns = q.namespace.clone().unwrap_or_default();
+            watched(state, &ns)?;
+            authorize(
+                &state.client,
+                &call.user,
+                &Access::backfills("list", &ns, None),
+            )
+            .await?;
+            let api: Api<Backfill> = if ns.is_empty() {
+                Api::all(state.client.clone())
+            } else {
+                Api::namespaced(state.client.clone(), &ns)
+            };
+            let mut params = ListParams::default().limit(limit);
+            if let Some(c) = q.cursor.as_deref().filter(|c| !c.is_empty()) {
+                params = params.continue_token(c);
             }
-        }
-        let data = page
-            .items
-            .iter()
-            .map(|b| {
-                let zone = zones
-                    .get(&b.namespace().unwrap_or_default())
-                    .and_then(|z| z.get(&b.spec.schedule_ref.name));
-                seed::backfill_view(b, zone.map(String::as_str))
-            })
-            .collect();
-        let next = page.metadata.continue_.filter(|c| !c.is_empty());
-        let body = BackfillListResponse {
-            data,
-            meta: call.meta(
-                Vec::new(),
-                Pagination {
-                    has_more: next.is_some(),
-                    next_cursor: next,
-                },
-            ),
-        };
-        Ok(json_response(StatusCode::OK, &body))
-    })
+            let page = api.list(&params).await.map_err(|e| match e {
+                kube::Error::Api(s) if s.code == 410 || s.code == 400 || s.code == 422 => {
+                    ApiError::bad_field("cursor", format!("not a current cursor: {}", s.message))
+                }
+                other => kube_error(other),
+            })?;
+            let mut zones: HashMap<String, HashMap<String, String>> = HashMap::new();
+            for b in &page.items {
+                let bns = b.namespace().unwrap_or_default();
+                if !zones.contains_key(&bns) {
+                    let listed = Api::<Schedule>::namespaced(state.client.clone(), &bns)
+                        .list(&ListParams::default())
+                        .await
+                        .map(|l| l.items)
+                        .unwrap_or_default();
+                    zones.insert(
+                        bns.clone(),
+                        listed
+                            .into_iter()
+                            .map(|s| {
+                                (
+                                    s.name_any(),
+                                    s.spec.time_zone.unwrap_or_else(|| "UTC".into()),
+                                )
+                            })
+                            .collect(),
+                    );
+                }
+            }
+            let data = page
+                .items
+                .iter()
+                .map(|b| {
+                    let zone = zones
+                        .get(&b.namespace().unwrap_or_default())
+                        .and_then(|z| z.get(&b.spec.schedule_ref.name));
+                    seed::backfill_view(b, zone.map(String::as_str))
+                })
+                .collect();
+            let next = page.metadata.continue_.filter(|c| !c.is_empty());
+            let body = BackfillListResponse {
+                data,
+                meta: call.meta(
+                    Vec::new(),
+                    Pagination {
+                        has_more: next.is_some(),
+                        next_cursor: next,
+                    },
+                ),
+            };
+            Ok(json_response(StatusCode::OK, &body))
+        },
+    )
     .await
 }
 
@@ -567,7 +589,7 @@ pub async fn create_backfill(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let (state, headers) = (&*state, &headers);
-    handle(state, peer.0, headers, move |call| async move {
+    handle("create_backfill", state, peer.0, headers, move |call| async move {
         let body: CreateBackfillRequest = parse_body(body)?;
         let key = idempotency_key(headers)?;
         let ns = body.namespace.trim().to_string();
@@ -698,7 +720,7 @@ pub async fn rerun_failed(
     headers: HeaderMap,
 ) -> Response {
     let (state, headers) = (&*state, &headers);
-    handle(state, peer.0, headers, move |call| async move {
+    handle("rerun_failed", state, peer.0, headers, move |call| async move {
         let key = idempotency_key(headers)?;
         let parent = resolve_backfill(state, &call.user, &id, "patch").await?;
         let ns = parent.namespace().unwrap_or_default();
@@ -797,7 +819,7 @@ pub async fn schedule_backfill(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let (state, headers) = (&*state, &headers);
-    handle(state, peer.0, headers, move |call| async move {
+    handle("schedule_backfill", state, peer.0, headers, move |call| async move {
         let body: ScheduleBackfillRequest = parse_body(body)?;
         let schedule = resolve_schedule(state, &call.user, &id).await?;
         let ns = schedule.namespace().unwrap_or_default();

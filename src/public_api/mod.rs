@@ -64,6 +64,7 @@ pub struct ApiState {
     pub limiter: RateLimiter,
     pub clock: OperatorClock,
     pub rerun_wait: Duration,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// The routes, with the body limit.
@@ -137,6 +138,7 @@ pub async fn start(
     client: Client,
     namespaces: Vec<String>,
     clock: OperatorClock,
+    metrics: Arc<crate::metrics::Metrics>,
 ) -> crate::Result<()> {
     let startup =
         |what: String| crate::Error::Startup(format!("--api-address {}: {what}", config.address));
@@ -155,6 +157,7 @@ pub async fn start(
         limiter: RateLimiter::new(config.rate),
         clock,
         rerun_wait: config.rerun_wait,
+        metrics,
     });
     let app = router(state);
     match config.tls {
