@@ -1127,6 +1127,7 @@ async fn schemathesis_finds_no_server_error_and_nothing_off_the_document() {
         ),
     )
     .expect("writing the schemathesis config");
+    let workdir = report.clone();
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(&schemathesis)
             .arg("--config-file")
@@ -1156,6 +1157,8 @@ async fn schemathesis_finds_no_server_error_and_nothing_off_the_document() {
                 report.to_str().expect("UTF-8"),
             ])
             .env("NO_COLOR", "1")
+            // Its cache (.schemathesis/) goes there, not into the work tree.
+            .current_dir(&workdir)
             .output()
             .expect("schemathesis runs")
     })
