@@ -103,6 +103,7 @@ fn largest_backfill() {
         jobs: &[],
         recent_durations: &[60],
         rerun_request: None,
+        rerun_requested_by: None,
         ledger,
         run_elsewhere: elsewhere,
         created: None,

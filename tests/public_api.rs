@@ -737,6 +737,8 @@ async fn the_neoagent_calls_over_https_with_tokens_and_rbac() {
     check_neoagent_shape(&a.body);
     let child = a.body["data"]["backfill"].clone();
     assert_eq!(child["parent_backfill_run_id"], json!(id), "{child}");
+    // Who asked for the rerun is the child's author.
+    assert_eq!(child["created_by"], json!(who), "{child}");
     assert_eq!(
         child["name"],
         json!(format!("{ns}/jan-rerun-k-1")),

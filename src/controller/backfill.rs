@@ -14,8 +14,9 @@ use tracing::instrument;
 use super::apply::apply;
 use super::{Context, FIELD_MANAGER, missing};
 use crate::api::{
-    ANNOTATION_CREATED_BY, ANNOTATION_RERUN_FAILED, Backfill, BackfillPhase, BackfillSpec,
-    BackfillStatus, LABEL_SCHEDULE, Reprocess, Schedule, SessionOrder, condition,
+    ANNOTATION_CREATED_BY, ANNOTATION_RERUN_FAILED, ANNOTATION_RERUN_REQUESTED_BY, Backfill,
+    BackfillPhase, BackfillSpec, BackfillStatus, LABEL_SCHEDULE, Reprocess, Schedule, SessionOrder,
+    condition,
 };
 use crate::core::backfill::{BackfillView, decide};
 use crate::core::decision::Decision;
@@ -121,6 +122,10 @@ pub async fn reconcile(backfill: Arc<Backfill>, ctx: Arc<Context>) -> Result<Act
     // wait for it. A panic there fails this object's reconcile only.
     let created_by = created_by(&backfill);
     let rerun_request = backfill.annotations().get(ANNOTATION_RERUN_FAILED).cloned();
+    let rerun_requested_by = backfill
+        .annotations()
+        .get(ANNOTATION_RERUN_REQUESTED_BY)
+        .cloned();
     let created = backfill
         .meta()
         .creation_timestamp
@@ -143,6 +148,7 @@ pub async fn reconcile(backfill: Arc<Backfill>, ctx: Arc<Context>) -> Result<Act
             jobs: &observed,
             recent_durations: &recent_durations,
             rerun_request: rerun_request.as_deref(),
+            rerun_requested_by: rerun_requested_by.as_deref(),
             ledger: &ledger,
             run_elsewhere: &run_elsewhere,
             created,

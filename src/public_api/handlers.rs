@@ -29,7 +29,8 @@ use super::seed::{
 };
 use super::{ApiState, MAX_ATTEMPTS, MAX_BODY_BYTES, MAX_PAGE, PeerAddr};
 use crate::api::{
-    ANNOTATION_CREATED_BY, ANNOTATION_RERUN_FAILED, Backfill, BackfillSpec, Reprocess, Schedule,
+    ANNOTATION_CREATED_BY, ANNOTATION_RERUN_FAILED, ANNOTATION_RERUN_REQUESTED_BY, Backfill,
+    BackfillSpec, Reprocess, Schedule,
 };
 use crate::core::Plan;
 use crate::core::backfill::rerun::refusal;
@@ -744,7 +745,10 @@ pub async fn rerun_failed(
             // is read again by the client's retry.
             let patch = json!({"metadata": {
                 "resourceVersion": parent.resource_version(),
-                "annotations": {ANNOTATION_RERUN_FAILED: request},
+                "annotations": {
+                    ANNOTATION_RERUN_FAILED: request,
+                    ANNOTATION_RERUN_REQUESTED_BY: call.user.username,
+                },
             }});
             let params = PatchParams {
                 field_manager: Some(FIELD_MANAGER.to_string()),

@@ -579,7 +579,8 @@ pub struct ScheduleBackfillResponse {
     pub attempts: Vec<SeedAttempt>,
 }
 
-/// Who runs a listing's sessions: the Schedule and its namespace.
+/// A Schedule's session listing and the namespace it is in (the seed's
+/// `project`).
 pub struct Listing<'a> {
     pub list: &'a SessionList,
     pub namespace: &'a str,

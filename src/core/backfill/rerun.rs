@@ -282,13 +282,16 @@ fn child(
     if view.name.len() <= MAX_NAME {
         labels.insert(LABEL_PARENT.to_string(), view.name.to_string());
     }
-    let annotations = BTreeMap::from([(
-        ANNOTATION_CREATED_BY.to_string(),
-        format!(
+    // Who asked, when the parent says (else the operator, on the
+    // parent's behalf).
+    let created_by = match view.rerun_requested_by.map(str::trim) {
+        Some(who) if !who.is_empty() => who.to_string(),
+        _ => format!(
             "backfill-operator (rerun-failed {request:?} of {})",
             view.name
         ),
-    )]);
+    };
+    let annotations = BTreeMap::from([(ANNOTATION_CREATED_BY.to_string(), created_by)]);
     Backfill {
         metadata: ObjectMeta {
             name: Some(child_name(view.name, request)),
