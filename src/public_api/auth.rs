@@ -3,7 +3,9 @@
 //! ServiceAccount tokens, OIDC, …) and each call with a
 //! SubjectAccessReview of what it does, so the cluster's RBAC decides.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, header};
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
@@ -12,6 +14,7 @@ use k8s_openapi::api::authorization::v1::{
 };
 use kube::api::PostParams;
 use kube::{Api, Client};
+use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
 
@@ -26,7 +29,7 @@ pub struct User {
 
 /// What a call does to which objects: a SubjectAccessReview's resource
 /// attributes.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Access {
     pub verb: &'static str,
     pub resource: &'static str,
@@ -149,12 +152,101 @@ pub async fn authorize(client: &Client, user: &User, access: &Access) -> Result<
     if status.allowed && !status.denied.unwrap_or(false) {
         Ok(())
     } else {
-        Err(ApiError::forbidden(format!(
-            "User {:?} {}",
-            user.username,
-            access.describe()
-        )))
+        Err(refusal(user, access))
     }
+}
+
+/// How long a review's answer is used again, as the API server's own
+/// delegating authenticator and authorizer cache theirs: a revoked token
+/// or role binding takes effect within this.
+pub const REVIEW_TTL: Duration = Duration::from_secs(10);
+/// Answers remembered at most, per kind.
+const MAX_REVIEWS: usize = 4_096;
+
+/// Recent TokenReview and SubjectAccessReview answers, so that a client's
+/// burst of calls costs the API server one review of each kind.
+#[derive(Default)]
+pub struct Reviews {
+    tokens: Mutex<HashMap<[u8; 32], (User, Instant)>>,
+    access: Mutex<HashMap<AccessKey, (bool, Instant)>>,
+}
+
+/// Who (name, UID, groups) asks to do what.
+type AccessKey = (String, Option<String>, Vec<String>, Access);
+
+/// A cache lookup, or `None` when absent or older than [`REVIEW_TTL`].
+fn fresh<K: std::hash::Hash + Eq, V: Clone>(
+    map: &Mutex<HashMap<K, (V, Instant)>>,
+    key: &K,
+) -> Option<V> {
+    let map = map.lock().unwrap_or_else(|e| e.into_inner());
+    map.get(key)
+        .filter(|(_, at)| at.elapsed() < REVIEW_TTL)
+        .map(|(v, _)| v.clone())
+}
+
+/// Remembers `value`, keeping the map bounded (the expired go first, then
+/// everything).
+fn remember<K: std::hash::Hash + Eq, V>(map: &Mutex<HashMap<K, (V, Instant)>>, key: K, value: V) {
+    let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
+    if map.len() >= MAX_REVIEWS {
+        map.retain(|_, (_, at)| at.elapsed() < REVIEW_TTL);
+        if map.len() >= MAX_REVIEWS {
+            map.clear();
+        }
+    }
+    map.insert(key, (value, Instant::now()));
+}
+
+impl Reviews {
+    /// [`authenticate`], answered from the cache when it can be.
+    pub async fn authenticate(&self, client: &Client, token: &str) -> Result<User, ApiError> {
+        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some(user) = fresh(&self.tokens, &key) {
+            return Ok(user);
+        }
+        // Refusals are not remembered: a token the API server just
+        // minted may not be accepted yet.
+        let user = authenticate(client, token).await?;
+        remember(&self.tokens, key, user.clone());
+        Ok(user)
+    }
+
+    /// [`authorize`], answered from the cache when it can be.
+    pub async fn authorize(
+        &self,
+        client: &Client,
+        user: &User,
+        access: &Access,
+    ) -> Result<(), ApiError> {
+        let key = (
+            user.username.clone(),
+            user.uid.clone(),
+            user.groups.clone(),
+            access.clone(),
+        );
+        let allowed = match fresh(&self.access, &key) {
+            Some(allowed) => allowed,
+            None => {
+                let allowed = match authorize(client, user, access).await {
+                    Ok(()) => true,
+                    Err(e) if e.status == axum::http::StatusCode::FORBIDDEN => false,
+                    Err(e) => return Err(e),
+                };
+                remember(&self.access, key, allowed);
+                allowed
+            }
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(refusal(user, access))
+        }
+    }
+}
+
+fn refusal(user: &User, access: &Access) -> ApiError {
+    ApiError::forbidden(format!("User {:?} {}", user.username, access.describe()))
 }
 
 #[cfg(test)]
@@ -178,6 +270,21 @@ mod tests {
             bearer_token(&HeaderMap::new()).unwrap_err().status,
             axum::http::StatusCode::UNAUTHORIZED
         );
+    }
+
+    #[test]
+    fn remembered_answers_expire_and_stay_bounded() {
+        let map: Mutex<HashMap<u32, (bool, Instant)>> = Mutex::default();
+        for k in 0..(MAX_REVIEWS as u32 + 10) {
+            remember(&map, k, true);
+            assert!(map.lock().unwrap().len() <= MAX_REVIEWS);
+        }
+        let last = MAX_REVIEWS as u32 + 9;
+        assert_eq!(fresh(&map, &last), Some(true));
+        map.lock()
+            .unwrap()
+            .insert(1, (true, Instant::now() - REVIEW_TTL));
+        assert_eq!(fresh(&map, &1), None);
     }
 
     #[test]

@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde_json::json;
 use utoipa::IntoParams;
 
-use super::auth::{Access, User, authenticate, authorize, bearer_token};
+use super::auth::{Access, User, bearer_token};
 use super::error::{ApiError, ErrorBody};
 use super::seed::{
     self, BackfillListResponse, BackfillResponse, CreateBackfillRequest, Meta, Pagination,
@@ -90,7 +90,7 @@ where
             .take(peer.ip(), started)
             .map_err(ApiError::too_many)?;
         let token = bearer_token(headers)?;
-        let user = authenticate(&state.client, token).await?;
+        let user = state.reviews.authenticate(&state.client, token).await?;
         f(Call {
             request_id: request_id.clone(),
             started,
@@ -252,12 +252,14 @@ async fn resolve_backfill(
             if watched(state, &namespace).is_err() {
                 return Err(not_found());
             }
-            authorize(
-                &state.client,
-                user,
-                &Access::backfills(verb, &namespace, Some(&name)),
-            )
-            .await?;
+            state
+                .reviews
+                .authorize(
+                    &state.client,
+                    user,
+                    &Access::backfills(verb, &namespace, Some(&name)),
+                )
+                .await?;
             match Api::<Backfill>::namespaced(state.client.clone(), &namespace)
                 .get_opt(&name)
                 .await
@@ -277,12 +279,14 @@ async fn resolve_backfill(
                 })
                 .ok_or_else(not_found)?;
             let ns = found.namespace().unwrap_or_default();
-            authorize(
-                &state.client,
-                user,
-                &Access::backfills(verb, &ns, Some(&found.name_any())),
-            )
-            .await?;
+            state
+                .reviews
+                .authorize(
+                    &state.client,
+                    user,
+                    &Access::backfills(verb, &ns, Some(&found.name_any())),
+                )
+                .await?;
             Ok(found)
         }
     }
@@ -297,12 +301,14 @@ async fn resolve_schedule(state: &ApiState, user: &User, id: &str) -> Result<Sch
             if watched(state, &namespace).is_err() {
                 return Err(not_found());
             }
-            authorize(
-                &state.client,
-                user,
-                &Access::schedules("get", &namespace, Some(&name)),
-            )
-            .await?;
+            state
+                .reviews
+                .authorize(
+                    &state.client,
+                    user,
+                    &Access::schedules("get", &namespace, Some(&name)),
+                )
+                .await?;
             return Api::<Schedule>::namespaced(state.client.clone(), &namespace)
                 .get_opt(&name)
                 .await
@@ -315,16 +321,18 @@ async fn resolve_schedule(state: &ApiState, user: &User, id: &str) -> Result<Sch
             .find(|s| s.metadata.uid.as_deref() == Some(uid.as_str()))
             .ok_or_else(not_found)?,
     };
-    authorize(
-        &state.client,
-        user,
-        &Access::schedules(
-            "get",
-            &schedule.namespace().unwrap_or_default(),
-            Some(&schedule.name_any()),
-        ),
-    )
-    .await?;
+    state
+        .reviews
+        .authorize(
+            &state.client,
+            user,
+            &Access::schedules(
+                "get",
+                &schedule.namespace().unwrap_or_default(),
+                Some(&schedule.name_any()),
+            ),
+        )
+        .await?;
     Ok(schedule)
 }
 
@@ -496,12 +504,14 @@ pub async fn list_backfills(
             }
             let ns = q.namespace.clone().unwrap_or_default();
             watched(state, &ns)?;
-            authorize(
-                &state.client,
-                &call.user,
-                &Access::backfills("list", &ns, None),
-            )
-            .await?;
+            state
+                .reviews
+                .authorize(
+                    &state.client,
+                    &call.user,
+                    &Access::backfills("list", &ns, None),
+                )
+                .await?;
             let api: Api<Backfill> = if ns.is_empty() {
                 Api::all(state.client.clone())
             } else {
@@ -598,8 +608,7 @@ pub async fn create_backfill(
             return Err(ApiError::bad_field("namespace", "is required"));
         }
         watched(state, &ns)?;
-        authorize(
-            &state.client,
+        state.reviews.authorize(&state.client,
             &call.user,
             &Access::backfills("create", &ns, None),
         )
@@ -828,7 +837,7 @@ pub async fn schedule_backfill(
         let schedule = resolve_schedule(state, &call.user, &id).await?;
         let ns = schedule.namespace().unwrap_or_default();
         let schedule_name = schedule.name_any();
-        authorize(&state.client, &call.user, &Access::backfills("create", &ns, None)).await?;
+        state.reviews.authorize(&state.client, &call.user, &Access::backfills("create", &ns, None)).await?;
         let from = seed::instant("fromTime", &body.from_time)?;
         let attempt = body.attempt_name.trim().to_string();
         let spec = BackfillSpec {

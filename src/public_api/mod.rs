@@ -65,6 +65,8 @@ pub struct ApiState {
     pub clock: OperatorClock,
     pub rerun_wait: Duration,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Recent TokenReview and SubjectAccessReview answers.
+    pub reviews: auth::Reviews,
 }
 
 /// The routes, with the body limit.
@@ -158,6 +160,7 @@ pub async fn start(
         clock,
         rerun_wait: config.rerun_wait,
         metrics,
+        reviews: auth::Reviews::default(),
     });
     let app = router(state);
     match config.tls {
