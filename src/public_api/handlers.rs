@@ -108,9 +108,15 @@ where
             e.with_request_id(&request_id).into_response()
         }
     };
-    state
-        .metrics
-        .api_called(operation, response.status().as_u16(), started.elapsed());
+    let code = response.status().as_u16();
+    tracing::debug!(
+        request_id,
+        operation,
+        code,
+        ms = started.elapsed().as_millis() as u64,
+        "public API call"
+    );
+    state.metrics.api_called(operation, code, started.elapsed());
     response
 }
 
