@@ -105,6 +105,7 @@ fn largest_backfill() {
         rerun_request: None,
         resume_request: None,
         approved_by: None,
+        rerun_requested_by: None,
         ledger,
         run_elsewhere: elsewhere,
         budget: None,

@@ -143,6 +143,30 @@ pub struct RunArgs {
     /// this long after the leader stops renewing).
     #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..))]
     pub lease_duration_seconds: u64,
+    /// Serve the seeds' HTTP APIs (/public-api/backfills…,
+    /// /api/schedules/{id}/backfill) at this address (e.g. 0.0.0.0:8443).
+    /// Off when unset. Needs --api-tls-cert-file and --api-tls-key-file
+    /// unless the address is a loopback one.
+    #[arg(long, env = "API_ADDRESS")]
+    pub api_address: Option<String>,
+    /// The API's TLS certificate chain (PEM; e.g. a mounted Secret's
+    /// tls.crt). Read again when it changes.
+    #[arg(long, env = "API_TLS_CERT_FILE", requires = "api_tls_key_file")]
+    pub api_tls_cert_file: Option<PathBuf>,
+    /// The API's TLS private key (PEM; e.g. a mounted Secret's tls.key).
+    #[arg(long, env = "API_TLS_KEY_FILE", requires = "api_tls_cert_file")]
+    pub api_tls_key_file: Option<PathBuf>,
+    /// Requests per second each client (peer address) may make to the
+    /// API; beyond, 429 with Retry-After.
+    #[arg(long, default_value_t = 20.0, env = "API_RATE_LIMIT")]
+    pub api_rate_limit: f64,
+    /// Requests a client may make at once above the rate.
+    #[arg(long, default_value_t = 40, env = "API_RATE_BURST", value_parser = clap::value_parser!(u32).range(1..))]
+    pub api_rate_burst: u32,
+    /// How long a rerun-failed call waits for the operator to make the
+    /// child before it answers 202 (seconds).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=120))]
+    pub api_rerun_wait_seconds: u64,
     /// For tests: how many seconds of the operator's clock pass per real
     /// second.
     #[arg(long, default_value_t = 1.0, hide = true)]
@@ -168,7 +192,42 @@ impl RunArgs {
             ledger_retention_days: self.ledger_retention_days,
             listen_address: self.listen_address.clone(),
             leader_election: self.leader_election()?,
+            api: self.api()?,
         })
+    }
+
+    /// The public API these flags ask for.
+    pub fn api(&self) -> Result<Option<crate::public_api::Config>, CliError> {
+        let Some(address) = self.api_address.clone() else {
+            return Ok(None);
+        };
+        if !(self.api_rate_limit > 0.0 && self.api_rate_limit.is_finite()) {
+            return Err(CliError::Input(format!(
+                "--api-rate-limit must be a number above 0, not {}",
+                self.api_rate_limit
+            )));
+        }
+        let tls = match (&self.api_tls_cert_file, &self.api_tls_key_file) {
+            (Some(cert), Some(key)) => Some(crate::public_api::tls::CertFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
+        };
+        if tls.is_none() && !crate::public_api::is_loopback(&address) {
+            return Err(CliError::Input(format!(
+                "--api-address {address}: plain HTTP is served on a loopback address only; give --api-tls-cert-file and --api-tls-key-file"
+            )));
+        }
+        Ok(Some(crate::public_api::Config {
+            address,
+            tls,
+            rate: crate::public_api::limit::Rate {
+                per_second: self.api_rate_limit,
+                burst: f64::from(self.api_rate_burst),
+            },
+            rerun_wait: std::time::Duration::from_secs(self.api_rerun_wait_seconds),
+        }))
     }
 
     /// The namespaces to watch (empty: all), each checked and named once.

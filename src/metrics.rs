@@ -35,6 +35,20 @@ pub struct BackfillLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiLabels {
+    /// The public API's operation: get_backfill, list_backfills,
+    /// create_backfill, rerun_failed, schedule_backfill.
+    pub operation: &'static str,
+    /// The HTTP status answered.
+    pub code: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabels {
+    pub operation: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PhaseLabels {
     pub phase: String,
 }
@@ -50,6 +64,9 @@ pub struct Metrics {
     sessions_failed: Family<BackfillLabels, Gauge>,
     backfills: Family<PhaseLabels, Gauge>,
     pub leader: Gauge,
+    /// Calls of the public API, by operation and status.
+    pub api_requests: Family<ApiLabels, Counter>,
+    pub api_request_duration: Family<OperationLabels, Histogram>,
     /// Set once the caches hold their initial lists (and, with leader
     /// election, while standing by).
     pub ready: AtomicBool,
@@ -101,8 +118,25 @@ impl Default for Metrics {
             "1 while this replica holds the leader Lease (or runs without leader election)",
             leader.clone(),
         );
+        let api_requests = Family::default();
+        registry.register(
+            "api_requests",
+            "Calls of the public API (--api-address), by operation and HTTP status",
+            api_requests.clone(),
+        );
+        let api_request_duration =
+            Family::<OperationLabels, Histogram>::new_with_constructor(|| {
+                Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0])
+            });
+        registry.register(
+            "api_request_duration_seconds",
+            "How long a call of the public API took, its TokenReview and SubjectAccessReviews included",
+            api_request_duration.clone(),
+        );
         Self {
             registry,
+            api_requests,
+            api_request_duration,
             reconciles,
             reconcile_errors,
             reconcile_duration,
@@ -117,7 +151,16 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Records one reconcile of `controller`.
+    /// Records one call of the public API.
+    pub fn api_called(&self, operation: &'static str, code: u16, took: Duration) {
+        self.api_requests
+            .get_or_create(&ApiLabels { operation, code })
+            .inc();
+        self.api_request_duration
+            .get_or_create(&OperationLabels { operation })
+            .observe(took.as_secs_f64());
+    }
+
     /// Records one reconcile of `controller`; `error` is the category of
     /// the error it ended in.
     pub fn reconciled(

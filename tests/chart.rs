@@ -26,7 +26,7 @@ use kube::api::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use common::accounts::service_account_kubeconfig;
+use common::accounts::{can_i, service_account_kubeconfig, wait_can_i};
 use common::api::{
     Env, apply, apply_hourly, apply_hourly_backfill, get, ledgers, patch_spec, schedule_manifest,
     setup,
@@ -157,54 +157,6 @@ fn expected(rules: &[(&str, &str, &[&str])]) -> BTreeSet<(String, String, Vec<St
             (group.to_string(), resource.to_string(), verbs)
         })
         .collect()
-}
-
-/// `kubectl auth can-i <verb> <resource> [--subresource s] -n <ns>` as
-/// `user`.
-fn can_i(user: &str, verb: &str, resource: &str, ns: Option<&str>) -> bool {
-    let (resource, subresource) = match resource.split_once('/') {
-        Some((r, s)) => (r, Some(s)),
-        None => (resource, None),
-    };
-    let as_user = format!("--as={user}");
-    let mut args = vec!["auth", "can-i", verb, resource, &as_user];
-    match ns {
-        Some(ns) => args.extend(["-n", ns]),
-        None => args.push("--all-namespaces"),
-    }
-    let sub;
-    if let Some(s) = subresource {
-        sub = format!("--subresource={s}");
-        args.push(&sub);
-    }
-    let out = run("kubectl", &args, None);
-    match out.stdout.trim() {
-        "yes" => true,
-        "no" => false,
-        other => panic!(
-            "kubectl {}: unexpected answer {other:?}: {}",
-            args.join(" "),
-            out.stderr
-        ),
-    }
-}
-
-/// Waits until `kubectl auth can-i` says yes (or, with `want` false, no):
-/// the authorizer learns of new (Cluster)Roles and bindings from a watch,
-/// a moment after they are written.
-async fn wait_can_i(user: &str, verb: &str, resource: &str, ns: Option<&str>, want: bool) {
-    eventually(
-        &format!("can-i {verb} {resource} in {ns:?} to be {want} for {user}"),
-        DEADLINE,
-        || async {
-            if can_i(user, verb, resource, ns) == want {
-                Ok(())
-            } else {
-                Err(format!("still {}", !want))
-            }
-        },
-    )
-    .await;
 }
 
 /// The API server's answer to "may `user` do `verb` on `group`/`resource`
@@ -592,6 +544,119 @@ fn rbac_grants_exactly_the_rules_the_code_needs() {
     );
 }
 
+/// `api.enabled`: the operator serves the API over HTTPS from the named
+/// TLS Secret (mounted whole, so renewals reach it), a Service in front,
+/// and RBAC for TokenReviews and SubjectAccessReviews (cluster-scoped,
+/// also with watchNamespaces) and patch on backfills; none of it when
+/// off; no Secret named, no install.
+#[test]
+fn api_values_serve_the_public_api_with_its_rbac() {
+    let on = ["api.enabled=true", "api.tls.secretName=api-tls"];
+    let docs_on = docs(&template("bfo", "ops", &on));
+    let c = container(&docs_on);
+    let args = strings(&c["args"]);
+    for want in [
+        "--api-address=0.0.0.0:8443",
+        "--api-tls-cert-file=/etc/backfill-operator/api-tls/tls.crt",
+        "--api-tls-key-file=/etc/backfill-operator/api-tls/tls.key",
+        "--api-rate-limit=20",
+        "--api-rate-burst=40",
+    ] {
+        assert!(args.contains(&want.to_string()), "{want} missing: {args:?}");
+    }
+    // Every flag the chart passes is one the binary takes.
+    let help = operator_run_help();
+    for flag in [
+        "--api-address",
+        "--api-tls-cert-file",
+        "--api-tls-key-file",
+        "--api-rate-limit",
+        "--api-rate-burst",
+    ] {
+        assert!(help.contains(flag), "{flag} is not a flag of `run`");
+    }
+    assert_eq!(
+        c["volumeMounts"][0]["mountPath"],
+        "/etc/backfill-operator/api-tls"
+    );
+    assert!(c["volumeMounts"][0].get("subPath").is_none());
+    let deployment = one(&docs_on, "Deployment");
+    assert_eq!(
+        deployment["spec"]["template"]["spec"]["volumes"][0]["secret"]["secretName"],
+        "api-tls"
+    );
+    let api_service = of_kind(&docs_on, "Service")
+        .into_iter()
+        .find(|s| s["metadata"]["name"] == "bfo-backfill-operator-api")
+        .expect("the API's Service");
+    assert_eq!(api_service["spec"]["ports"][0]["port"], 443);
+    assert_eq!(api_service["spec"]["ports"][0]["targetPort"], "api");
+    let api_role = of_kind(&docs_on, "ClusterRole")
+        .into_iter()
+        .find(|r| r["metadata"]["name"] == "bfo-backfill-operator-api")
+        .expect("the API's ClusterRole");
+    assert_eq!(
+        rules_of(api_role),
+        expected(&[
+            ("authentication.k8s.io", "tokenreviews", &["create"]),
+            ("authorization.k8s.io", "subjectaccessreviews", &["create"]),
+        ])
+    );
+    let main = of_kind(&docs_on, "ClusterRole")
+        .into_iter()
+        .find(|r| r["metadata"]["name"] == "bfo-backfill-operator")
+        .expect("the operator's ClusterRole");
+    assert!(
+        rules_of(main).contains(&(
+            "backfill.dev".to_string(),
+            "backfills".to_string(),
+            ["create", "get", "list", "patch", "watch"]
+                .map(String::from)
+                .to_vec()
+        )),
+        "{:?}",
+        rules_of(main)
+    );
+    // Namespaced: the reviews stay cluster-wide, nothing else does.
+    let narrow = docs(&template(
+        "bfo",
+        "ops",
+        &[on[0], on[1], "watchNamespaces={team-a}"],
+    ));
+    let roles = of_kind(&narrow, "ClusterRole");
+    assert_eq!(roles.len(), 1);
+    assert_eq!(roles[0]["metadata"]["name"], "bfo-backfill-operator-api");
+
+    let off = docs(&template("bfo", "ops", &[]));
+    assert!(
+        !strings(&container(&off)["args"])
+            .iter()
+            .any(|a| a.starts_with("--api"))
+    );
+    assert!(
+        of_kind(&off, "Service")
+            .iter()
+            .all(|s| s["metadata"]["name"] != "bfo-backfill-operator-api")
+    );
+    let chart = chart();
+    let out = run(
+        "helm",
+        &[
+            "template",
+            "t",
+            chart.to_str().expect("UTF-8"),
+            "--set",
+            "api.enabled=true",
+        ],
+        None,
+    );
+    assert!(
+        !out.ok && out.stderr.contains("api.tls.secretName"),
+        "{}",
+        out.stderr
+    );
+}
+
 /// The pod meets "restricted" field by field.
 #[test]
 fn deployment_sets_the_restricted_security_context() {
@@ -757,7 +822,11 @@ async fn rendered_manifests_pass_a_server_side_dry_run() {
         .await
         .unwrap_or_else(|e| panic!("reading CRDs: {e}"))
         .is_some();
-    let mut optional = vec!["podDisruptionBudget.enabled=true".to_string()];
+    let mut optional = vec![
+        "podDisruptionBudget.enabled=true".to_string(),
+        "api.enabled=true".to_string(),
+        "api.tls.secretName=api-tls".to_string(),
+    ];
     if service_monitor_crd {
         optional.push("metrics.serviceMonitor.enabled=true".to_string());
     } else {
@@ -1005,6 +1074,20 @@ async fn operator_runs_with_only_the_charts_rbac() {
     assert!(!can_i(&user, "update", "schedules.backfill.dev", Some(&ns)));
     assert!(!can_i(&user, "create", "jobs.batch", Some("default")));
     assert!(!can_i(&user, "list", "schedules.backfill.dev", None));
+    // The public API is off: no reviews, no patch of Backfills.
+    assert!(!can_i(
+        &user,
+        "create",
+        "tokenreviews.authentication.k8s.io",
+        None
+    ));
+    assert!(!can_i(
+        &user,
+        "create",
+        "subjectaccessreviews.authorization.k8s.io",
+        None
+    ));
+    assert!(!can_i(&user, "patch", "backfills.backfill.dev", Some(&ns)));
 
     // Exactly the rules, verb by verb, through SubjectAccessReviews.
     let verbs = [

@@ -17,6 +17,7 @@ use common::poll::eventually;
 use common::status::{status, wait_phase};
 
 const CREATED_BY: &str = "backfill.dev/created-by";
+const REQUESTED_BY: &str = "backfill.dev/rerun-requested-by";
 
 /// `kubectl` as the account of `kubeconfig`, with `stdin`; its output as
 /// JSON.
@@ -89,4 +90,35 @@ async fn created_by_is_the_user_the_api_server_authenticated() {
         None,
     );
     assert_eq!(annotated["metadata"]["annotations"][CREATED_BY], json!(who));
+
+    // Who asks for a rerun is stamped too (the rerun child's created-by),
+    // whatever the request wrote; changing it alone changes nothing.
+    let requested = kubectl_as(
+        &alice,
+        &[
+            "annotate",
+            "backfill",
+            "asked",
+            "backfill.dev/rerun-failed=r1",
+            &format!("{REQUESTED_BY}=mallory"),
+            "--overwrite",
+        ],
+        None,
+    );
+    assert_eq!(
+        requested["metadata"]["annotations"][REQUESTED_BY],
+        json!(who)
+    );
+    let edited = kubectl_as(
+        &alice,
+        &[
+            "annotate",
+            "backfill",
+            "asked",
+            &format!("{REQUESTED_BY}=mallory"),
+            "--overwrite",
+        ],
+        None,
+    );
+    assert_eq!(edited["metadata"]["annotations"][REQUESTED_BY], json!(who));
 }

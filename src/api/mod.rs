@@ -68,6 +68,10 @@ pub const ANNOTATION_PLAN_CHECK: &str = "backfill.dev/plan-check";
 pub const ANNOTATION_ATTEMPT_NAME: &str = "backfill.dev/attempt-name";
 /// Annotation on a Backfill: a new value asks for a rerun of its failures.
 pub const ANNOTATION_RERUN_FAILED: &str = "backfill.dev/rerun-failed";
+/// Annotation on a Backfill: who asked for the rerun its
+/// `backfill.dev/rerun-failed` requests; the rerun child's
+/// `backfill.dev/created-by`.
+pub const ANNOTATION_RERUN_REQUESTED_BY: &str = "backfill.dev/rerun-requested-by";
 /// Annotation on a Backfill: who asked for it, shown as `status.createdBy`.
 pub const ANNOTATION_CREATED_BY: &str = "backfill.dev/created-by";
 /// Annotation on a Backfill: who set `spec.approved`, stamped by the

@@ -14,9 +14,9 @@ use tracing::{debug, instrument};
 use super::apply::apply;
 use super::{Context, FIELD_MANAGER, missing};
 use crate::api::{
-    ANNOTATION_APPROVED_BY, ANNOTATION_CREATED_BY, ANNOTATION_RERUN_FAILED, ANNOTATION_RESUME,
-    Backfill, BackfillPhase, BackfillSpec, BackfillStatus, LABEL_SCHEDULE, Reprocess, Schedule,
-    SessionOrder, condition,
+    ANNOTATION_APPROVED_BY, ANNOTATION_CREATED_BY, ANNOTATION_RERUN_FAILED,
+    ANNOTATION_RERUN_REQUESTED_BY, ANNOTATION_RESUME, Backfill, BackfillPhase, BackfillSpec,
+    BackfillStatus, LABEL_SCHEDULE, Reprocess, Schedule, SessionOrder, condition,
 };
 use crate::core::backfill::{BackfillView, decide};
 use crate::core::capacity::{Budget, Claimant, waits_for_capacity};
@@ -143,6 +143,10 @@ pub async fn reconcile(backfill: Arc<Backfill>, ctx: Arc<Context>) -> Result<Act
     let rerun_request = backfill.annotations().get(ANNOTATION_RERUN_FAILED).cloned();
     let resume_request = backfill.annotations().get(ANNOTATION_RESUME).cloned();
     let approved_by = backfill.annotations().get(ANNOTATION_APPROVED_BY).cloned();
+    let rerun_requested_by = backfill
+        .annotations()
+        .get(ANNOTATION_RERUN_REQUESTED_BY)
+        .cloned();
     let created = backfill
         .meta()
         .creation_timestamp
@@ -167,6 +171,7 @@ pub async fn reconcile(backfill: Arc<Backfill>, ctx: Arc<Context>) -> Result<Act
             rerun_request: rerun_request.as_deref(),
             resume_request: resume_request.as_deref(),
             approved_by: approved_by.as_deref(),
+            rerun_requested_by: rerun_requested_by.as_deref(),
             ledger: &ledger,
             run_elsewhere: &run_elsewhere,
             budget: budget.as_ref(),

@@ -47,4 +47,7 @@ pub struct Settings {
     pub listen_address: Option<String>,
     /// Run only while holding this Lease.
     pub leader_election: Option<leader::LeaseConfig>,
+    /// Serve the seeds' HTTP APIs, on every replica (they write through
+    /// the API server, not the Lease).
+    pub api: Option<crate::public_api::Config>,
 }

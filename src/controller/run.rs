@@ -41,6 +41,16 @@ pub async fn run(client: Client, settings: Settings) -> Result<()> {
             backfills.clone(),
         ));
     }
+    if let Some(api) = settings.api.clone() {
+        crate::public_api::start(
+            api,
+            client.clone(),
+            settings.namespaces.clone(),
+            settings.clock,
+            metrics.clone(),
+        )
+        .await?;
+    }
     // One listener for SIGTERM for the whole life of the process: a signal
     // that comes between winning the Lease and starting the controllers
     // is kept for them, not lost.

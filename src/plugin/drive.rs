@@ -18,6 +18,7 @@ use serde_json::json;
 
 pub use create::{CreateArgs, DryRun, backfill_of, create};
 pub use rerun::{RerunArgs, rerun_failed};
+pub use rerun::{new_request, request_outcome};
 
 use super::{Global, PluginError, block_on, connect};
 use crate::api::{ANNOTATION_RESUME, Backfill};
@@ -159,7 +160,7 @@ pub enum Seen<T> {
 /// deleted, or `timeout` passes (`what` names the wait in that error).
 /// The caller reads the Backfill first, so a name that does not exist is
 /// an error before this starts.
-async fn wait_for<T>(
+pub async fn wait_for<T>(
     api: &Api<Backfill>,
     name: &str,
     what: &str,

@@ -10,14 +10,14 @@ use std::process::ExitCode;
 use clap::Args;
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
-use kube::Api;
 use kube::api::ListParams;
-use serde_json::{Value, json};
+use kube::{Api, Client};
+use serde_json::Value;
 
 use super::{Global, Output, PluginError, block_on, connect};
 use crate::api::{Backfill, LABEL_SCHEDULE, Schedule, SessionLedger};
-use crate::core::sessions::{AttemptStatus, SessionList, SessionsInput, list_sessions};
-use crate::core::zoned_cron::rfc3339_utc;
+use crate::core::sessions::{SessionList, SessionsInput, list_sessions};
+use crate::public_api::seed::{Listing, listing_response};
 
 #[derive(Args, Debug)]
 pub struct SessionsArgs {
@@ -42,7 +42,7 @@ pub struct SessionsArgs {
 pub fn run(global: &Global, args: &SessionsArgs) -> Result<ExitCode, PluginError> {
     let from = instant("--from", &args.from)?;
     let to = instant("--to", &args.to)?;
-    let (schedule, ledgers, jobs, backfills) = block_on(read(global, &args.schedule))?;
+    let (namespace, (schedule, ledgers, jobs, backfills)) = block_on(read(global, &args.schedule))?;
     let list = list_sessions(SessionsInput {
         schedule: &schedule,
         ledgers: &ledgers,
@@ -56,7 +56,7 @@ pub fn run(global: &Global, args: &SessionsArgs) -> Result<ExitCode, PluginError
     for note in &list.notes {
         eprintln!("# {note}");
     }
-    print!("{}", render(&list, args.output)?);
+    print!("{}", render(&list, &namespace, args.output)?);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -70,34 +70,43 @@ fn instant(flag: &str, text: &str) -> Result<i64, PluginError> {
         })
 }
 
-type Read = (Schedule, Vec<SessionLedger>, Vec<Job>, Vec<Backfill>);
+/// A Schedule and what the cluster holds of it: its ledgers, its Jobs,
+/// its Backfills.
+pub type ScheduleRead = (Schedule, Vec<SessionLedger>, Vec<Job>, Vec<Backfill>);
 
-async fn read(global: &Global, name: &str) -> Result<Read, PluginError> {
+async fn read(global: &Global, name: &str) -> Result<(String, ScheduleRead), PluginError> {
     let (client, ns) = connect(global).await?;
-    let schedule = match Api::<Schedule>::namespaced(client.clone(), &ns)
+    match read_schedule(&client, &ns, name).await {
+        Ok(read) => Ok((ns, read)),
+        Err(kube::Error::Api(e)) if e.code == 404 => Err(PluginError::Other(format!(
+            "Schedule {name:?} not found in namespace {ns:?}"
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Reads the Schedule `name` of `ns` and what the cluster holds of it
+/// (what `list_sessions` joins); the public API reads the same.
+pub async fn read_schedule(
+    client: &Client,
+    ns: &str,
+    name: &str,
+) -> Result<ScheduleRead, kube::Error> {
+    let schedule = Api::<Schedule>::namespaced(client.clone(), ns)
         .get(name)
-        .await
-    {
-        Ok(s) => s,
-        Err(kube::Error::Api(e)) if e.code == 404 => {
-            return Err(PluginError::Other(format!(
-                "Schedule {name:?} not found in namespace {ns:?}"
-            )));
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let ledgers = Api::<SessionLedger>::namespaced(client.clone(), &ns)
+        .await?;
+    let ledgers = Api::<SessionLedger>::namespaced(client.clone(), ns)
         .list(&ListParams::default())
         .await?
         .items
         .into_iter()
         .filter(|l| l.spec.schedule_ref.name == name)
         .collect();
-    let jobs = Api::<Job>::namespaced(client.clone(), &ns)
+    let jobs = Api::<Job>::namespaced(client.clone(), ns)
         .list(&ListParams::default().labels(&format!("{LABEL_SCHEDULE}={name}")))
         .await?
         .items;
-    let backfills = Api::<Backfill>::namespaced(client, &ns)
+    let backfills = Api::<Backfill>::namespaced(client.clone(), ns)
         .list(&ListParams::default())
         .await?
         .items
@@ -108,56 +117,25 @@ async fn read(global: &Global, name: &str) -> Result<Read, PluginError> {
 }
 
 /// What `-o` prints.
-pub fn render(list: &SessionList, output: Output) -> Result<String, PluginError> {
+pub fn render(list: &SessionList, namespace: &str, output: Output) -> Result<String, PluginError> {
     match output {
         Output::Text => Ok(table(list, false)),
         Output::Wide => Ok(table(list, true)),
-        Output::Json => serde_json::to_string_pretty(&seed_attempts(list))
+        Output::Json => serde_json::to_string_pretty(&seed_attempts(list, namespace))
             .map(|s| s + "\n")
             .map_err(|e| PluginError::Other(e.to_string())),
-        Output::Yaml => serde_yaml::to_string(&seed_attempts(list))
+        Output::Yaml => serde_yaml::to_string(&seed_attempts(list, namespace))
             .map_err(|e| PluginError::Other(e.to_string())),
     }
 }
 
-/// The listing as the workflow seed's backfill response: the Schedule as
-/// `workflow` and one attempt per session with the seed's fields, plus
-/// three of ours (`attemptName`, `job`, `owner`). A session with no
-/// attempt has status `missing` and no `id`.
-pub fn seed_attempts(list: &SessionList) -> Value {
-    let workflow = json!({"name": list.schedule, "id": list.schedule_uid});
-    let zone = list.clock.zone();
-    let attempts: Vec<Value> = list
-        .rows
-        .iter()
-        .map(|row| {
-            let a = row.attempt.as_ref();
-            let time = |t: Option<i64>| t.map(rfc3339_utc);
-            json!({
-                "id": row.attempt_id(),
-                "index": a.and_then(|a| a.plan_index),
-                "workflow": workflow,
-                "sessionTime": zone.rfc3339(row.at),
-                "sessionUuid": row.uuid.to_string(),
-                "retryAttemptName": a.filter(|a| a.is_retry(&list.schedule)).map(|a| a.name.clone()),
-                "done": row.status.done(),
-                "success": row.status == AttemptStatus::Success,
-                "cancelRequested": a.is_some_and(|a| a.cancel_requested),
-                "createdAt": time(a.and_then(|a| a.created)),
-                "finishedAt": time(a.and_then(|a| a.finished)),
-                "status": row.status.as_str(),
-                "attemptName": a.map(|a| a.name.clone()),
-                "job": a.and_then(|a| a.job.clone()),
-                "owner": a.and_then(|a| a.owner.as_ref()).map(ToString::to_string),
-            })
-        })
-        .collect();
-    json!({
-        "id": list.schedule_uid,
-        "workflow": workflow,
-        "timeZone": zone.name(),
-        "attempts": attempts,
-    })
+/// The listing as the workflow seed's backfill response (the same shape
+/// `POST /api/schedules/{id}/backfill` answers): the Schedule as
+/// `workflow`, the namespace as `project`, and one attempt per session
+/// with the seed's fields, plus three of ours (`attemptName`, `job`,
+/// `owner`). A session with no attempt has status `missing` and no `id`.
+pub fn seed_attempts(list: &SessionList, namespace: &str) -> Value {
+    serde_json::to_value(listing_response(&Listing { list, namespace })).unwrap_or(Value::Null)
 }
 
 /// The table: times in the Schedule's zone, `-` for what a session does
@@ -215,6 +193,7 @@ mod tests {
     use crate::core::observed::Outcome;
     use crate::core::zoned_cron::at;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use serde_json::json;
 
     /// Two sessions of an hourly Schedule in Paris: one the ledger says
     /// a retry attempt fixed, one never run.
@@ -256,7 +235,7 @@ mod tests {
     #[test]
     fn json_carries_the_seeds_attempt_fields() {
         let list = list();
-        let v = seed_attempts(&list);
+        let v = seed_attempts(&list, "team-a");
         assert_eq!(
             v["workflow"],
             json!({"name": "hourly", "id": list.schedule_uid})
@@ -291,7 +270,7 @@ mod tests {
             (&b["status"], &b["id"], &b["done"], &b["retryAttemptName"]),
             (&json!("missing"), &Value::Null, &json!(false), &Value::Null)
         );
-        let yaml = render(&list, Output::Yaml).unwrap();
+        let yaml = render(&list, "team-a", Output::Yaml).unwrap();
         let back: Value = serde_yaml::from_str(&yaml).unwrap();
         assert_eq!(back, v);
     }

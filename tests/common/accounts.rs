@@ -12,7 +12,9 @@ use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 
+use super::DEADLINE;
 use super::helm::{kubeconfig, run};
+use super::poll::eventually;
 
 /// How long a minted token stays valid: longer than any test.
 const TOKEN_SECONDS: i64 = 2 * 3_600;
@@ -159,4 +161,52 @@ pub fn kubectl_as(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> Resu
         return Err(out.stderr);
     }
     serde_json::from_str(&out.stdout).map_err(|e| format!("kubectl {args:?}: {e}: {}", out.stdout))
+}
+
+/// `kubectl auth can-i <verb> <resource> [--subresource s] -n <ns>` as
+/// `user`.
+pub fn can_i(user: &str, verb: &str, resource: &str, ns: Option<&str>) -> bool {
+    let (resource, subresource) = match resource.split_once('/') {
+        Some((r, s)) => (r, Some(s)),
+        None => (resource, None),
+    };
+    let as_user = format!("--as={user}");
+    let mut args = vec!["auth", "can-i", verb, resource, &as_user];
+    match ns {
+        Some(ns) => args.extend(["-n", ns]),
+        None => args.push("--all-namespaces"),
+    }
+    let sub;
+    if let Some(s) = subresource {
+        sub = format!("--subresource={s}");
+        args.push(&sub);
+    }
+    let out = run("kubectl", &args, None);
+    match out.stdout.trim() {
+        "yes" => true,
+        "no" => false,
+        other => panic!(
+            "kubectl {}: unexpected answer {other:?}: {}",
+            args.join(" "),
+            out.stderr
+        ),
+    }
+}
+
+/// Waits until `kubectl auth can-i` says yes (or, with `want` false, no):
+/// the authorizer learns of new (Cluster)Roles and bindings from a watch,
+/// a moment after they are written.
+pub async fn wait_can_i(user: &str, verb: &str, resource: &str, ns: Option<&str>, want: bool) {
+    eventually(
+        &format!("can-i {verb} {resource} in {ns:?} to be {want} for {user}"),
+        DEADLINE,
+        || async {
+            if can_i(user, verb, resource, ns) == want {
+                Ok(())
+            } else {
+                Err(format!("still {}", !want))
+            }
+        },
+    )
+    .await;
 }

@@ -118,7 +118,7 @@ pub(super) fn step(view: &BackfillView<'_>, d: &mut Pass, ks: &Kstatus<'_>) {
         }
         return;
     };
-    if let Some((reason, message)) = refusal(request, d) {
+    if let Some((reason, message)) = refusal(request, &d.status) {
         let same = find_condition(&view.status.conditions, RERUN_REQUESTED)
             .is_some_and(|c| c.status == "True" && c.reason == reason.as_str());
         if !same {
@@ -141,11 +141,12 @@ pub(super) fn step(view: &BackfillView<'_>, d: &mut Pass, ks: &Kstatus<'_>) {
 }
 
 /// Why a request cannot be carried out now, if it cannot: the parent is
-/// a dry run, was cancelled, or has not finished.
-fn refusal(request: &str, d: &Pass) -> Option<(Reason, String)> {
-    let phase = d.status.phase.unwrap_or_default();
+/// a dry run, was cancelled, or has not finished. (The public API asks
+/// this before it annotates a parent.)
+pub fn refusal(request: &str, status: &BackfillStatus) -> Option<(Reason, String)> {
+    let phase = status.phase.unwrap_or_default();
     let finished = matches!(phase, BackfillPhase::Succeeded | BackfillPhase::Failed)
-        && d.status.completed_at.is_some();
+        && status.completed_at.is_some();
     match phase {
         BackfillPhase::Planned => Some((
             Reason::DryRun,
@@ -163,7 +164,7 @@ fn refusal(request: &str, d: &Pass) -> Option<(Reason, String)> {
             Reason::Waiting,
             format!(
                 "rerun request {request:?} waits until the backfill finishes ({} of {} sessions processed)",
-                d.status.processed_count, d.status.total_estimated
+                status.processed_count, status.total_estimated
             ),
         )),
         _ => None,
@@ -285,13 +286,16 @@ fn child(
     if view.name.len() <= MAX_NAME {
         labels.insert(LABEL_PARENT.to_string(), view.name.to_string());
     }
-    let annotations = BTreeMap::from([(
-        ANNOTATION_CREATED_BY.to_string(),
-        format!(
+    // Who asked, when the parent says (else the operator, on the
+    // parent's behalf).
+    let created_by = match view.rerun_requested_by.map(str::trim) {
+        Some(who) if !who.is_empty() => who.to_string(),
+        _ => format!(
             "backfill-operator (rerun-failed {request:?} of {})",
             view.name
         ),
-    )]);
+    };
+    let annotations = BTreeMap::from([(ANNOTATION_CREATED_BY.to_string(), created_by)]);
     Backfill {
         metadata: ObjectMeta {
             name: Some(child_name(view.name, request)),

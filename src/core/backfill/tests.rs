@@ -60,6 +60,8 @@ struct Sim {
     now: i64,
     /// The `backfill.dev/rerun-failed` annotation.
     rerun: Option<String>,
+    /// The `backfill.dev/rerun-requested-by` annotation.
+    rerun_requested_by: Option<String>,
     ledger: LedgerIndex,
     /// Sessions other Jobs of the Schedule run now.
     elsewhere: std::collections::BTreeMap<i64, String>,
@@ -83,6 +85,7 @@ impl Sim {
             created: vec![],
             now: at("2026-06-01T00:00:00Z"),
             rerun: None,
+            rerun_requested_by: None,
             ledger: LedgerIndex::default(),
             elsewhere: Default::default(),
             created_by: Some("kubectl".into()),
@@ -115,6 +118,7 @@ impl Sim {
             rerun_request: self.rerun.as_deref(),
             resume_request: self.resume.as_deref(),
             approved_by: self.approved_by.as_deref(),
+            rerun_requested_by: self.rerun_requested_by.as_deref(),
             ledger: &self.ledger,
             run_elsewhere: &self.elsewhere,
             budget: self.budget.as_ref(),
@@ -644,6 +648,20 @@ fn a_rerun_request_waits_for_the_end_then_makes_one_child_of_the_failures() {
     s.rerun = Some("2".into());
     let again = s.step().rerun.unwrap();
     assert_eq!(again.child.metadata.name.as_deref(), Some("bf-rerun-2"));
+    let created_by = |c: &Backfill| {
+        c.metadata.annotations.as_ref().unwrap()[crate::api::ANNOTATION_CREATED_BY].clone()
+    };
+    assert_eq!(
+        created_by(&again.child),
+        "backfill-operator (rerun-failed \"2\" of bf)"
+    );
+    // Who asked, when the parent says: the child's author.
+    s.rerun_requested_by = Some("system:serviceaccount:team-a:ci-bot".into());
+    let asked = s.step().rerun.unwrap();
+    assert_eq!(
+        created_by(&asked.child),
+        "system:serviceaccount:team-a:ci-bot"
+    );
 }
 
 #[test]

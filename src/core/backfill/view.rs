@@ -33,6 +33,10 @@ pub struct BackfillView<'a> {
     pub resume_request: Option<&'a str>,
     /// The `backfill.dev/approved-by` annotation.
     pub approved_by: Option<&'a str>,
+    /// The `backfill.dev/rerun-requested-by` annotation: who asked for
+    /// the rerun (the public API writes it; the chart's created-by policy
+    /// stamps it for anyone else), the child's `created-by`.
+    pub rerun_requested_by: Option<&'a str>,
     /// The Schedule's session ledger, with what its other Jobs know and
     /// it does not yet, for `reprocess`: read before the start, and for
     /// the sessions still to launch.
