@@ -12,6 +12,7 @@ use kube::{Resource, ResourceExt};
 use tracing::instrument;
 
 use super::apply::apply;
+use super::grouped::Grouped;
 use super::{Context, FIELD_MANAGER, missing};
 use crate::api::{
     ANNOTATION_CREATED_BY, ANNOTATION_RERUN_FAILED, Backfill, BackfillPhase, BackfillSpec,
@@ -175,19 +176,24 @@ fn launching(spec: &BackfillSpec, status: &BackfillStatus) -> bool {
 }
 
 /// The Backfills of a Schedule, reconciled when it changes (created,
-/// fixed, deleted).
+/// fixed, deleted): read through the index by Schedule, not by a scan of
+/// every Backfill on each Schedule's change.
 pub fn backfills_of(
     backfills: &kube::runtime::reflector::Store<Backfill>,
+    by_schedule: &Grouped<Backfill>,
     schedule: &Schedule,
 ) -> Vec<ObjectRef<Backfill>> {
-    let ns = schedule.namespace();
-    let name = schedule.name_any();
-    backfills
-        .state()
+    let ns = schedule.namespace().unwrap_or_default();
+    by_schedule
+        .members(&ns, &schedule.name_any(), backfills)
         .iter()
-        .filter(|b| b.namespace() == ns && b.spec.schedule_ref.name == name)
         .map(|b| ObjectRef::from_obj(b.as_ref()))
         .collect()
+}
+
+/// The Schedule a Backfill refers to: what the index groups it by.
+pub fn schedule_of(backfill: &Backfill) -> String {
+    backfill.spec.schedule_ref.name.clone()
 }
 
 /// The Backfills a change of `job` concerns: its owner's, and once it
@@ -196,6 +202,7 @@ pub fn backfills_of(
 /// `SessionRunElsewhere`).
 pub fn backfills_of_job(
     backfills: &kube::runtime::reflector::Store<Backfill>,
+    by_schedule: &Grouped<Backfill>,
     job: &Job,
 ) -> Vec<ObjectRef<Backfill>> {
     let ns = job.namespace();
@@ -215,10 +222,9 @@ pub fn backfills_of_job(
         });
     if let (true, Some(schedule)) = (ended, schedule) {
         refs.extend(
-            backfills
-                .state()
+            by_schedule
+                .members(ns.as_deref().unwrap_or_default(), schedule, backfills)
                 .iter()
-                .filter(|b| b.namespace() == ns && &b.spec.schedule_ref.name == schedule)
                 .filter(|b| waiting_elsewhere(b))
                 .map(|b| ObjectRef::from_obj(b.as_ref())),
         );

@@ -35,6 +35,8 @@ pub struct Context {
     /// The session ledgers, and whether their cache holds the initial list
     /// (a Backfill's `reprocess` is judged against it).
     pub ledgers: Store<SessionLedger>,
+    /// The ledger objects of each Schedule in `ledgers`.
+    pub ledgers_by_schedule: super::grouped::Grouped<SessionLedger>,
     pub ledgers_ready: tokio::sync::watch::Receiver<bool>,
     /// The ledger objects this process wrote last, newer than the cache
     /// for a moment after each write.

@@ -10,6 +10,7 @@ pub mod apply;
 pub mod backfill;
 mod clock;
 mod context;
+mod grouped;
 pub mod jobs;
 mod launches;
 pub mod leader;
@@ -18,6 +19,7 @@ pub mod owners;
 mod run;
 pub mod schedule;
 pub mod scope;
+pub mod trim;
 
 pub use clock::OperatorClock;
 pub use context::{Context, Recent};

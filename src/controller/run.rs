@@ -14,8 +14,11 @@ use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use tracing::{debug, info, warn};
 
+use super::grouped::Grouped;
 use super::jobs::{has_finalizer, release_orphans};
-use super::{Context, FIELD_MANAGER, Recent, Settings, backfill, leader, owners, schedule, scope};
+use super::{
+    Context, FIELD_MANAGER, Recent, Settings, backfill, leader, owners, schedule, scope, trim,
+};
 use crate::api::{Backfill, LABEL_SCHEDULE, Schedule, SessionLedger};
 use crate::metrics::Metrics;
 use crate::{Error, Result};
@@ -126,6 +129,9 @@ async fn run_controllers(
         watcher::Config::default().labels(LABEL_SCHEDULE),
         jobs.clone(),
     )
+    // Trimmed before the index and the cache see them: only what
+    // decisions read is kept (`controller::trim`).
+    .modify(trim::trim_job)
     .inspect({
         let index = job_owners.clone();
         move |event| {
@@ -142,8 +148,11 @@ async fn run_controllers(
     // Schedule that owns it (its status.recentSessions).
     let (ledgers_tx, ledgers_ready) = tokio::sync::watch::channel(false);
     let (ledgers, ledger_writer) = reflector::store_shared::<SessionLedger>(256);
+    let ledgers_by_schedule = Grouped::new(|l: &SessionLedger| l.spec.schedule_ref.name.clone());
     let schedule_ledgers = subscribe(&ledger_writer)?;
     let ledger_events = scope::watch(&client, ns, watcher::Config::default(), ledgers.clone())
+        .modify(|l| trim::drop_managed_fields(&mut l.metadata))
+        .inspect(index_events(ledgers_by_schedule.clone()))
         .reflect_shared(ledger_writer)
         .inspect(mark_synced(ledgers_tx));
 
@@ -161,6 +170,7 @@ async fn run_controllers(
     let (gone_tx, gone_owners) = futures::channel::mpsc::unbounded::<(String, String)>();
     let schedule_gone = gone_tx.clone();
     let schedule_events = scope::watch(&client, ns, watcher::Config::default(), schedules.clone())
+        .modify(|s| trim::drop_managed_fields(&mut s.metadata))
         .reflect_shared(schedule_writer)
         .inspect(move |event| {
             if let Ok(watcher::Event::Delete(s)) = event {
@@ -170,8 +180,13 @@ async fn run_controllers(
             }
         });
     let (backfills, backfill_writer) = reflector::store_shared::<Backfill>(256);
+    let backfills_by_schedule = Grouped::new(backfill::schedule_of);
     let backfill_changes = subscribe(&backfill_writer)?;
+    // A Backfill's managers are kept (its `createdBy` may fall back to
+    // the first), without their field sets.
     let backfill_events = scope::watch(&client, ns, watcher::Config::default(), backfills.clone())
+        .modify(|b| trim::trim_meta(&mut b.metadata))
+        .inspect(index_events(backfills_by_schedule.clone()))
         .reflect_shared(backfill_writer)
         .inspect(move |event| {
             if let Ok(watcher::Event::Delete(b)) = event {
@@ -188,6 +203,7 @@ async fn run_controllers(
         jobs_ready,
         schedules: schedules.clone(),
         ledgers,
+        ledgers_by_schedule,
         ledgers_ready,
         ledgers_written: Default::default(),
         ledger_retention: i64::from(settings.ledger_retention_days) * 86_400,
@@ -221,17 +237,17 @@ async fn run_controllers(
             ctx.clone(),
         )
         .for_each(log_result);
-    let mapper_store = backfills.clone();
-    let job_store = backfills.clone();
+    let (mapper_store, mapper_index) = (backfills.clone(), backfills_by_schedule.clone());
+    let (job_store, job_index) = (backfills.clone(), backfills_by_schedule);
     let backfill_loop = Controller::for_shared_stream(backfill_changes, backfills.clone())
         // A Job reconciles its Backfill, and when it ends, the Backfills
         // of its Schedule waiting for that session's attempt to end.
         .watches_shared_stream(backfill_jobs, move |job| {
-            backfill::backfills_of_job(&job_store, &job)
+            backfill::backfills_of_job(&job_store, &job_index, &job)
         })
         .watches_shared_stream(
             futures::stream::select(schedules_for_backfills, deleted_schedules),
-            move |s| backfill::backfills_of(&mapper_store, &s),
+            move |s| backfill::backfills_of(&mapper_store, &mapper_index, &s),
         )
         .graceful_shutdown_on(stop.clone())
         .run(
@@ -284,6 +300,21 @@ fn owner_key<K: Resource>(obj: &K) -> (String, String) {
         obj.namespace().unwrap_or_default(),
         obj.uid().unwrap_or_default(),
     )
+}
+
+/// For a watch's `inspect`: keeps an index by Schedule in step, one
+/// event ahead of the cache.
+fn index_events<K>(
+    index: Grouped<K>,
+) -> impl FnMut(&std::result::Result<watcher::Event<K>, watcher::Error>)
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    move |event| {
+        if let Ok(event) = event {
+            index.apply(event);
+        }
+    }
 }
 
 /// For a watch's `inspect`: tells `synced` once the initial list is in.
