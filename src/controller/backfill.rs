@@ -72,7 +72,7 @@ pub async fn reconcile(backfill: Arc<Backfill>, ctx: Arc<Context>) -> Result<Act
     // what the others launched a moment ago (`controller::launches`).
     let looking = status.run.is_none() || launching(&backfill.spec, &status);
     let launch_lock = ctx.launches.lock_for(&ns, schedule_name);
-    let _launching = if looking {
+    let launching = if looking {
         Some(launch_lock.lock().await)
     } else {
         None
@@ -162,6 +162,8 @@ pub async fn reconcile(backfill: Arc<Backfill>, ctx: Arc<Context>) -> Result<Act
                 .claim(&claim_ns, schedule_name, &claim_uid, new.session.at, job);
         }
     }
+    // Claimed: released before the creates (`controller::launches`).
+    drop(launching);
     apply(&ctx, backfill.as_ref(), schedule.as_deref(), decision).await
 }
 
