@@ -9,6 +9,7 @@ pub mod crds;
 pub mod http;
 pub mod metrics;
 pub mod plugin;
+pub mod throttle;
 
 /// Errors of the operator. `error_policy` decides the requeue from them,
 /// and each one's [`Error::category`] labels the error metric.

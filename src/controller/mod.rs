@@ -49,4 +49,7 @@ pub struct Settings {
     pub listen_address: Option<String>,
     /// Run only while holding this Lease.
     pub leader_election: Option<leader::LeaseConfig>,
+    /// Reconciles of each kind under way at once.
+    pub concurrent_schedule_syncs: u16,
+    pub concurrent_backfill_syncs: u16,
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use futures::{StreamExt, future};
 use k8s_openapi::api::batch::v1::Job;
-use kube::runtime::controller::Action;
+use kube::runtime::controller::{self, Action};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
@@ -31,7 +31,7 @@ const SHUTDOWN_DRAIN: Duration = Duration::from_secs(20);
 /// to, and runs the controllers until SIGTERM or Ctrl-C (or until the
 /// Lease is lost: the process then exits with an error, to be restarted
 /// as a standby).
-pub async fn run(client: Client, settings: Settings) -> Result<()> {
+pub async fn run(client: Client, lease_client: Client, settings: Settings) -> Result<()> {
     let metrics = Arc::new(Metrics::default());
     let backfills = Arc::new(std::sync::Mutex::new(None));
     if let Some(address) = &settings.listen_address {
@@ -53,7 +53,7 @@ pub async fn run(client: Client, settings: Settings) -> Result<()> {
     if let Some(config) = settings.leader_election.clone() {
         // A standby is ready: it is doing what it should.
         metrics.ready.store(true, Ordering::Relaxed);
-        let mut e = leader::Elector::new(client.clone(), config);
+        let mut e = leader::Elector::new(lease_client, config);
         tokio::select! {
             acquired = e.acquire() => acquired?,
             _ = stop.clone() => {
@@ -226,6 +226,7 @@ async fn run_controllers(
     tokio::spawn(ready);
 
     let schedule_loop = Controller::for_shared_stream(schedule_changes, schedules.clone())
+        .with_config(controller::Config::default().concurrency(settings.concurrent_schedule_syncs))
         .owns_shared_stream(schedule_jobs)
         .owns_shared_stream(schedule_ledgers)
         .graceful_shutdown_on(stop.clone())
@@ -240,6 +241,7 @@ async fn run_controllers(
     let (mapper_store, mapper_index) = (backfills.clone(), backfills_by_schedule.clone());
     let (job_store, job_index) = (backfills.clone(), backfills_by_schedule);
     let backfill_loop = Controller::for_shared_stream(backfill_changes, backfills.clone())
+        .with_config(controller::Config::default().concurrency(settings.concurrent_backfill_syncs))
         // A Job reconciles its Backfill, and when it ends, the Backfills
         // of its Schedule waiting for that session's attempt to end.
         .watches_shared_stream(backfill_jobs, move |job| {
