@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use k8s_openapi::api::batch::v1::Job;
+use super::trim::CachedJob;
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
@@ -43,7 +43,9 @@ pub async fn reconcile(backfill: Arc<Backfill>, ctx: Arc<Context>) -> Result<Act
 
     let observed: Vec<_> = jobs
         .iter()
-        .map(|j| ObservedJob::of(j, OwnerKind::Backfill, &name))
+        .map(|j| {
+            ObservedJob::from_parts(&j.metadata, j.status.as_ref(), OwnerKind::Backfill, &name)
+        })
         .collect();
     let status = backfill.status.clone().unwrap_or_default();
     if backfill.meta().deletion_timestamp.is_some() {
@@ -205,7 +207,7 @@ pub fn schedule_of(backfill: &Backfill) -> String {
 pub fn backfills_of_job(
     backfills: &kube::runtime::reflector::Store<Backfill>,
     by_schedule: &Grouped<Backfill>,
-    job: &Job,
+    job: &CachedJob,
 ) -> Vec<ObjectRef<Backfill>> {
     let ns = job.namespace();
     let mut refs: Vec<ObjectRef<Backfill>> = job
@@ -280,7 +282,7 @@ fn add_jobs_of_others(index: &mut LedgerIndex, others: Vec<ObservedJob>) {
 }
 
 /// How long the Schedule's recent finished Jobs took, in seconds.
-fn recent_durations(jobs: &[Arc<Job>]) -> Vec<i64> {
+fn recent_durations(jobs: &[Arc<CachedJob>]) -> Vec<i64> {
     let mut finished: Vec<(i64, i64)> = jobs
         .iter()
         .filter_map(|j| {

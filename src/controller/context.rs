@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::batch::v1::Job;
+use super::trim::CachedJob;
 use kube::Client;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::Store;
@@ -23,7 +23,7 @@ use kube::ResourceExt;
 pub struct Context {
     pub client: Client,
     pub recorder: Recorder,
-    pub jobs: Store<Job>,
+    pub jobs: Store<CachedJob>,
     /// The Jobs of each owner in `jobs`.
     pub job_owners: owners::OwnerIndex,
     /// True once the Job cache holds the initial list. A reconcile waits
@@ -115,7 +115,7 @@ impl Context {
     }
 
     /// The cached Jobs a Schedule or Backfill (by namespace and UID) owns.
-    pub fn jobs_of(&self, ns: &str, uid: &str) -> Vec<Arc<Job>> {
+    pub fn jobs_of(&self, ns: &str, uid: &str) -> Vec<Arc<CachedJob>> {
         self.job_owners.jobs_of(ns, uid, &self.jobs)
     }
 
@@ -137,7 +137,12 @@ impl Context {
                     "Backfill" => OwnerKind::Backfill,
                     _ => return None,
                 };
-                Some(ObservedJob::of(j, kind, &owner.name))
+                Some(ObservedJob::from_parts(
+                    &j.metadata,
+                    j.status.as_ref(),
+                    kind,
+                    &owner.name,
+                ))
             })
             .collect()
     }

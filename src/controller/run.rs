@@ -6,7 +6,6 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, future};
-use k8s_openapi::api::batch::v1::Job;
 use kube::runtime::controller::{self, Action};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
@@ -119,7 +118,7 @@ async fn run_controllers(
     let ns = settings.namespaces.as_slice();
     // One watch of the operator's Jobs feeds both controllers and the
     // shared cache.
-    let (jobs, writer) = reflector::store_shared::<Job>(1_024);
+    let (jobs, writer) = reflector::store_shared::<trim::CachedJob>(1_024);
     let (schedule_jobs, backfill_jobs) = (subscribe(&writer)?, subscribe(&writer)?);
     let (ready_tx, jobs_ready) = tokio::sync::watch::channel(false);
     let job_owners = owners::OwnerIndex::default();
@@ -265,7 +264,7 @@ async fn run_controllers(
     let gone_loop = gone_owners.for_each(|(ns, uid)| {
         let ctx = ctx.clone();
         async move {
-            for job in ctx.jobs_of(&ns, &uid).iter().filter(|j| has_finalizer(j)) {
+            for job in ctx.jobs_of(&ns, &uid).iter().filter(|j| has_finalizer(j.as_ref())) {
                 if let Err(e) = ctx.release(&ns, &job.name_any()).await {
                     warn!(job = %job.name_any(), error = %e, "releasing a Job of a deleted owner failed");
                 }

@@ -29,7 +29,9 @@ pub async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Act
     let name = schedule.name_any();
     let observed: Vec<_> = jobs
         .iter()
-        .map(|j| ObservedJob::of(j, OwnerKind::Schedule, &name))
+        .map(|j| {
+            ObservedJob::from_parts(&j.metadata, j.status.as_ref(), OwnerKind::Schedule, &name)
+        })
         .collect();
     let status = schedule.status.clone().unwrap_or_default();
     if schedule.meta().deletion_timestamp.is_some() {

@@ -1,34 +1,136 @@
 //! What the watch caches keep of each object: what decisions read, not
-//! what the API server sends. A Job's pod template and every object's
-//! managed fields are most of its size and no decision reads them, so
-//! they are dropped as each event arrives, before the cache stores it.
-//! With 10,000 Jobs this is the difference between caching every Job's
-//! full manifest and caching its name, labels, owners and outcome.
+//! what the API server sends. A Job is watched as a [`CachedJob`]: its
+//! metadata and status only, so its spec (the pod template, most of its
+//! size) is never even decoded, and a cached Job is a fraction of the
+//! size of a `Job` value. Every object's managed fields (their field
+//! sets) go as each event arrives, before the cache stores it. With
+//! 10,000 Jobs this is the difference between caching every Job's full
+//! manifest and caching its name, labels, owners and outcome.
 
-use k8s_openapi::api::batch::v1::Job;
+use std::borrow::Cow;
+
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectMeta};
+use serde::{Deserialize, Serialize};
+
+/// A `batch/v1` Job as the controllers read it: its metadata (name,
+/// labels, annotations, owners, finalizers, deletion) and its status
+/// (conditions, start and completion times). Decoded from the API
+/// server's Jobs, whose `spec` it skips. Jobs are only ever created from
+/// a decision, never written back from the cache.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+pub struct CachedJob {
+    #[serde(deserialize_with = "metadata_without_managed_fields")]
+    pub metadata: ObjectMeta,
+    pub status: Option<JobStatus>,
+}
+
+/// Decodes an object's metadata skipping its managed fields, which are
+/// most of a Job's metadata (a field set of its whole pod template) and
+/// which nothing reads: a page of 500 listed Jobs is then not 500 trees of
+/// them in memory at once.
+fn metadata_without_managed_fields<'de, D>(d: D) -> Result<ObjectMeta, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    struct Fields;
+    impl<'de> serde::de::Visitor<'de> for Fields {
+        type Value = serde_json::Map<String, serde_json::Value>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an object's metadata")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut fields = serde_json::Map::new();
+            while let Some(key) = map.next_key::<String>()? {
+                if key == "managedFields" {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                } else {
+                    fields.insert(key, map.next_value()?);
+                }
+            }
+            Ok(fields)
+        }
+    }
+    let fields = d.deserialize_map(Fields)?;
+    serde_json::from_value(serde_json::Value::Object(fields)).map_err(serde::de::Error::custom)
+}
+
+impl kube::Resource for CachedJob {
+    type DynamicType = ();
+    type Scope = NamespaceResourceScope;
+    fn kind(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed("Job")
+    }
+    fn group(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed("batch")
+    }
+    fn version(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed("v1")
+    }
+    fn plural(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed("jobs")
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+impl From<Job> for CachedJob {
+    fn from(job: Job) -> Self {
+        CachedJob {
+            metadata: job.metadata,
+            status: job.status,
+        }
+    }
+}
 
 /// The annotation `kubectl apply` (client-side) keeps a copy of the whole
 /// manifest in; nothing the operator decides reads it.
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
-/// A Job as the controllers read it: its metadata (name, labels,
-/// annotations, owners, finalizers, deletion) and its outcome (the
-/// conditions and start and completion times). The spec (the pod
-/// template above all) goes: Jobs are only ever created from a decision,
-/// never written back from the cache.
-pub fn trim_job(job: &mut Job) {
-    trim_meta(&mut job.metadata);
-    job.spec = None;
+/// What the cache keeps of a Job: of its labels and annotations the
+/// operator's own (`backfill.dev/…`: the session, the Schedule, the plan
+/// index and its check; a user's template labels can be many), no
+/// managed fields, and of its status the start and completion times and
+/// whether it completed or failed.
+pub fn trim_job(job: &mut CachedJob) {
+    let meta = &mut job.metadata;
+    meta.managed_fields = None;
+    for map in [meta.labels.as_mut(), meta.annotations.as_mut()]
+        .into_iter()
+        .flatten()
+    {
+        map.retain(|k, _| k.starts_with(OURS));
+    }
     if let Some(status) = job.status.as_mut() {
-        status.uncounted_terminated_pods = None;
-        for c in status.conditions.iter_mut().flatten() {
-            // Only a condition's type and status are read.
-            c.message = None;
-            c.last_probe_time = None;
-        }
+        let conditions = status.conditions.take().unwrap_or_default();
+        let ended: Vec<_> = conditions
+            .into_iter()
+            .filter(|c| c.status == "True" && (c.type_ == "Complete" || c.type_ == "Failed"))
+            .map(|c| JobCondition {
+                type_: c.type_,
+                status: c.status,
+                ..JobCondition::default()
+            })
+            .collect();
+        *status = JobStatus {
+            start_time: status.start_time.take(),
+            completion_time: status.completion_time.take(),
+            conditions: (!ended.is_empty()).then_some(ended),
+            ..JobStatus::default()
+        };
     }
 }
+
+/// The prefix of the operator's labels and annotations.
+const OURS: &str = "backfill.dev/";
 
 /// Drops the managed fields (kept only as who manages what, without the
 /// field sets: a Backfill's `createdBy` falls back to its first manager)
@@ -87,15 +189,22 @@ mod tests {
     }
 
     #[test]
-    fn a_trimmed_job_reads_the_same_to_the_controllers() {
+    fn a_cached_job_reads_the_same_to_the_controllers() {
         let full = job();
-        let mut trimmed = full.clone();
+        // Decoded as the watch decodes it: the spec is skipped.
+        let mut trimmed: CachedJob =
+            serde_json::from_value(serde_json::to_value(&full).unwrap()).unwrap();
         trim_job(&mut trimmed);
-        assert!(trimmed.spec.is_none());
         assert_eq!(
-            ObservedJob::of(&trimmed, OwnerKind::Schedule, "nightly"),
+            ObservedJob::from_parts(
+                &trimmed.metadata,
+                trimmed.status.as_ref(),
+                OwnerKind::Schedule,
+                "nightly"
+            ),
             ObservedJob::of(&full, OwnerKind::Schedule, "nightly")
         );
+        assert!(std::mem::size_of::<CachedJob>() * 4 < std::mem::size_of::<Job>());
         let status = trimmed.status.as_ref().unwrap();
         assert!(status.start_time.is_some() && status.completion_time.is_some());
         assert_eq!(
@@ -106,11 +215,18 @@ mod tests {
         let annotations = trimmed.metadata.annotations.as_ref().unwrap();
         assert!(annotations.contains_key("backfill.dev/session-time"));
         assert!(!annotations.contains_key(LAST_APPLIED));
-        let managed = trimmed.metadata.managed_fields.as_ref().unwrap();
-        assert_eq!(managed[0].manager.as_deref(), Some("backfill-operator"));
-        assert!(managed[0].fields_v1.is_none());
-        let size = |j: &Job| serde_json::to_vec(j).unwrap().len();
-        assert!(size(&trimmed) < size(&full));
+        // Not even decoded.
+        let decoded: CachedJob =
+            serde_json::from_value(serde_json::to_value(&full).unwrap()).unwrap();
+        assert!(decoded.metadata.managed_fields.is_none());
+        assert_eq!(decoded.metadata.name, full.metadata.name);
+        assert!(trimmed.metadata.managed_fields.is_none());
+        let conditions = status.conditions.as_ref().unwrap();
+        assert_eq!(conditions[0].type_, "Complete");
+        assert!(conditions[0].message.is_none());
+        assert!(
+            serde_json::to_vec(&trimmed).unwrap().len() < serde_json::to_vec(&full).unwrap().len()
+        );
     }
 
     #[test]
@@ -119,5 +235,28 @@ mod tests {
         drop_managed_fields(&mut meta);
         assert!(meta.managed_fields.is_none());
         assert_eq!(meta.labels.as_ref().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_backfills_managers_are_kept_without_their_field_sets() {
+        let mut meta = job().metadata;
+        trim_meta(&mut meta);
+        let managed = meta.managed_fields.as_ref().unwrap();
+        assert_eq!(managed[0].manager.as_deref(), Some("backfill-operator"));
+        assert!(managed[0].fields_v1.is_none());
+    }
+
+    #[test]
+    fn only_the_operators_labels_and_a_running_jobs_times_are_kept() {
+        let mut job: CachedJob = serde_json::from_value(json!({
+            "metadata": {"name": "j", "labels": {"team": "data", "backfill.dev/session": "1"}},
+            "status": {"startTime": "2025-02-19T21:20:01Z", "active": 1,
+                "conditions": [{"type": "Suspended", "status": "False"}]}
+        }))
+        .unwrap();
+        trim_job(&mut job);
+        assert_eq!(job.metadata.labels.as_ref().unwrap().len(), 1);
+        let status = job.status.unwrap();
+        assert!(status.start_time.is_some() && status.conditions.is_none());
     }
 }
