@@ -50,6 +50,8 @@ use serde_json::json;
 
 /// The operator's rate limit here: the local controller-manager's.
 const OPERATOR_ARGS: [&str; 4] = ["--kube-api-qps", "500", "--kube-api-burst", "1000"];
+/// The operator logs at info, as deployed (the tests' debug logs cost).
+const QUIET: [(&str, &str); 1] = [("RUST_LOG", "info")];
 /// Creates in flight for the benchmark's own setup and the plain client
 /// (the operator creates a decision's Jobs 64 at a time too).
 const CONCURRENCY: usize = 64;
@@ -259,9 +261,9 @@ async fn firing(client: &Client) -> Firing {
     let n = scaled(2_000);
     let ours_ns = common::TestNamespace::new(client, "bench-fire-ours").await;
     let cron_ns = common::TestNamespace::new(client, "bench-fire-cron").await;
-    let mut operator = Operator::start(&ours_ns.name, &OPERATOR_ARGS).await;
+    let mut operator = Operator::start_with_env(&ours_ns.name, &OPERATOR_ARGS, &QUIET).await;
     // The minute they fire on: far enough ahead for the setup.
-    let setup = 30.0 + n as f64 * 0.04;
+    let setup = 90.0 + n as f64 * 0.06;
     let at = (((now_unix() + setup) / 60.0).ceil() * 60.0) as i64;
     let minute = (at / 60) % 60;
     let cron = format!("{minute} * * * *");
@@ -468,7 +470,7 @@ async fn memory(client: &Client) -> Row {
     create_all(client, &ns.name, backfills).await;
     // The operator starts on all of it (its initial lists are the peak),
     // and reconciles every object once.
-    let mut operator = Operator::start(&ns.name, &OPERATOR_ARGS).await;
+    let mut operator = Operator::start_with_env(&ns.name, &OPERATOR_ARGS, &QUIET).await;
     let bf_api: Api<Backfill> = Api::namespaced(client.clone(), &ns.name);
     let sched_api: Api<Schedule> = Api::namespaced(client.clone(), &ns.name);
     let reconciled = poll(Duration::from_secs(2), Duration::from_secs(600), || async {
@@ -596,7 +598,7 @@ fn backfill(name: &str, schedule: &str, from: i64, count: usize, in_flight: usiz
 /// from apply to the first Job's creation (whole seconds).
 async fn operator_backfill(client: &Client, ns: &str, sessions: usize) -> (Duration, i64) {
     minutely(client, ns, "minutely").await;
-    let mut operator = Operator::start(ns, &OPERATOR_ARGS).await;
+    let mut operator = Operator::start_with_env(ns, &OPERATOR_ARGS, &QUIET).await;
     let backfills: Api<Backfill> = Api::namespaced(client.clone(), ns);
     let applied = jiff::Timestamp::now().as_second();
     let start = Instant::now();
@@ -698,7 +700,7 @@ async fn fairness(client: &Client) -> Row {
     for i in 0..count {
         minutely(client, &ns.name, &format!("s{i}")).await;
     }
-    let mut operator = Operator::start(&ns.name, &OPERATOR_ARGS).await;
+    let mut operator = Operator::start_with_env(&ns.name, &OPERATOR_ARGS, &QUIET).await;
     let start = Instant::now();
     let all: Vec<Backfill> = (0..count)
         .map(|i| {
@@ -769,7 +771,7 @@ async fn versus_kubectl(client: &Client) -> Row {
     // Ours.
     let ns = common::TestNamespace::new(client, "bench-bf").await;
     minutely(client, &ns.name, "minutely").await;
-    let mut operator = Operator::start(&ns.name, &OPERATOR_ARGS).await;
+    let mut operator = Operator::start_with_env(&ns.name, &OPERATOR_ARGS, &QUIET).await;
     let start = Instant::now();
     create_all(
         client,
@@ -841,6 +843,34 @@ async fn versus_kubectl(client: &Client) -> Row {
 
 // ---------------------------------------------------------------- main
 
+/// Runs a row; a panic becomes a row saying it failed.
+async fn guarded(
+    what: &str,
+    row: impl std::future::Future<Output = Vec<Row>> + Send + 'static,
+) -> Vec<Row> {
+    match tokio::spawn(row).await {
+        Ok(rows) => rows,
+        Err(e) => {
+            let why = e
+                .try_into_panic()
+                .ok()
+                .and_then(|p| {
+                    p.downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                })
+                .unwrap_or_default();
+            vec![Row {
+                what: what.to_string(),
+                ours: format!("failed: {}", why.chars().take(200).collect::<String>()),
+                anchor: "-".into(),
+                goal: "-".into(),
+                met: "no".into(),
+            }]
+        }
+    }
+}
+
 fn machine() -> String {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
@@ -901,26 +931,49 @@ async fn main() {
     let wants = |row: &str| only.is_empty() || only.iter().any(|o| o == row);
     let started = Instant::now();
     let mut rows = Vec::new();
-    // The memory row first, while the controller-manager is fresh.
+    // The memory row first, while the controller-manager is fresh. A row
+    // that fails (a panic) is reported as such, and the others still run.
     if wants("3") {
         println!("row 3: memory");
-        rows.push(memory(&client).await);
+        let c = client.clone();
+        rows.extend(guarded("3. Peak RSS", async move { vec![memory(&c).await] }).await);
     }
     if wants("1") || wants("2") {
         println!("rows 1 and 2: firing together");
-        rows.extend(firing(&client).await.rows);
+        let c = client.clone();
+        rows.extend(guarded("1. Firing together", async move { firing(&c).await.rows }).await);
     }
     if wants("4") {
         println!("row 4: creation rate");
-        rows.push(creation_rate(&client).await);
+        let c = client.clone();
+        rows.extend(
+            guarded(
+                "4. Creation rate",
+                async move { vec![creation_rate(&c).await] },
+            )
+            .await,
+        );
     }
     if wants("5") {
         println!("row 5: concurrent backfills");
-        rows.push(fairness(&client).await);
+        let c = client.clone();
+        rows.extend(
+            guarded("5. Concurrent Backfills", async move {
+                vec![fairness(&c).await]
+            })
+            .await,
+        );
     }
     if wants("6") {
         println!("row 6: vs kubectl");
-        rows.push(versus_kubectl(&client).await);
+        let c = client.clone();
+        rows.extend(
+            guarded(
+                "6. vs kubectl",
+                async move { vec![versus_kubectl(&c).await] },
+            )
+            .await,
+        );
     }
     rows.sort_by(|a, b| a.what.cmp(&b.what));
 
