@@ -42,12 +42,14 @@ test: ## Run every test against a local control plane (started and stopped here)
 	else echo "make test: FAILED (exit $$status)"; fi; \
 	exit $$status
 
-# The planner against the bare cron engines, then the operator against a
-# plain client on a local control plane (started and stopped here).
-bench: ## Run the benchmarks (prints side-by-side ratios)
+# The planner against the bare cron engines, then the operator beside
+# the CronJob controller, kube-controller-manager and a plain client on a
+# local control plane (started and stopped here, with the API server's
+# audit log on: the requests per session are counted by user agent).
+bench: ## Run the benchmarks (prints the side-by-side table)
 	@if [ -z "$(KEEP_CLUSTER)" ]; then trap 'bash hack/cluster.sh down' EXIT; fi; \
 	trap 'exit 130' INT TERM; \
-	bash hack/cluster.sh up || exit $$?; \
+	AUDIT_LOG=1 bash hack/cluster.sh up || exit $$?; \
 	$(CARGO) bench --bench planner && $(CARGO) bench --bench operator
 
 demo: ## Run the operator on the local control plane with the example minutely Schedule

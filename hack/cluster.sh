@@ -48,7 +48,7 @@ components=(kwok kube-scheduler kube-controller-manager kube-apiserver etcd)
 
 down() {
   for c in "${components[@]}"; do stop_one "$c"; done
-  rm -rf "$run" "$data" "$pki" "$kubeconfig" "$dir/kwok.yaml" "$dir/node.yaml"
+  rm -rf "$run" "$data" "$pki" "$kubeconfig" "$dir/kwok.yaml" "$dir/node.yaml" "$dir/audit-policy.yaml" "$logs/audit.log"
   log "stopped"
 }
 
@@ -137,8 +137,35 @@ up() {
     --quota-backend-bytes 8589934592
   wait_for etcd 60 curl -fsS "http://127.0.0.1:$etcd_port/health"
 
+  # AUDIT_LOG=1 (make bench): an audit log of the requests on the kinds
+  # the benchmarks compare, with each one's user agent, so the operator's
+  # requests are told from the CronJob controller's.
+  local audit=()
+  if [[ -n ${AUDIT_LOG:-} ]]; then
+    cat >"$dir/audit-policy.yaml" <<'EOF'
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+  resources:
+  - group: batch
+    resources: [jobs, cronjobs]
+  - group: backfill.dev
+  - group: coordination.k8s.io
+    resources: [leases]
+  - group: ""
+    resources: [events]
+  - group: events.k8s.io
+- level: None
+EOF
+    audit=(--audit-policy-file "$dir/audit-policy.yaml" --audit-log-path "$logs/audit.log"
+      --audit-log-format json --audit-log-maxbackup 1 --audit-log-maxsize 2000)
+  fi
+  echo "$kcm_port" >"$run/kcm.port"
+
   log "starting kube-apiserver on 127.0.0.1:$api_port"
-  start kube-apiserver "$bin/kube-apiserver" \
+  start kube-apiserver "$bin/kube-apiserver" "${audit[@]}" \
     --etcd-servers "http://127.0.0.1:$etcd_port" \
     --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
     --cert-dir "$pki" --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \

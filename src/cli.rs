@@ -167,6 +167,26 @@ pub struct RunArgs {
     /// child before it answers 202 (seconds).
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=120))]
     pub api_rerun_wait_seconds: u64,
+    /// Requests per second to the API server, on average (a token bucket,
+    /// as the controller-manager's flag of the same name; 0: no limit).
+    /// The Lease is renewed outside it. 200 where the controller-manager
+    /// has 20 per controller: a Job per session is this operator's whole
+    /// work, and 200 keeps a burst of 5,000 sessions within half a
+    /// minute without approaching what API Priority and Fairness gives a
+    /// workload's priority level.
+    #[arg(long, default_value_t = 200.0, env = "KUBE_API_QPS")]
+    pub kube_api_qps: f64,
+    /// Requests that may go at once before `--kube-api-qps` applies (the
+    /// bucket's size).
+    #[arg(long, default_value_t = 400, env = "KUBE_API_BURST", value_parser = clap::value_parser!(u32).range(1..))]
+    pub kube_api_burst: u32,
+    /// Schedules reconciled at once (Schedules firing together are
+    /// reconciled concurrently, this many at a time).
+    #[arg(long, default_value_t = 64, env = "CONCURRENT_SCHEDULE_SYNCS", value_parser = clap::value_parser!(u16).range(1..))]
+    pub concurrent_schedule_syncs: u16,
+    /// Backfills reconciled at once.
+    #[arg(long, default_value_t = 64, env = "CONCURRENT_BACKFILL_SYNCS", value_parser = clap::value_parser!(u16).range(1..))]
+    pub concurrent_backfill_syncs: u16,
     /// For tests: how many seconds of the operator's clock pass per real
     /// second.
     #[arg(long, default_value_t = 1.0, hide = true)]
@@ -192,6 +212,8 @@ impl RunArgs {
             ledger_retention_days: self.ledger_retention_days,
             listen_address: self.listen_address.clone(),
             leader_election: self.leader_election()?,
+            concurrent_schedule_syncs: self.concurrent_schedule_syncs,
+            concurrent_backfill_syncs: self.concurrent_backfill_syncs,
             api: self.api()?,
         })
     }
@@ -228,6 +250,14 @@ impl RunArgs {
             },
             rerun_wait: std::time::Duration::from_secs(self.api_rerun_wait_seconds),
         }))
+    }
+
+    /// The rate limit of the controllers' requests.
+    pub fn api_limit(&self) -> crate::throttle::ThrottleLayer {
+        crate::throttle::ThrottleLayer {
+            qps: self.kube_api_qps,
+            burst: self.kube_api_burst,
+        }
     }
 
     /// The namespaces to watch (empty: all), each checked and named once.

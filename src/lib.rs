@@ -10,6 +10,7 @@ pub mod http;
 pub mod metrics;
 pub mod plugin;
 pub mod public_api;
+pub mod throttle;
 
 /// Errors of the operator. `error_policy` decides the requeue from them,
 /// and each one's [`Error::category`] labels the error metric.

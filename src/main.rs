@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use backfill_operator::cli::{self, Cli, Command, LogFormat, ReleaseArgs, RunArgs};
-use backfill_operator::{controller, crds};
+use backfill_operator::{controller, crds, throttle};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
@@ -58,9 +58,15 @@ fn run(args: RunArgs) -> ExitCode {
         Ok(r) => r,
         Err(code) => return code,
     };
+    let limit = args.api_limit();
     let result = runtime.block_on(async {
-        let client = kube::Client::try_default().await?;
-        controller::run(client, settings).await
+        let config = kube::Config::infer()
+            .await
+            .map_err(kube::Error::InferConfig)?;
+        let client = throttle::client(config.clone(), Some(limit))?;
+        // The Lease's own client, outside the rate limit.
+        let lease_client = throttle::client(config, None)?;
+        controller::run(client, lease_client, settings).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

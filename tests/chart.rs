@@ -323,6 +323,10 @@ fn deployment_passes_the_values_as_flags() {
             "--listen-address=0.0.0.0:8080",
             "--leader-elect",
             "--ledger-retention-days=400",
+            "--kube-api-qps=200",
+            "--kube-api-burst=400",
+            "--concurrent-schedule-syncs=64",
+            "--concurrent-backfill-syncs=64",
         ]
     );
     assert_eq!(
@@ -387,6 +391,10 @@ fn deployment_passes_the_values_as_flags() {
             "metrics.port=9090",
             "leaderElection.enabled=false",
             "ledgerRetentionDays=30",
+            "kubeApi.qps=50",
+            "kubeApi.burst=100",
+            "concurrency.schedules=8",
+            "concurrency.backfills=4",
             "watchNamespace=team-a",
             "image.tag=1.2.3",
             "image.pullPolicy=Always",
@@ -405,6 +413,10 @@ fn deployment_passes_the_values_as_flags() {
             "--log-format=text",
             "--listen-address=0.0.0.0:9090",
             "--ledger-retention-days=30",
+            "--kube-api-qps=50",
+            "--kube-api-burst=100",
+            "--concurrent-schedule-syncs=8",
+            "--concurrent-backfill-syncs=4",
             "--namespace=team-a",
         ]
     );

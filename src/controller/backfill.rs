@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use k8s_openapi::api::batch::v1::Job;
+use super::trim::CachedJob;
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
@@ -12,6 +12,7 @@ use kube::{Resource, ResourceExt};
 use tracing::{debug, instrument};
 
 use super::apply::apply;
+use super::grouped::Grouped;
 use super::{Context, FIELD_MANAGER, missing};
 use crate::api::{
     ANNOTATION_APPROVED_BY, ANNOTATION_CREATED_BY, ANNOTATION_RERUN_FAILED,
@@ -44,7 +45,9 @@ pub async fn reconcile(backfill: Arc<Backfill>, ctx: Arc<Context>) -> Result<Act
 
     let observed: Vec<_> = jobs
         .iter()
-        .map(|j| ObservedJob::of(j, OwnerKind::Backfill, &name))
+        .map(|j| {
+            ObservedJob::from_parts(&j.metadata, j.status.as_ref(), OwnerKind::Backfill, &name)
+        })
         .collect();
     let status = backfill.status.clone().unwrap_or_default();
     if backfill.meta().deletion_timestamp.is_some() {
@@ -73,7 +76,7 @@ pub async fn reconcile(backfill: Arc<Backfill>, ctx: Arc<Context>) -> Result<Act
     // what the others launched a moment ago (`controller::launches`).
     let looking = status.run.is_none() || launching(&backfill.spec, &status);
     let launch_lock = ctx.launches.lock_for(&ns, schedule_name);
-    let _launching = if looking {
+    let launching = if looking {
         Some(launch_lock.lock().await)
     } else {
         None
@@ -191,6 +194,8 @@ pub async fn reconcile(backfill: Arc<Backfill>, ctx: Arc<Context>) -> Result<Act
                 .claim(&claim_ns, schedule_name, &claim_uid, new.session.at, job);
         }
     }
+    // Claimed: released before the creates (`controller::launches`).
+    drop(launching);
     apply(&ctx, backfill.as_ref(), schedule.as_deref(), decision).await
 }
 
@@ -201,10 +206,9 @@ fn budget_of(ctx: &Context, schedule: &Schedule, ns: &str, uid: &str, max: i32) 
     let running = ctx.running_by_owner(ns, &name);
     let count = |owner: &str| running.get(owner).copied().unwrap_or(0);
     let others = ctx
-        .backfills
-        .state()
+        .backfills_by_schedule
+        .members(ns, &name, &ctx.backfills)
         .iter()
-        .filter(|b| b.namespace().as_deref() == Some(ns) && b.spec.schedule_ref.name == name)
         .filter_map(|b| {
             let other = b.uid()?;
             (other != uid).then(|| {
@@ -239,19 +243,24 @@ fn launching(spec: &BackfillSpec, status: &BackfillStatus) -> bool {
 }
 
 /// The Backfills of a Schedule, reconciled when it changes (created,
-/// fixed, deleted).
+/// fixed, deleted): read through the index by Schedule, not by a scan of
+/// every Backfill on each Schedule's change.
 pub fn backfills_of(
     backfills: &kube::runtime::reflector::Store<Backfill>,
+    by_schedule: &Grouped<Backfill>,
     schedule: &Schedule,
 ) -> Vec<ObjectRef<Backfill>> {
-    let ns = schedule.namespace();
-    let name = schedule.name_any();
-    backfills
-        .state()
+    let ns = schedule.namespace().unwrap_or_default();
+    by_schedule
+        .members(&ns, &schedule.name_any(), backfills)
         .iter()
-        .filter(|b| b.namespace() == ns && b.spec.schedule_ref.name == name)
         .map(|b| ObjectRef::from_obj(b.as_ref()))
         .collect()
+}
+
+/// The Schedule a Backfill refers to: what the index groups it by.
+pub fn schedule_of(backfill: &Backfill) -> String {
+    backfill.spec.schedule_ref.name.clone()
 }
 
 /// The Backfills a change of `job` concerns: its owner's, and once it
@@ -260,7 +269,8 @@ pub fn backfills_of(
 /// `SessionRunElsewhere`) or for a slot of its `maxActiveJobs`.
 pub fn backfills_of_job(
     backfills: &kube::runtime::reflector::Store<Backfill>,
-    job: &Job,
+    by_schedule: &Grouped<Backfill>,
+    job: &CachedJob,
 ) -> Vec<ObjectRef<Backfill>> {
     let ns = job.namespace();
     let mut refs: Vec<ObjectRef<Backfill>> = job
@@ -279,10 +289,9 @@ pub fn backfills_of_job(
         });
     if let (true, Some(schedule)) = (ended, schedule) {
         refs.extend(
-            backfills
-                .state()
+            by_schedule
+                .members(ns.as_deref().unwrap_or_default(), schedule, backfills)
                 .iter()
-                .filter(|b| b.namespace() == ns && &b.spec.schedule_ref.name == schedule)
                 .filter(|b| waiting_elsewhere(b))
                 .map(|b| ObjectRef::from_obj(b.as_ref())),
         );
@@ -340,7 +349,7 @@ fn add_jobs_of_others(index: &mut LedgerIndex, others: Vec<ObservedJob>) {
 /// How long the Schedule's recent finished Jobs took, in real seconds:
 /// from their creation, so the time to start counts too (a Job takes a
 /// slot of `maxActiveJobs` from then).
-fn recent_durations(jobs: &[Arc<Job>]) -> Vec<i64> {
+fn recent_durations(jobs: &[Arc<CachedJob>]) -> Vec<i64> {
     let mut finished: Vec<(i64, i64)> = jobs
         .iter()
         .filter_map(|j| {

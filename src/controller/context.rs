@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::batch::v1::Job;
+use super::trim::CachedJob;
 use kube::Client;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::Store;
@@ -24,7 +24,7 @@ use kube::ResourceExt;
 pub struct Context {
     pub client: Client,
     pub recorder: Recorder,
-    pub jobs: Store<Job>,
+    pub jobs: Store<CachedJob>,
     /// The Jobs of each owner in `jobs`.
     pub job_owners: owners::OwnerIndex,
     /// True once the Job cache holds the initial list. A reconcile waits
@@ -35,9 +35,13 @@ pub struct Context {
     pub schedules: Store<Schedule>,
     /// The Backfills: those of a Schedule share its `maxActiveJobs`.
     pub backfills: Store<Backfill>,
+    /// The Backfills of each Schedule in `backfills`.
+    pub backfills_by_schedule: super::grouped::Grouped<Backfill>,
     /// The session ledgers, and whether their cache holds the initial list
     /// (a Backfill's `reprocess` is judged against it).
     pub ledgers: Store<SessionLedger>,
+    /// The ledger objects of each Schedule in `ledgers`.
+    pub ledgers_by_schedule: super::grouped::Grouped<SessionLedger>,
     pub ledgers_ready: tokio::sync::watch::Receiver<bool>,
     /// The ledger objects this process wrote last, newer than the cache
     /// for a moment after each write.
@@ -116,7 +120,7 @@ impl Context {
     }
 
     /// The cached Jobs a Schedule or Backfill (by namespace and UID) owns.
-    pub fn jobs_of(&self, ns: &str, uid: &str) -> Vec<Arc<Job>> {
+    pub fn jobs_of(&self, ns: &str, uid: &str) -> Vec<Arc<CachedJob>> {
         self.job_owners.jobs_of(ns, uid, &self.jobs)
     }
 
@@ -138,7 +142,12 @@ impl Context {
                     "Backfill" => OwnerKind::Backfill,
                     _ => return None,
                 };
-                Some(ObservedJob::of(j, kind, &owner.name))
+                Some(ObservedJob::from_parts(
+                    &j.metadata,
+                    j.status.as_ref(),
+                    kind,
+                    &owner.name,
+                ))
             })
             .collect()
     }
@@ -158,7 +167,13 @@ impl Context {
             else {
                 continue;
             };
-            if ObservedJob::of(job, OwnerKind::Backfill, &owner.name).running() {
+            let observed = ObservedJob::from_parts(
+                &job.metadata,
+                job.status.as_ref(),
+                OwnerKind::Backfill,
+                &owner.name,
+            );
+            if observed.running() {
                 *running.entry(owner.uid.clone()).or_default() += 1;
             }
         }

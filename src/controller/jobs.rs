@@ -11,6 +11,7 @@ use serde_json::json;
 use tracing::warn;
 
 use super::FIELD_MANAGER;
+use super::trim::CachedJob;
 use crate::api::{Backfill, JOB_FINALIZER, Schedule};
 use crate::{Error, Result};
 
@@ -25,9 +26,9 @@ pub fn release_orphans<S>(
     backfills: Store<Backfill>,
     client: Client,
     leadership: super::leader::Leadership,
-) -> impl futures::Stream<Item = std::result::Result<Job, watcher::Error>> + Send + 'static
+) -> impl futures::Stream<Item = std::result::Result<CachedJob, watcher::Error>> + Send + 'static
 where
-    S: futures::Stream<Item = std::result::Result<Job, watcher::Error>> + Send + 'static,
+    S: futures::Stream<Item = std::result::Result<CachedJob, watcher::Error>> + Send + 'static,
 {
     events.then(move |event| {
         let (schedules, backfills, client) = (schedules.clone(), backfills.clone(), client.clone());
@@ -97,7 +98,7 @@ fn alive(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, uid:
     meta.uid.as_deref() == Some(uid) && meta.deletion_timestamp.is_none()
 }
 
-pub fn has_finalizer(job: &Job) -> bool {
+pub fn has_finalizer<K: Resource>(job: &K) -> bool {
     job.finalizers().iter().any(|f| f == JOB_FINALIZER)
 }
 
@@ -118,7 +119,7 @@ pub enum Created {
 /// pass retry shortly.
 pub async fn create_job(
     client: &Client,
-    cache: &Store<Job>,
+    cache: &Store<CachedJob>,
     ns: &str,
     job: &Job,
 ) -> Result<Created> {

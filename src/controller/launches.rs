@@ -3,6 +3,10 @@
 //! (a lock per Schedule), and each sees the sessions the others launched
 //! a moment ago, before the Job cache shows their Jobs (claims).
 //!
+//! The lock covers read → decide → claim; the creates run after it is
+//! released, the claims standing in for the Jobs until the cache shows
+//! them.
+//!
 //! Without them, Backfills resumed together all find a session free in
 //! the cache and all launch it. Only the leader writes, so a lock in this
 //! process is enough.
@@ -35,7 +39,10 @@ pub struct Launches {
 
 impl Launches {
     /// The lock of the Schedule `schedule` in `ns`: held from reading what
-    /// runs to creating the Jobs.
+    /// runs to claiming the sessions decided on. Not across the creates:
+    /// once claimed, the others see the launches whether or not the Jobs
+    /// exist yet, so one owner's thousands of creates do not hold back
+    /// the Schedule's next run.
     pub fn lock_for(&self, ns: &str, schedule: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
         locks

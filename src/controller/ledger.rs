@@ -45,30 +45,32 @@ impl Context {
     /// cache's, or the one it wrote last if the cache has not caught up.
     fn freshest_ledger(&self, ns: &str, name: &str) -> Option<Arc<SessionLedger>> {
         let key = format!("{ns}/{name}");
-        let written = self
-            .ledgers_written
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-            .cloned();
         let cached = self
             .ledgers
             .get(&kube::runtime::reflector::ObjectRef::<SessionLedger>::new(name).within(ns));
-        match (cached, written) {
-            (Some(c), w) => Some(newer(c, w)),
+        let mut written = self
+            .ledgers_written
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let mine = written.get(&key).cloned();
+        match (cached, mine) {
+            (Some(c), w) => {
+                let freshest = newer(c.clone(), w);
+                // The cache has caught up: the copy is not needed any more
+                // (so this memory does not grow with every month written).
+                if Arc::ptr_eq(&freshest, &c) {
+                    written.remove(&key);
+                }
+                Some(freshest)
+            }
             (None, w) => w,
         }
     }
 
     /// A Schedule's ledger objects, from the cache.
     pub fn ledgers_of(&self, ns: &str, schedule: &str) -> Vec<Arc<SessionLedger>> {
-        self.ledgers
-            .state()
-            .into_iter()
-            .filter(|l| {
-                l.namespace().as_deref() == Some(ns) && l.spec.schedule_ref.name == schedule
-            })
-            .collect()
+        self.ledgers_by_schedule
+            .members(ns, schedule, &self.ledgers)
     }
 
     /// The ledger of `ledgers` (one Schedule's) over the months touching
@@ -235,7 +237,8 @@ impl Context {
                 }
             };
             match result {
-                Ok(written) => {
+                Ok(mut written) => {
+                    super::trim::drop_managed_fields(&mut written.metadata);
                     self.ledgers_written
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())

@@ -10,6 +10,7 @@ pub mod apply;
 pub mod backfill;
 mod clock;
 mod context;
+mod grouped;
 pub mod jobs;
 mod launches;
 pub mod leader;
@@ -18,6 +19,7 @@ pub mod owners;
 mod run;
 pub mod schedule;
 pub mod scope;
+pub mod trim;
 
 pub use clock::OperatorClock;
 pub use context::{Context, Recent};
@@ -50,4 +52,7 @@ pub struct Settings {
     /// Serve the seeds' HTTP APIs, on every replica (they write through
     /// the API server, not the Lease).
     pub api: Option<crate::public_api::Config>,
+    /// Reconciles of each kind under way at once.
+    pub concurrent_schedule_syncs: u16,
+    pub concurrent_backfill_syncs: u16,
 }

@@ -6,16 +6,18 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, future};
-use k8s_openapi::api::batch::v1::Job;
-use kube::runtime::controller::Action;
+use kube::runtime::controller::{self, Action};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use tracing::{debug, info, warn};
 
+use super::grouped::Grouped;
 use super::jobs::{has_finalizer, release_orphans};
-use super::{Context, FIELD_MANAGER, Recent, Settings, backfill, leader, owners, schedule, scope};
+use super::{
+    Context, FIELD_MANAGER, Recent, Settings, backfill, leader, owners, schedule, scope, trim,
+};
 use crate::api::{Backfill, LABEL_SCHEDULE, Schedule, SessionLedger};
 use crate::metrics::Metrics;
 use crate::{Error, Result};
@@ -28,7 +30,7 @@ const SHUTDOWN_DRAIN: Duration = Duration::from_secs(20);
 /// to, and runs the controllers until SIGTERM or Ctrl-C (or until the
 /// Lease is lost: the process then exits with an error, to be restarted
 /// as a standby).
-pub async fn run(client: Client, settings: Settings) -> Result<()> {
+pub async fn run(client: Client, lease_client: Client, settings: Settings) -> Result<()> {
     let metrics = Arc::new(Metrics::default());
     let backfills = Arc::new(std::sync::Mutex::new(None));
     if let Some(address) = &settings.listen_address {
@@ -60,7 +62,7 @@ pub async fn run(client: Client, settings: Settings) -> Result<()> {
     if let Some(config) = settings.leader_election.clone() {
         // A standby is ready: it is doing what it should.
         metrics.ready.store(true, Ordering::Relaxed);
-        let mut e = leader::Elector::new(client.clone(), config);
+        let mut e = leader::Elector::new(lease_client, config);
         tokio::select! {
             acquired = e.acquire() => acquired?,
             _ = stop.clone() => {
@@ -126,7 +128,7 @@ async fn run_controllers(
     let ns = settings.namespaces.as_slice();
     // One watch of the operator's Jobs feeds both controllers and the
     // shared cache.
-    let (jobs, writer) = reflector::store_shared::<Job>(1_024);
+    let (jobs, writer) = reflector::store_shared::<trim::CachedJob>(1_024);
     let (schedule_jobs, backfill_jobs) = (subscribe(&writer)?, subscribe(&writer)?);
     let (ready_tx, jobs_ready) = tokio::sync::watch::channel(false);
     let job_owners = owners::OwnerIndex::default();
@@ -136,6 +138,9 @@ async fn run_controllers(
         watcher::Config::default().labels(LABEL_SCHEDULE),
         jobs.clone(),
     )
+    // Trimmed before the index and the cache see them: only what
+    // decisions read is kept (`controller::trim`).
+    .modify(trim::trim_job)
     .inspect({
         let index = job_owners.clone();
         move |event| {
@@ -152,8 +157,11 @@ async fn run_controllers(
     // Schedule that owns it (its status.recentSessions).
     let (ledgers_tx, ledgers_ready) = tokio::sync::watch::channel(false);
     let (ledgers, ledger_writer) = reflector::store_shared::<SessionLedger>(256);
+    let ledgers_by_schedule = Grouped::new(|l: &SessionLedger| l.spec.schedule_ref.name.clone());
     let schedule_ledgers = subscribe(&ledger_writer)?;
     let ledger_events = scope::watch(&client, ns, watcher::Config::default(), ledgers.clone())
+        .modify(|l| trim::drop_managed_fields(&mut l.metadata))
+        .inspect(index_events(ledgers_by_schedule.clone()))
         .reflect_shared(ledger_writer)
         .inspect(mark_synced(ledgers_tx));
 
@@ -171,6 +179,7 @@ async fn run_controllers(
     let (gone_tx, gone_owners) = futures::channel::mpsc::unbounded::<(String, String)>();
     let schedule_gone = gone_tx.clone();
     let schedule_events = scope::watch(&client, ns, watcher::Config::default(), schedules.clone())
+        .modify(|s| trim::drop_managed_fields(&mut s.metadata))
         .reflect_shared(schedule_writer)
         .inspect(move |event| {
             if let Ok(watcher::Event::Delete(s)) = event {
@@ -180,8 +189,13 @@ async fn run_controllers(
             }
         });
     let (backfills, backfill_writer) = reflector::store_shared::<Backfill>(256);
+    let backfills_by_schedule = Grouped::new(backfill::schedule_of);
     let backfill_changes = subscribe(&backfill_writer)?;
+    // A Backfill's managers are kept (its `createdBy` may fall back to
+    // the first), without their field sets.
     let backfill_events = scope::watch(&client, ns, watcher::Config::default(), backfills.clone())
+        .modify(|b| trim::trim_meta(&mut b.metadata))
+        .inspect(index_events(backfills_by_schedule.clone()))
         .reflect_shared(backfill_writer)
         .inspect(move |event| {
             if let Ok(watcher::Event::Delete(b)) = event {
@@ -198,7 +212,9 @@ async fn run_controllers(
         jobs_ready,
         schedules: schedules.clone(),
         backfills: backfills.clone(),
+        backfills_by_schedule: backfills_by_schedule.clone(),
         ledgers,
+        ledgers_by_schedule,
         ledgers_ready,
         ledgers_written: Default::default(),
         ledger_retention: i64::from(settings.ledger_retention_days) * 86_400,
@@ -221,6 +237,7 @@ async fn run_controllers(
     tokio::spawn(ready);
 
     let schedule_loop = Controller::for_shared_stream(schedule_changes, schedules.clone())
+        .with_config(controller::Config::default().concurrency(settings.concurrent_schedule_syncs))
         .owns_shared_stream(schedule_jobs)
         .owns_shared_stream(schedule_ledgers)
         .graceful_shutdown_on(stop.clone())
@@ -232,17 +249,18 @@ async fn run_controllers(
             ctx.clone(),
         )
         .for_each(log_result);
-    let mapper_store = backfills.clone();
-    let job_store = backfills.clone();
+    let (mapper_store, mapper_index) = (backfills.clone(), backfills_by_schedule.clone());
+    let (job_store, job_index) = (backfills.clone(), backfills_by_schedule);
     let backfill_loop = Controller::for_shared_stream(backfill_changes, backfills.clone())
+        .with_config(controller::Config::default().concurrency(settings.concurrent_backfill_syncs))
         // A Job reconciles its Backfill, and when it ends, the Backfills
         // of its Schedule waiting for that session's attempt to end.
         .watches_shared_stream(backfill_jobs, move |job| {
-            backfill::backfills_of_job(&job_store, &job)
+            backfill::backfills_of_job(&job_store, &job_index, &job)
         })
         .watches_shared_stream(
             futures::stream::select(schedules_for_backfills, deleted_schedules),
-            move |s| backfill::backfills_of(&mapper_store, &s),
+            move |s| backfill::backfills_of(&mapper_store, &mapper_index, &s),
         )
         .graceful_shutdown_on(stop.clone())
         .run(
@@ -258,7 +276,7 @@ async fn run_controllers(
     let gone_loop = gone_owners.for_each(|(ns, uid)| {
         let ctx = ctx.clone();
         async move {
-            for job in ctx.jobs_of(&ns, &uid).iter().filter(|j| has_finalizer(j)) {
+            for job in ctx.jobs_of(&ns, &uid).iter().filter(|j| has_finalizer(j.as_ref())) {
                 if let Err(e) = ctx.release(&ns, &job.name_any()).await {
                     warn!(job = %job.name_any(), error = %e, "releasing a Job of a deleted owner failed");
                 }
@@ -295,6 +313,21 @@ fn owner_key<K: Resource>(obj: &K) -> (String, String) {
         obj.namespace().unwrap_or_default(),
         obj.uid().unwrap_or_default(),
     )
+}
+
+/// For a watch's `inspect`: keeps an index by Schedule in step, one
+/// event ahead of the cache.
+fn index_events<K>(
+    index: Grouped<K>,
+) -> impl FnMut(&std::result::Result<watcher::Event<K>, watcher::Error>)
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    move |event| {
+        if let Ok(event) = event {
+            index.apply(event);
+        }
+    }
 }
 
 /// For a watch's `inspect`: tells `synced` once the initial list is in.

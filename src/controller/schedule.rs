@@ -29,7 +29,9 @@ pub async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Act
     let name = schedule.name_any();
     let observed: Vec<_> = jobs
         .iter()
-        .map(|j| ObservedJob::of(j, OwnerKind::Schedule, &name))
+        .map(|j| {
+            ObservedJob::from_parts(&j.metadata, j.status.as_ref(), OwnerKind::Schedule, &name)
+        })
         .collect();
     let status = schedule.status.clone().unwrap_or_default();
     if schedule.meta().deletion_timestamp.is_some() {
@@ -51,7 +53,7 @@ pub async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Act
     // ago, are not started twice: the Schedule and its Backfills launch
     // one at a time.
     let launch_lock = ctx.launches.lock_for(&ns, &name);
-    let _launching = launch_lock.lock().await;
+    let launching = launch_lock.lock().await;
     let others = ctx.jobs_of_others(&ns, &name, &uid);
     let run_elsewhere = ctx.launches.run_elsewhere(&ns, &name, &uid, &others);
     let decision = decide(&ScheduleView {
@@ -74,6 +76,10 @@ pub async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Act
             ctx.launches.claim(&ns, &name, &uid, new.session.at, job);
         }
     }
+    // Claimed: the others see these launches from now on, so the lock is
+    // not held across the creates (a large Backfill's would hold the
+    // Schedule's next run back for as long as they take).
+    drop(launching);
     let action = apply(&ctx, schedule.as_ref(), Some(&schedule), decision).await?;
     // Retention, apart from the outcomes: old months go once the new
     // outcomes are in.

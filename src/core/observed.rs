@@ -1,8 +1,8 @@
 //! What the controllers observe of their Jobs, and what they tell users:
 //! shared by the Schedule's and the Backfill's decide steps.
 
-use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::api::batch::v1::{Job, JobStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
 
 use super::job::{OwnerKind, plan_check, session_of_job};
 use super::reason::Reason;
@@ -52,10 +52,17 @@ impl ObservedJob {
     /// the session label and the plan-index annotation may have been
     /// edited by anyone. They count only when they agree with the name.
     pub fn of(job: &Job, kind: OwnerKind, owner: &str) -> Self {
-        let meta = &job.metadata;
-        let conditions = job
-            .status
-            .as_ref()
+        Self::from_parts(&job.metadata, job.status.as_ref(), kind, owner)
+    }
+
+    /// [`ObservedJob::of`] a Job's metadata and status (all it reads).
+    pub fn from_parts(
+        meta: &ObjectMeta,
+        status: Option<&JobStatus>,
+        kind: OwnerKind,
+        owner: &str,
+    ) -> Self {
+        let conditions = status
             .and_then(|s| s.conditions.as_deref())
             .unwrap_or_default();
         let is = |t: &str| {

@@ -1,0 +1,262 @@
+//! What the watch caches keep of each object: what decisions read, not
+//! what the API server sends. A Job is watched as a [`CachedJob`]: its
+//! metadata and status only, so its spec (the pod template, most of its
+//! size) is never even decoded, and a cached Job is a fraction of the
+//! size of a `Job` value. Every object's managed fields (their field
+//! sets) go as each event arrives, before the cache stores it. With
+//! 10,000 Jobs this is the difference between caching every Job's full
+//! manifest and caching its name, labels, owners and outcome.
+
+use std::borrow::Cow;
+
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectMeta};
+use serde::{Deserialize, Serialize};
+
+/// A `batch/v1` Job as the controllers read it: its metadata (name,
+/// labels, annotations, owners, finalizers, deletion) and its status
+/// (conditions, start and completion times). Decoded from the API
+/// server's Jobs, whose `spec` it skips. Jobs are only ever created from
+/// a decision, never written back from the cache.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+pub struct CachedJob {
+    #[serde(deserialize_with = "metadata_without_managed_fields")]
+    pub metadata: ObjectMeta,
+    pub status: Option<JobStatus>,
+}
+
+/// Decodes an object's metadata skipping its managed fields, which are
+/// most of a Job's metadata (a field set of its whole pod template) and
+/// which nothing reads: a page of 500 listed Jobs is then not 500 trees of
+/// them in memory at once.
+fn metadata_without_managed_fields<'de, D>(d: D) -> Result<ObjectMeta, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    struct Fields;
+    impl<'de> serde::de::Visitor<'de> for Fields {
+        type Value = serde_json::Map<String, serde_json::Value>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an object's metadata")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut fields = serde_json::Map::new();
+            while let Some(key) = map.next_key::<String>()? {
+                if key == "managedFields" {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                } else {
+                    fields.insert(key, map.next_value()?);
+                }
+            }
+            Ok(fields)
+        }
+    }
+    let fields = d.deserialize_map(Fields)?;
+    serde_json::from_value(serde_json::Value::Object(fields)).map_err(serde::de::Error::custom)
+}
+
+impl kube::Resource for CachedJob {
+    type DynamicType = ();
+    type Scope = NamespaceResourceScope;
+    fn kind(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed("Job")
+    }
+    fn group(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed("batch")
+    }
+    fn version(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed("v1")
+    }
+    fn plural(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed("jobs")
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+impl From<Job> for CachedJob {
+    fn from(job: Job) -> Self {
+        CachedJob {
+            metadata: job.metadata,
+            status: job.status,
+        }
+    }
+}
+
+/// The annotation `kubectl apply` (client-side) keeps a copy of the whole
+/// manifest in; nothing the operator decides reads it.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// What the cache keeps of a Job: of its labels and annotations the
+/// operator's own (`backfill.dev/…`: the session, the Schedule, the plan
+/// index and its check; a user's template labels can be many), no
+/// managed fields, and of its status the start and completion times and
+/// whether it completed or failed.
+pub fn trim_job(job: &mut CachedJob) {
+    let meta = &mut job.metadata;
+    meta.managed_fields = None;
+    for map in [meta.labels.as_mut(), meta.annotations.as_mut()]
+        .into_iter()
+        .flatten()
+    {
+        map.retain(|k, _| k.starts_with(OURS));
+    }
+    if let Some(status) = job.status.as_mut() {
+        let conditions = status.conditions.take().unwrap_or_default();
+        let ended: Vec<_> = conditions
+            .into_iter()
+            .filter(|c| c.status == "True" && (c.type_ == "Complete" || c.type_ == "Failed"))
+            .map(|c| JobCondition {
+                type_: c.type_,
+                status: c.status,
+                ..JobCondition::default()
+            })
+            .collect();
+        *status = JobStatus {
+            start_time: status.start_time.take(),
+            completion_time: status.completion_time.take(),
+            conditions: (!ended.is_empty()).then_some(ended),
+            ..JobStatus::default()
+        };
+    }
+}
+
+/// The prefix of the operator's labels and annotations.
+const OURS: &str = "backfill.dev/";
+
+/// Drops the managed fields (kept only as who manages what, without the
+/// field sets: a Backfill's `createdBy` falls back to its first manager)
+/// and kubectl's copy of the last applied manifest.
+pub fn trim_meta(meta: &mut ObjectMeta) {
+    if let Some(managed) = meta.managed_fields.as_mut() {
+        for entry in managed.iter_mut() {
+            *entry = ManagedFieldsEntry {
+                manager: entry.manager.take(),
+                operation: entry.operation.take(),
+                subresource: entry.subresource.take(),
+                ..ManagedFieldsEntry::default()
+            };
+        }
+    }
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
+    }
+}
+
+/// For objects whose managers nothing reads: the managed fields go whole.
+pub fn drop_managed_fields(meta: &mut ObjectMeta) {
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::job::OwnerKind;
+    use crate::core::observed::ObservedJob;
+    use serde_json::json;
+
+    fn job() -> Job {
+        serde_json::from_value(json!({
+            "metadata": {
+                "name": "nightly-29000000", "namespace": "ns", "uid": "u1",
+                "labels": {"backfill.dev/schedule": "nightly", "backfill.dev/session": "1740000000"},
+                "annotations": {"backfill.dev/session-time": "2025-02-19T21:20:00Z", LAST_APPLIED: "{}"},
+                "finalizers": ["backfill.dev/outcome"],
+                "ownerReferences": [{"apiVersion": "backfill.dev/v1alpha1", "kind": "Schedule",
+                    "name": "nightly", "uid": "s1", "controller": true}],
+                "managedFields": [{"manager": "backfill-operator", "operation": "Update",
+                    "fieldsType": "FieldsV1", "fieldsV1": {"f:metadata": {}}}]
+            },
+            "spec": {"template": {"spec": {"restartPolicy": "Never",
+                "containers": [{"name": "main", "image": "busybox", "env": [{"name": "A", "value": "b"}]}]}}},
+            "status": {
+                "startTime": "2025-02-19T21:20:01Z", "completionTime": "2025-02-19T21:20:09Z",
+                "conditions": [{"type": "Complete", "status": "True", "message": "long text"}]
+            }
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_cached_job_reads_the_same_to_the_controllers() {
+        let full = job();
+        // Decoded as the watch decodes it: the spec is skipped.
+        let mut trimmed: CachedJob =
+            serde_json::from_value(serde_json::to_value(&full).unwrap()).unwrap();
+        trim_job(&mut trimmed);
+        assert_eq!(
+            ObservedJob::from_parts(
+                &trimmed.metadata,
+                trimmed.status.as_ref(),
+                OwnerKind::Schedule,
+                "nightly"
+            ),
+            ObservedJob::of(&full, OwnerKind::Schedule, "nightly")
+        );
+        assert!(std::mem::size_of::<CachedJob>() * 4 < std::mem::size_of::<Job>());
+        let status = trimmed.status.as_ref().unwrap();
+        assert!(status.start_time.is_some() && status.completion_time.is_some());
+        assert_eq!(
+            trimmed.metadata.owner_references,
+            full.metadata.owner_references
+        );
+        assert_eq!(trimmed.metadata.finalizers, full.metadata.finalizers);
+        let annotations = trimmed.metadata.annotations.as_ref().unwrap();
+        assert!(annotations.contains_key("backfill.dev/session-time"));
+        assert!(!annotations.contains_key(LAST_APPLIED));
+        // Not even decoded.
+        let decoded: CachedJob =
+            serde_json::from_value(serde_json::to_value(&full).unwrap()).unwrap();
+        assert!(decoded.metadata.managed_fields.is_none());
+        assert_eq!(decoded.metadata.name, full.metadata.name);
+        assert!(trimmed.metadata.managed_fields.is_none());
+        let conditions = status.conditions.as_ref().unwrap();
+        assert_eq!(conditions[0].type_, "Complete");
+        assert!(conditions[0].message.is_none());
+        assert!(
+            serde_json::to_vec(&trimmed).unwrap().len() < serde_json::to_vec(&full).unwrap().len()
+        );
+    }
+
+    #[test]
+    fn dropping_managed_fields_keeps_the_rest() {
+        let mut meta = job().metadata;
+        drop_managed_fields(&mut meta);
+        assert!(meta.managed_fields.is_none());
+        assert_eq!(meta.labels.as_ref().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_backfills_managers_are_kept_without_their_field_sets() {
+        let mut meta = job().metadata;
+        trim_meta(&mut meta);
+        let managed = meta.managed_fields.as_ref().unwrap();
+        assert_eq!(managed[0].manager.as_deref(), Some("backfill-operator"));
+        assert!(managed[0].fields_v1.is_none());
+    }
+
+    #[test]
+    fn only_the_operators_labels_and_a_running_jobs_times_are_kept() {
+        let mut job: CachedJob = serde_json::from_value(json!({
+            "metadata": {"name": "j", "labels": {"team": "data", "backfill.dev/session": "1"}},
+            "status": {"startTime": "2025-02-19T21:20:01Z", "active": 1,
+                "conditions": [{"type": "Suspended", "status": "False"}]}
+        }))
+        .unwrap();
+        trim_job(&mut job);
+        assert_eq!(job.metadata.labels.as_ref().unwrap().len(), 1);
+        let status = job.status.unwrap();
+        assert!(status.start_time.is_some() && status.conditions.is_none());
+    }
+}
