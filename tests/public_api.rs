@@ -10,15 +10,13 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::ServiceAccount;
-use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
-use kube::api::{ListParams, ObjectMeta, PostParams};
-use kube::{Api, Client};
+use kube::Client;
+use kube::api::ListParams;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use common::DEADLINE;
-use common::accounts::{service_account_kubeconfig, service_account_token, wait_can_i};
+use common::accounts::{self, service_account_kubeconfig, service_account_token, wait_can_i};
 use common::api::{Env, apply, apply_hourly, backfill_manifest, get, setup};
 use common::helm::{Release, chart, run_ok};
 use common::instants::hours;
@@ -415,63 +413,10 @@ fn check_attempt_shape(a: &Value) {
 // Accounts
 // ---------------------------------------------------------------------
 
-/// The ServiceAccount `name` of `ns` with `verbs` on `resources` there.
+/// The ServiceAccount `name` of `ns` with `verbs` on `resources` there:
+/// a token of it.
 async fn account(client: &Client, ns: &str, name: &str, rules: &[(&str, &[&str])]) -> String {
-    let meta = || ObjectMeta {
-        name: Some(name.to_string()),
-        namespace: Some(ns.to_string()),
-        ..ObjectMeta::default()
-    };
-    let pp = PostParams::default();
-    Api::<ServiceAccount>::namespaced(client.clone(), ns)
-        .create(
-            &pp,
-            &ServiceAccount {
-                metadata: meta(),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("a ServiceAccount");
-    let rules = rules
-        .iter()
-        .map(|(resource, verbs)| PolicyRule {
-            api_groups: Some(vec!["backfill.dev".into()]),
-            resources: Some(vec![resource.to_string()]),
-            verbs: verbs.iter().map(|v| v.to_string()).collect(),
-            ..PolicyRule::default()
-        })
-        .collect();
-    Api::<Role>::namespaced(client.clone(), ns)
-        .create(
-            &pp,
-            &Role {
-                metadata: meta(),
-                rules: Some(rules),
-            },
-        )
-        .await
-        .expect("a Role");
-    Api::<RoleBinding>::namespaced(client.clone(), ns)
-        .create(
-            &pp,
-            &RoleBinding {
-                metadata: meta(),
-                role_ref: RoleRef {
-                    api_group: Some("rbac.authorization.k8s.io".into()),
-                    kind: "Role".into(),
-                    name: name.into(),
-                },
-                subjects: Some(vec![Subject {
-                    kind: "ServiceAccount".into(),
-                    name: name.into(),
-                    namespace: Some(ns.into()),
-                    ..Subject::default()
-                }]),
-            },
-        )
-        .await
-        .expect("a RoleBinding");
+    accounts::account(client, ns, name, rules).await;
     service_account_token(client, ns, name).await
 }
 

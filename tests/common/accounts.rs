@@ -96,7 +96,14 @@ pub fn write_token_kubeconfig(path: &Path, token: &str, ns: &str) {
 /// A ServiceAccount `name` of `ns` with `verbs` on Backfills there, and
 /// nothing else.
 pub async fn backfill_account(client: &Client, ns: &str, name: &str, verbs: &[&str]) {
-    let meta = |name: &str| ObjectMeta {
+    account(client, ns, name, &[("backfills", verbs)]).await;
+}
+
+/// A ServiceAccount `name` of `ns` with, for each `(resource, verbs)` of
+/// `rules`, those verbs on that `backfill.dev` resource there, and nothing
+/// else; returns once the API server's authorizer knows it.
+pub async fn account(client: &Client, ns: &str, name: &str, rules: &[(&str, &[&str])]) {
+    let meta = || ObjectMeta {
         name: Some(name.to_string()),
         namespace: Some(ns.to_string()),
         ..ObjectMeta::default()
@@ -106,23 +113,27 @@ pub async fn backfill_account(client: &Client, ns: &str, name: &str, verbs: &[&s
         .create(
             &pp,
             &ServiceAccount {
-                metadata: meta(name),
+                metadata: meta(),
                 ..Default::default()
             },
         )
         .await
         .expect("a ServiceAccount");
+    let policy = rules
+        .iter()
+        .map(|(resource, verbs)| PolicyRule {
+            api_groups: Some(vec!["backfill.dev".into()]),
+            resources: Some(vec![resource.to_string()]),
+            verbs: verbs.iter().map(|v| v.to_string()).collect(),
+            ..PolicyRule::default()
+        })
+        .collect();
     Api::<Role>::namespaced(client.clone(), ns)
         .create(
             &pp,
             &Role {
-                metadata: meta(name),
-                rules: Some(vec![PolicyRule {
-                    api_groups: Some(vec!["backfill.dev".into()]),
-                    resources: Some(vec!["backfills".into()]),
-                    verbs: verbs.iter().map(|v| v.to_string()).collect(),
-                    ..PolicyRule::default()
-                }]),
+                metadata: meta(),
+                rules: Some(policy),
             },
         )
         .await
@@ -131,7 +142,7 @@ pub async fn backfill_account(client: &Client, ns: &str, name: &str, verbs: &[&s
         .create(
             &pp,
             &RoleBinding {
-                metadata: meta(name),
+                metadata: meta(),
                 role_ref: RoleRef {
                     api_group: Some("rbac.authorization.k8s.io".into()),
                     kind: "Role".into(),
@@ -147,6 +158,14 @@ pub async fn backfill_account(client: &Client, ns: &str, name: &str, verbs: &[&s
         )
         .await
         .expect("a RoleBinding");
+    // The authorizer learns of the binding from a watch, a moment later.
+    let user = format!("system:serviceaccount:{ns}:{name}");
+    for (resource, verbs) in rules {
+        if let Some(verb) = verbs.first() {
+            let resource = format!("{resource}.backfill.dev");
+            wait_can_i(&user, verb, &resource, Some(ns), true).await;
+        }
+    }
 }
 
 /// `kubectl ARGS -o json` as the account of `kubeconfig`, with `stdin`:
