@@ -364,12 +364,14 @@ async fn firing(client: &Client) -> Firing {
     let share = |d: &[f64]| d.iter().filter(|x| **x < 60.0).count() as f64 / n as f64;
     let (p50, p99) = (percentile(&ours, 50.0), percentile(&ours, 99.0));
     let (c50, c99) = (percentile(&theirs, 50.0), percentile(&theirs, 99.0));
-    let per = |r: &BTreeMap<String, usize>, jobs: usize| {
-        r.values().sum::<usize>() as f64 / jobs.max(1) as f64
-    };
-    let (ours_per, theirs_per) = (per(&ours_req, ours.len()), per(&theirs_req, theirs.len()));
+    // Per Job each side created in the window counted (the CronJob
+    // controller may still be creating late ones when it ends).
+    let created = |r: &BTreeMap<String, usize>| r.get("create jobs").copied().unwrap_or(0);
+    let per =
+        |r: &BTreeMap<String, usize>| r.values().sum::<usize>() as f64 / created(r).max(1) as f64;
+    let (ours_per, theirs_per) = (per(&ours_req), per(&theirs_req));
     let finalizer_patches =
-        ours_req.get("patch jobs").copied().unwrap_or(0) as f64 / ours.len().max(1) as f64;
+        ours_req.get("patch jobs").copied().unwrap_or(0) as f64 / created(&ours_req).max(1) as f64;
     Firing {
         rows: vec![
             Row {
@@ -843,13 +845,22 @@ async fn versus_kubectl(client: &Client) -> Row {
 
 // ---------------------------------------------------------------- main
 
-/// Runs a row; a panic becomes a row saying it failed.
+/// Runs a row; a panic becomes a row saying it failed. Each row is
+/// printed as soon as it is measured, and again in the table.
 async fn guarded(
     what: &str,
     row: impl std::future::Future<Output = Vec<Row>> + Send + 'static,
 ) -> Vec<Row> {
     match tokio::spawn(row).await {
-        Ok(rows) => rows,
+        Ok(rows) => {
+            for r in &rows {
+                println!(
+                    "  {}: ours {}; anchor {}; goal {}",
+                    r.what, r.ours, r.anchor, r.goal
+                );
+            }
+            rows
+        }
         Err(e) => {
             let why = e
                 .try_into_panic()

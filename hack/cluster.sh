@@ -150,7 +150,7 @@ rules:
 - level: Metadata
   resources:
   - group: batch
-    resources: [jobs, cronjobs]
+    resources: [jobs, jobs/status, cronjobs, cronjobs/status]
   - group: backfill.dev
   - group: coordination.k8s.io
     resources: [leases]
