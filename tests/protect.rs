@@ -10,13 +10,11 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 
 use common::DEADLINE;
-use common::FIELD_MANAGER;
 use common::accounts::{backfill_account, kubectl_as, service_account_kubeconfig};
-use common::api::{Env, apply, apply_hourly_backfill, get, schedule_manifest, setup};
+use common::api::{annotate, apply, apply_hourly_backfill, get, schedule_manifest, setup};
 use common::events::wait_event;
 use common::helm::Applied;
 use common::instants::{hours, rfc3339_utc};
@@ -31,19 +29,6 @@ use common::tracker::{JobTracker, assert_one_job_per_session, describe};
 
 const APPROVED_BY: &str = "backfill.dev/approved-by";
 const RESUME: &str = "backfill.dev/resume";
-
-/// `kubectl annotate --overwrite`: a merge patch of one annotation.
-async fn annotate(env: &Env, name: &str, key: &str, value: &str) {
-    let params = PatchParams {
-        field_manager: Some(FIELD_MANAGER.to_string()),
-        ..PatchParams::default()
-    };
-    let patch = json!({"metadata": {"annotations": {key: value}}});
-    env.backfills
-        .patch(name, &params, &Patch::Merge(&patch))
-        .await
-        .unwrap_or_else(|e| panic!("annotating {name}: {e}"));
-}
 
 fn reason(bf: &kube::api::DynamicObject, type_: &str) -> String {
     condition(bf, type_)

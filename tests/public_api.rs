@@ -1092,8 +1092,12 @@ async fn schemathesis_finds_no_server_error_and_nothing_off_the_document() {
                 "examples,coverage,fuzzing",
                 "--max-examples",
                 "40",
+                // One worker: with two, schemathesis itself failed now and
+                // then (a Python "AST constructor recursion depth mismatch"
+                // while two threads built their strategies), a runtime error
+                // of the tool, not a finding about the API.
                 "--workers",
-                "2",
+                "1",
                 "--seed",
                 "1",
                 "--wait-for-schema",
@@ -1342,19 +1346,7 @@ async fn the_public_api_runs_with_only_the_charts_rbac() {
         );
     }
     op.terminate().await;
-    let logs = op.all_logs();
-    let denied: Vec<&str> = logs
-        .lines()
-        .filter(|l| {
-            let l = l.to_lowercase();
-            l.contains("forbidden") || l.contains("refused")
-        })
-        .collect();
-    assert!(
-        denied.is_empty(),
-        "the operator was refused something:\n{}",
-        denied.join("\n")
-    );
+    op.assert_nothing_refused(&["refused"]);
 }
 
 /// One plain HTTP/1.1 call with a bearer token: (status, JSON body).

@@ -14,10 +14,11 @@ mod common;
 
 use std::time::Duration;
 
-use kube::api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{DeleteParams, DynamicObject, ListParams};
 use serde_json::{Value, json};
 
-use common::api::{Env, apply_hourly, apply_hourly_backfill, get, setup};
+use common::DEADLINE;
+use common::api::{Env, annotate, apply_hourly, apply_hourly_backfill, get, setup};
 use common::events::wait_event;
 use common::instants::{hours, instants};
 use common::kwok::FailStage;
@@ -28,7 +29,6 @@ use common::status::{
     summary, wait_backfill, wait_finished,
 };
 use common::tracker::{JobTracker, assert_one_job_per_session};
-use common::{DEADLINE, FIELD_MANAGER};
 
 const ANNOTATION_RERUN_FAILED: &str = "backfill.dev/rerun-failed";
 const LABEL_PARENT: &str = "backfill.dev/parent";
@@ -41,19 +41,6 @@ const FROM: &str = "2026-01-01T00:00:00Z";
 // ---------------------------------------------------------------------
 // Requests, children and records
 // ---------------------------------------------------------------------
-
-/// `kubectl annotate --overwrite`: a merge patch of one annotation.
-async fn annotate(env: &Env, name: &str, key: &str, value: &str) {
-    let params = PatchParams {
-        field_manager: Some(FIELD_MANAGER.to_string()),
-        ..PatchParams::default()
-    };
-    let patch = json!({"metadata": {"annotations": {key: value}}});
-    env.backfills
-        .patch(name, &params, &Patch::Merge(&patch))
-        .await
-        .unwrap_or_else(|e| panic!("annotating Backfill {name} {key}={value:?}: {e}"));
-}
 
 /// The Backfills labelled as children of `parent`, by name.
 async fn children_of(env: &Env, parent: &str) -> Vec<DynamicObject> {

@@ -170,3 +170,17 @@ pub async fn get(api: &Api<DynamicObject>, name: &str) -> DynamicObject {
         .await
         .unwrap_or_else(|e| panic!("reading {name}: {e}"))
 }
+
+/// `kubectl annotate --overwrite` of a Backfill: a merge patch of one
+/// annotation.
+pub async fn annotate(env: &Env, name: &str, key: &str, value: &str) {
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..PatchParams::default()
+    };
+    let patch = json!({"metadata": {"annotations": {key: value}}});
+    env.backfills
+        .patch(name, &params, &Patch::Merge(&patch))
+        .await
+        .unwrap_or_else(|e| panic!("annotating Backfill {name} {key}={value:?}: {e}"));
+}

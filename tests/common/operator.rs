@@ -263,6 +263,25 @@ impl Operator {
         }
     }
 
+    /// Asserts that no run's log says the operator was refused something:
+    /// no line with "forbidden", or with any of `also` (case-insensitive).
+    #[track_caller]
+    pub fn assert_nothing_refused(&self, also: &[&str]) {
+        let logs = self.all_logs();
+        let denied: Vec<&str> = logs
+            .lines()
+            .filter(|l| {
+                let l = l.to_lowercase();
+                l.contains("forbidden") || also.iter().any(|a| l.contains(a))
+            })
+            .collect();
+        assert!(
+            denied.is_empty(),
+            "the operator was refused something:\n{}",
+            denied.join("\n")
+        );
+    }
+
     /// Lines of all runs' logs containing `needle`.
     pub fn log_lines_containing(&self, needle: &str) -> Vec<String> {
         self.all_logs()
