@@ -542,7 +542,9 @@ fn limit_concurrency(
 }
 
 /// Moves the watermark to `through`, recording the settled sessions that
-/// do not run as missed.
+/// do not run as missed. A session that has a Job of this Schedule ran:
+/// it is not missed, even when the status write that moved the watermark
+/// past it was lost (the next pass, suspended say, settles it again).
 fn settle(
     view: &ScheduleView<'_>,
     clock: &ZonedCron,
@@ -553,10 +555,14 @@ fn settle(
     forbidden: bool,
 ) {
     let end = view.spec.end_time.as_ref().map(seconds);
+    let ran = |at: i64| {
+        view.jobs.iter().any(|j| j.session == Some(at)) && !candidates.iter().any(|c| c.at == at)
+    };
     let settled = clock
         .sessions_from(from)
         .take_while(|s| s.at <= through)
         .filter(|s| end.is_none_or(|e| s.at < e))
+        .filter(|s| !ran(s.at))
         .count();
     let missed = settled.saturating_sub(candidates.len()) as u64;
     if missed > 0 {
@@ -964,6 +970,28 @@ mod tests {
         let d = c.decide("2026-01-01T00:05:20Z");
         assert_eq!(created(&d), ["2026-01-01T00:05:00Z"]);
         assert_eq!(d.status.missed_sessions, 4);
+    }
+
+    #[test]
+    fn a_session_whose_job_exists_is_not_missed_when_its_status_write_was_lost() {
+        let mut c = Case::new("* * * * *", "2026-01-01T00:00:30Z");
+        let d = c.decide("2026-01-01T00:01:00Z");
+        assert_eq!(created(&d), ["2026-01-01T00:01:00Z"]);
+        // The Job was made, but the status write that recorded it was
+        // lost (a 409): the status is still the one before.
+        let before = c.status.clone();
+        c.apply(&d);
+        c.status = before;
+        // Suspended meanwhile: the retry settles 00:01 again; it ran.
+        c.spec.suspend = Some(true);
+        let d = c.decide("2026-01-01T00:01:01Z");
+        assert_eq!(d.status.missed_sessions, 0);
+        c.apply(&d);
+        // Resumed after four more: those four are missed, the latest runs.
+        c.spec.suspend = None;
+        let d = c.decide("2026-01-01T00:05:20Z");
+        assert_eq!(created(&d), ["2026-01-01T00:05:00Z"]);
+        assert_eq!(d.status.missed_sessions, 3);
     }
 
     #[test]
