@@ -269,6 +269,19 @@ pub enum Weekday {
     Sunday,
 }
 
+impl Weekday {
+    /// Every weekday with its lower-case name, Monday first.
+    pub const NAMED: [(&'static str, Weekday); 7] = [
+        ("monday", Weekday::Monday),
+        ("tuesday", Weekday::Tuesday),
+        ("wednesday", Weekday::Wednesday),
+        ("thursday", Weekday::Thursday),
+        ("friday", Weekday::Friday),
+        ("saturday", Weekday::Saturday),
+        ("sunday", Weekday::Sunday),
+    ];
+}
+
 /// Oldest or newest session first. Default Oldest.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum SessionOrder {

@@ -262,15 +262,7 @@ pub fn instant(
         })
 }
 
-const WEEKDAYS: [(&str, Weekday); 7] = [
-    ("monday", Weekday::Monday),
-    ("tuesday", Weekday::Tuesday),
-    ("wednesday", Weekday::Wednesday),
-    ("thursday", Weekday::Thursday),
-    ("friday", Weekday::Friday),
-    ("saturday", Weekday::Saturday),
-    ("sunday", Weekday::Sunday),
-];
+const WEEKDAYS: [(&str, Weekday); 7] = Weekday::NAMED;
 
 fn weekday_name(day: Weekday) -> &'static str {
     WEEKDAYS

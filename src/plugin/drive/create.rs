@@ -114,15 +114,7 @@ pub enum ReprocessFlag {
 }
 
 fn weekday(text: &str) -> Result<Weekday, String> {
-    let days = [
-        ("monday", Weekday::Monday),
-        ("tuesday", Weekday::Tuesday),
-        ("wednesday", Weekday::Wednesday),
-        ("thursday", Weekday::Thursday),
-        ("friday", Weekday::Friday),
-        ("saturday", Weekday::Saturday),
-        ("sunday", Weekday::Sunday),
-    ];
+    let days = Weekday::NAMED;
     let lower = text.trim().to_ascii_lowercase();
     days.iter()
         .find(|(name, _)| lower.len() >= 3 && name.starts_with(&lower))
