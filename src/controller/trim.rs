@@ -14,6 +14,8 @@ use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectMeta};
 use serde::{Deserialize, Serialize};
 
+use crate::api::{ANNOTATION_PLAN_CHECK, ANNOTATION_PLAN_INDEX, LABEL_SCHEDULE, LABEL_SESSION};
+
 /// A `batch/v1` Job as the controllers read it: its metadata (name,
 /// labels, annotations, owners, finalizers, deletion) and its status
 /// (conditions, start and completion times). Decoded from the API
@@ -95,19 +97,33 @@ impl From<Job> for CachedJob {
 /// manifest in; nothing the operator decides reads it.
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
-/// What the cache keeps of a Job: of its labels and annotations the
-/// operator's own (`backfill.dev/…`: the session, the Schedule, the plan
-/// index and its check; a user's template labels can be many), no
-/// managed fields, and of its status the start and completion times and
-/// whether it completed or failed.
+/// The labels and annotations of a Job the controllers read from the
+/// cache (`ObservedJob`, the owner index, the Job mapper); every other
+/// key goes. A small map costs a whole B-tree node (about 540 bytes
+/// for `String` keys and values, whatever it holds), so a Job of a
+/// Schedule, which carries no plan annotations, caches no annotation map
+/// at all; the session time, UUID and attempt name are written for the
+/// user and read back by no decision.
+const KEPT_LABELS: [&str; 2] = [LABEL_SCHEDULE, LABEL_SESSION];
+const KEPT_ANNOTATIONS: [&str; 2] = [ANNOTATION_PLAN_CHECK, ANNOTATION_PLAN_INDEX];
+
+/// What the cache keeps of a Job: of its labels and annotations the ones
+/// above (a user's template labels can be many), no managed fields, and
+/// of its status the start and completion times and whether it completed
+/// or failed.
 pub fn trim_job(job: &mut CachedJob) {
     let meta = &mut job.metadata;
     meta.managed_fields = None;
-    for map in [meta.labels.as_mut(), meta.annotations.as_mut()]
-        .into_iter()
-        .flatten()
-    {
-        map.retain(|k, _| k.starts_with(OURS));
+    for (map, kept) in [
+        (&mut meta.labels, &KEPT_LABELS),
+        (&mut meta.annotations, &KEPT_ANNOTATIONS),
+    ] {
+        if let Some(m) = map.as_mut() {
+            m.retain(|k, _| kept.contains(&k.as_str()));
+        }
+        if map.as_ref().is_some_and(|m| m.is_empty()) {
+            *map = None;
+        }
     }
     if let Some(status) = job.status.as_mut() {
         let conditions = status.conditions.take().unwrap_or_default();
@@ -128,9 +144,6 @@ pub fn trim_job(job: &mut CachedJob) {
         };
     }
 }
-
-/// The prefix of the operator's labels and annotations.
-const OURS: &str = "backfill.dev/";
 
 /// Drops the managed fields (kept only as who manages what, without the
 /// field sets: a Backfill's `createdBy` falls back to its first manager)
@@ -212,9 +225,8 @@ mod tests {
             full.metadata.owner_references
         );
         assert_eq!(trimmed.metadata.finalizers, full.metadata.finalizers);
-        let annotations = trimmed.metadata.annotations.as_ref().unwrap();
-        assert!(annotations.contains_key("backfill.dev/session-time"));
-        assert!(!annotations.contains_key(LAST_APPLIED));
+        // A Schedule's Job: no annotation any decision reads, no map.
+        assert!(trimmed.metadata.annotations.is_none());
         // Not even decoded.
         let decoded: CachedJob =
             serde_json::from_value(serde_json::to_value(&full).unwrap()).unwrap();
@@ -244,6 +256,57 @@ mod tests {
         let managed = meta.managed_fields.as_ref().unwrap();
         assert_eq!(managed[0].manager.as_deref(), Some("backfill-operator"));
         assert!(managed[0].fields_v1.is_none());
+    }
+
+    #[test]
+    fn a_backfills_job_keeps_its_plan_annotations_and_reads_the_same() {
+        let clock = crate::core::ZonedCron::new("0 * * * *", None).unwrap();
+        let owner = k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+            api_version: "backfill.dev/v1alpha1".into(),
+            kind: "Backfill".into(),
+            name: "march".into(),
+            uid: "b1".into(),
+            controller: Some(true),
+            block_owner_deletion: Some(true),
+        };
+        let template = serde_json::from_value(json!({"metadata": {
+            "labels": {"team": "data"}, "annotations": {"note": "x"}}}))
+        .unwrap();
+        let full = crate::core::job::Attempt {
+            kind: OwnerKind::Backfill,
+            owner,
+            namespace: "ns",
+            schedule_name: "nightly",
+            schedule_uid: "s1",
+            backfill_name: Some("march"),
+            attempt_name: "march",
+            clock: &clock,
+            session: clock.sessions_from(1_740_000_000).next().unwrap(),
+            plan_index: Some(7),
+        }
+        .build_job(&template);
+        let mut trimmed: CachedJob =
+            serde_json::from_value(serde_json::to_value(&full).unwrap()).unwrap();
+        trim_job(&mut trimmed);
+        let keys = |m: &Option<std::collections::BTreeMap<String, String>>| {
+            m.iter()
+                .flatten()
+                .map(|(k, _)| k.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(keys(&trimmed.metadata.labels), KEPT_LABELS);
+        assert_eq!(keys(&trimmed.metadata.annotations), KEPT_ANNOTATIONS);
+        let observed = ObservedJob::from_parts(
+            &trimmed.metadata,
+            trimmed.status.as_ref(),
+            OwnerKind::Backfill,
+            "march",
+        );
+        assert_eq!(
+            observed,
+            ObservedJob::of(&full, OwnerKind::Backfill, "march")
+        );
+        assert!(observed.as_written && observed.plan_index == Some(7));
     }
 
     #[test]
