@@ -143,8 +143,7 @@ pub async fn apply<K: Owner>(
         ctx.delete(&ns, job).await?;
     }
 
-    publish(ctx, owner, &created).await;
-    publish(ctx, owner, &d.notes).await;
+    publish(ctx, owner, created.iter().chain(&d.notes));
     debug!(created = made, wake_at = ?d.wake_at, "applied");
     Ok(match d.wake_at {
         Some(at) => Action::requeue(ctx.clock.until(at)),
@@ -252,11 +251,18 @@ async fn write_status<K: Owner>(ctx: &Context, obj: &K, status: &K::Status) -> R
     Ok(())
 }
 
-/// Publishes the core's notes as Events on `obj`.
-async fn publish<K: Resource<DynamicType = ()>>(ctx: &Context, obj: &K, notes: &[Note]) {
-    let reference = obj.object_ref(&());
-    for note in notes {
-        let event = Event {
+/// Publishes the core's notes as Events on `obj`, in order, in a task of
+/// their own: the reconcile does not wait for them (as client-go's event
+/// broadcaster does not), so when many sessions fire together a worker
+/// goes on to the next Schedule's Job instead of waiting on an Event
+/// write. An Event that fails is logged; a stop may lose the last ones.
+fn publish<'n, K: Resource<DynamicType = ()>>(
+    ctx: &Context,
+    obj: &K,
+    notes: impl Iterator<Item = &'n Note>,
+) {
+    let events: Vec<Event> = notes
+        .map(|note| Event {
             type_: if note.warning {
                 EventType::Warning
             } else {
@@ -266,11 +272,20 @@ async fn publish<K: Resource<DynamicType = ()>>(ctx: &Context, obj: &K, notes: &
             note: Some(truncate(&note.message, 1_000)),
             action: note.reason.to_string(),
             secondary: None,
-        };
-        if let Err(e) = ctx.recorder.publish(&event, &reference).await {
-            warn!(reason = %note.reason, error = %e, "publishing an Event failed");
-        }
+        })
+        .collect();
+    if events.is_empty() {
+        return;
     }
+    let reference = obj.object_ref(&());
+    let recorder = ctx.recorder.clone();
+    tokio::spawn(async move {
+        for event in &events {
+            if let Err(e) = recorder.publish(event, &reference).await {
+                warn!(reason = %event.reason, error = %e, "publishing an Event failed");
+            }
+        }
+    });
 }
 
 /// A test hook: the process aborts at the named point when the
