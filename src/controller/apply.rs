@@ -143,7 +143,7 @@ pub async fn apply<K: Owner>(
         ctx.delete(&ns, job).await?;
     }
 
-    publish(ctx, owner, created.iter().chain(&d.notes));
+    publish(ctx, owner, created.iter().chain(&d.notes)).await;
     debug!(created = made, wake_at = ?d.wake_at, "applied");
     Ok(match d.wake_at {
         Some(at) => Action::requeue(ctx.clock.until(at)),
@@ -256,7 +256,9 @@ async fn write_status<K: Owner>(ctx: &Context, obj: &K, status: &K::Status) -> R
 /// broadcaster does not), so when many sessions fire together a worker
 /// goes on to the next Schedule's Job instead of waiting on an Event
 /// write. An Event that fails is logged; a stop may lose the last ones.
-fn publish<'n, K: Resource<DynamicType = ()>>(
+/// At most `Context::events_in_flight` batches wait at once; past that
+/// the reconcile waits here for one to finish.
+async fn publish<'n, K: Resource<DynamicType = ()>>(
     ctx: &Context,
     obj: &K,
     notes: impl Iterator<Item = &'n Note>,
@@ -279,7 +281,11 @@ fn publish<'n, K: Resource<DynamicType = ()>>(
     }
     let reference = obj.object_ref(&());
     let recorder = ctx.recorder.clone();
+    let Ok(slot) = ctx.events_in_flight.clone().acquire_owned().await else {
+        return; // closed: the operator is stopping
+    };
     tokio::spawn(async move {
+        let _slot = slot;
         for event in &events {
             if let Err(e) = recorder.publish(event, &reference).await {
                 warn!(reason = %event.reason, error = %e, "publishing an Event failed");

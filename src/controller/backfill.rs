@@ -17,7 +17,7 @@ use super::{Context, FIELD_MANAGER, missing};
 use crate::api::{
     ANNOTATION_APPROVED_BY, ANNOTATION_CREATED_BY, ANNOTATION_RERUN_FAILED,
     ANNOTATION_RERUN_REQUESTED_BY, ANNOTATION_RESUME, Backfill, BackfillPhase, BackfillSpec,
-    BackfillStatus, LABEL_SCHEDULE, Reprocess, Schedule, SessionOrder, condition,
+    BackfillStatus, Reprocess, Schedule, SessionOrder, condition,
 };
 use crate::core::backfill::{BackfillView, decide};
 use crate::core::capacity::{Budget, Claimant, waits_for_capacity};
@@ -45,9 +45,7 @@ pub async fn reconcile(backfill: Arc<Backfill>, ctx: Arc<Context>) -> Result<Act
 
     let observed: Vec<_> = jobs
         .iter()
-        .map(|j| {
-            ObservedJob::from_parts(&j.metadata, j.status.as_ref(), OwnerKind::Backfill, &name)
-        })
+        .map(|j| j.observe(OwnerKind::Backfill, &name))
         .collect();
     let status = backfill.status.clone().unwrap_or_default();
     if backfill.meta().deletion_timestamp.is_some() {
@@ -279,7 +277,7 @@ pub fn backfills_of_job(
         .filter(|o| o.kind == "Backfill" && o.api_version == Backfill::api_version(&()))
         .map(|o| ObjectRef::new(&o.name).within(ns.as_deref().unwrap_or_default()))
         .collect();
-    let schedule = job.labels().get(LABEL_SCHEDULE);
+    let schedule = job.schedule_label();
     let ended = job.meta().deletion_timestamp.is_some()
         || job.status.as_ref().is_some_and(|s| {
             s.conditions

@@ -24,6 +24,10 @@ use kube::ResourceExt;
 pub struct Context {
     pub client: Client,
     pub recorder: Recorder,
+    /// Event batches being published (`apply::publish`) at most: past
+    /// that a reconcile waits for a slot, so a burst of sessions never
+    /// queues an unbounded number of Events in memory.
+    pub events_in_flight: Arc<tokio::sync::Semaphore>,
     pub jobs: Store<CachedJob>,
     /// The Jobs of each owner in `jobs`.
     pub job_owners: owners::OwnerIndex,
@@ -142,12 +146,7 @@ impl Context {
                     "Backfill" => OwnerKind::Backfill,
                     _ => return None,
                 };
-                Some(ObservedJob::from_parts(
-                    &j.metadata,
-                    j.status.as_ref(),
-                    kind,
-                    &owner.name,
-                ))
+                Some(j.observe(kind, &owner.name))
             })
             .collect()
     }
@@ -167,12 +166,7 @@ impl Context {
             else {
                 continue;
             };
-            let observed = ObservedJob::from_parts(
-                &job.metadata,
-                job.status.as_ref(),
-                OwnerKind::Backfill,
-                &owner.name,
-            );
+            let observed = job.observe(OwnerKind::Backfill, &owner.name);
             if observed.running() {
                 *running.entry(owner.uid.clone()).or_default() += 1;
             }

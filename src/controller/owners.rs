@@ -18,8 +18,6 @@ use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 
-use crate::api::LABEL_SCHEDULE;
-
 /// A namespace and a name (or UID). Each Job's are allocated once, when
 /// the index meets it, and shared by every set and map here that names
 /// it: with 10,000 Jobs, four `String` copies of each cost megabytes.
@@ -62,8 +60,8 @@ impl Index {
                 .or_default()
                 .insert(job_key.clone());
         }
-        if let Some(schedule) = job.labels().get(LABEL_SCHEDULE) {
-            let schedule: Arc<str> = Arc::from(schedule.as_str());
+        if let Some(schedule) = job.schedule_label() {
+            let schedule: Arc<str> = Arc::from(schedule);
             self.by_schedule
                 .entry((ns.clone(), schedule.clone()))
                 .or_default()
@@ -123,7 +121,7 @@ impl OwnerIndex {
     pub fn jobs_of_schedule(&self, ns: &str, schedule: &str, cache: &Store<Job>) -> Vec<Arc<Job>> {
         let wanted = key(ns, schedule);
         self.cached(|index| index.by_schedule.get(&wanted), cache)
-            .filter(|j| j.labels().get(LABEL_SCHEDULE).map(String::as_str) == Some(schedule))
+            .filter(|j| j.schedule_label() == Some(schedule))
             .collect()
     }
 

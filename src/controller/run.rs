@@ -25,6 +25,9 @@ use crate::{Error, Result};
 /// How long reconciles under way may take to finish after SIGTERM: less
 /// than a pod's default grace period of 30 s.
 const SHUTDOWN_DRAIN: Duration = Duration::from_secs(20);
+/// Event batches published at once (`Context::events_in_flight`): as
+/// many as Schedule reconciles run at once by default.
+const EVENTS_IN_FLIGHT: usize = 64;
 
 /// Serves the probes and metrics, waits for the leader Lease if asked
 /// to, and runs the controllers until SIGTERM or Ctrl-C (or until the
@@ -207,6 +210,7 @@ async fn run_controllers(
     let ctx = Arc::new(Context {
         client: client.clone(),
         recorder: Recorder::new(client.clone(), Reporter::from(FIELD_MANAGER)),
+        events_in_flight: Arc::new(tokio::sync::Semaphore::new(EVENTS_IN_FLIGHT)),
         jobs: jobs.clone(),
         job_owners,
         jobs_ready,

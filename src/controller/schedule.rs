@@ -13,7 +13,6 @@ use crate::Result;
 use crate::api::Schedule;
 use crate::core::decision::Decision;
 use crate::core::job::OwnerKind;
-use crate::core::observed::ObservedJob;
 use crate::core::schedule::{RECENT_HORIZON, ScheduleView, decide};
 use crate::core::zoned_cron::seconds;
 
@@ -29,9 +28,7 @@ pub async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Act
     let name = schedule.name_any();
     let observed: Vec<_> = jobs
         .iter()
-        .map(|j| {
-            ObservedJob::from_parts(&j.metadata, j.status.as_ref(), OwnerKind::Schedule, &name)
-        })
+        .map(|j| j.observe(OwnerKind::Schedule, &name))
         .collect();
     let status = schedule.status.clone().unwrap_or_default();
     if schedule.meta().deletion_timestamp.is_some() {

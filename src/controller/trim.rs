@@ -2,10 +2,12 @@
 //! what the API server sends. A Job is watched as a [`CachedJob`]: its
 //! metadata and status only, so its spec (the pod template, most of its
 //! size) is never even decoded, and a cached Job is a fraction of the
-//! size of a `Job` value. Every object's managed fields (their field
-//! sets) go as each event arrives, before the cache stores it. With
-//! 10,000 Jobs this is the difference between caching every Job's full
-//! manifest and caching its name, labels, owners and outcome.
+//! size of a `Job` value; the few labels and annotations decisions read
+//! are kept beside its metadata as plain strings ([`KeptKeys`]), not as
+//! two maps. Every object's managed fields (their field sets) go as each
+//! event arrives, before the cache stores it. With 10,000 Jobs this is
+//! the difference between caching every Job's full manifest and caching
+//! its name, owners, session and outcome.
 
 use std::borrow::Cow;
 
@@ -15,6 +17,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectM
 use serde::{Deserialize, Serialize};
 
 use crate::api::{ANNOTATION_PLAN_CHECK, ANNOTATION_PLAN_INDEX, LABEL_SCHEDULE, LABEL_SESSION};
+use crate::core::job::OwnerKind;
+use crate::core::observed::{JobKeys, ObservedJob};
 
 /// A `batch/v1` Job as the controllers read it: its metadata (name,
 /// labels, annotations, owners, finalizers, deletion) and its status
@@ -26,6 +30,65 @@ pub struct CachedJob {
     #[serde(deserialize_with = "metadata_without_managed_fields")]
     pub metadata: ObjectMeta,
     pub status: Option<JobStatus>,
+    /// The labels and annotations decisions read, moved here out of
+    /// `metadata` by [`trim_job`] (which leaves it none).
+    #[serde(skip)]
+    pub keys: KeptKeys,
+}
+
+/// A cached Job's values of [`KEPT_LABELS`] and [`KEPT_ANNOTATIONS`].
+/// Even a map of one entry costs a whole B-tree node (about 540 bytes
+/// with `String` keys and values), so two maps per Job were a third of
+/// the cache; these four optional strings are 64 bytes and their text.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct KeptKeys {
+    labels: [Option<Box<str>>; 2],
+    annotations: [Option<Box<str>>; 2],
+}
+
+impl KeptKeys {
+    fn take(
+        kept: &[&str; 2],
+        map: Option<std::collections::BTreeMap<String, String>>,
+    ) -> [Option<Box<str>>; 2] {
+        let mut map = map.unwrap_or_default();
+        kept.map(|k| map.remove(k).map(String::into_boxed_str))
+    }
+
+    fn find<'a>(kept: &[&str; 2], values: &'a [Option<Box<str>>; 2], key: &str) -> Option<&'a str> {
+        kept.iter()
+            .position(|k| *k == key)
+            .and_then(|i| values[i].as_deref())
+    }
+}
+
+/// Only the kept keys are found: a decision that reads another would
+/// find it missing, which the unit tests below would show.
+impl JobKeys for KeptKeys {
+    fn label(&self, key: &str) -> Option<&str> {
+        KeptKeys::find(&KEPT_LABELS, &self.labels, key)
+    }
+    fn annotation(&self, key: &str) -> Option<&str> {
+        KeptKeys::find(&KEPT_ANNOTATIONS, &self.annotations, key)
+    }
+}
+
+impl CachedJob {
+    /// What the decide steps need to know of this Job of `owner`.
+    pub fn observe(&self, kind: OwnerKind, owner: &str) -> ObservedJob {
+        ObservedJob::from_parts(
+            &self.metadata,
+            &self.keys,
+            self.status.as_ref(),
+            kind,
+            owner,
+        )
+    }
+
+    /// Its `backfill.dev/schedule` label.
+    pub fn schedule_label(&self) -> Option<&str> {
+        self.keys.label(LABEL_SCHEDULE)
+    }
 }
 
 /// Decodes an object's metadata skipping its managed fields, which are
@@ -84,12 +147,16 @@ impl kube::Resource for CachedJob {
     }
 }
 
+/// A Job as the watch caches it: trimmed.
 impl From<Job> for CachedJob {
     fn from(job: Job) -> Self {
-        CachedJob {
+        let mut cached = CachedJob {
             metadata: job.metadata,
             status: job.status,
-        }
+            keys: KeptKeys::default(),
+        };
+        trim_job(&mut cached);
+        cached
     }
 }
 
@@ -99,31 +166,23 @@ const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// The labels and annotations of a Job the controllers read from the
 /// cache (`ObservedJob`, the owner index, the Job mapper); every other
-/// key goes. A small map costs a whole B-tree node (about 540 bytes
-/// for `String` keys and values, whatever it holds), so a Job of a
-/// Schedule, which carries no plan annotations, caches no annotation map
-/// at all; the session time, UUID and attempt name are written for the
+/// key goes: the session time, UUID and attempt name are written for the
 /// user and read back by no decision.
 const KEPT_LABELS: [&str; 2] = [LABEL_SCHEDULE, LABEL_SESSION];
 const KEPT_ANNOTATIONS: [&str; 2] = [ANNOTATION_PLAN_CHECK, ANNOTATION_PLAN_INDEX];
 
 /// What the cache keeps of a Job: of its labels and annotations the ones
-/// above (a user's template labels can be many), no managed fields, and
-/// of its status the start and completion times and whether it completed
-/// or failed.
+/// above (a user's template labels can be many), moved to `keys`; no
+/// managed fields; and of its status the start and completion times and
+/// whether it completed or failed. Trimming twice changes nothing.
 pub fn trim_job(job: &mut CachedJob) {
     let meta = &mut job.metadata;
     meta.managed_fields = None;
-    for (map, kept) in [
-        (&mut meta.labels, &KEPT_LABELS),
-        (&mut meta.annotations, &KEPT_ANNOTATIONS),
-    ] {
-        if let Some(m) = map.as_mut() {
-            m.retain(|k, _| kept.contains(&k.as_str()));
-        }
-        if map.as_ref().is_some_and(|m| m.is_empty()) {
-            *map = None;
-        }
+    if meta.labels.is_some() {
+        job.keys.labels = KeptKeys::take(&KEPT_LABELS, meta.labels.take());
+    }
+    if meta.annotations.is_some() {
+        job.keys.annotations = KeptKeys::take(&KEPT_ANNOTATIONS, meta.annotations.take());
     }
     if let Some(status) = job.status.as_mut() {
         let conditions = status.conditions.take().unwrap_or_default();
@@ -175,8 +234,6 @@ pub fn drop_managed_fields(meta: &mut ObjectMeta) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::job::OwnerKind;
-    use crate::core::observed::ObservedJob;
     use serde_json::json;
 
     fn job() -> Job {
@@ -209,14 +266,15 @@ mod tests {
             serde_json::from_value(serde_json::to_value(&full).unwrap()).unwrap();
         trim_job(&mut trimmed);
         assert_eq!(
-            ObservedJob::from_parts(
-                &trimmed.metadata,
-                trimmed.status.as_ref(),
-                OwnerKind::Schedule,
-                "nightly"
-            ),
+            trimmed.observe(OwnerKind::Schedule, "nightly"),
             ObservedJob::of(&full, OwnerKind::Schedule, "nightly")
         );
+        assert_eq!(trimmed.schedule_label(), Some("nightly"));
+        // Trimming again (or caching a `Job` converted) changes nothing.
+        let mut again = trimmed.clone();
+        trim_job(&mut again);
+        assert_eq!(again, trimmed);
+        assert_eq!(CachedJob::from(full.clone()), trimmed);
         assert!(std::mem::size_of::<CachedJob>() * 4 < std::mem::size_of::<Job>());
         let status = trimmed.status.as_ref().unwrap();
         assert!(status.start_time.is_some() && status.completion_time.is_some());
@@ -225,8 +283,8 @@ mod tests {
             full.metadata.owner_references
         );
         assert_eq!(trimmed.metadata.finalizers, full.metadata.finalizers);
-        // A Schedule's Job: no annotation any decision reads, no map.
-        assert!(trimmed.metadata.annotations.is_none());
+        // No maps: what decisions read is in `keys`.
+        assert!(trimmed.metadata.annotations.is_none() && trimmed.metadata.labels.is_none());
         // Not even decoded.
         let decoded: CachedJob =
             serde_json::from_value(serde_json::to_value(&full).unwrap()).unwrap();
@@ -288,20 +346,17 @@ mod tests {
         let mut trimmed: CachedJob =
             serde_json::from_value(serde_json::to_value(&full).unwrap()).unwrap();
         trim_job(&mut trimmed);
-        let keys = |m: &Option<std::collections::BTreeMap<String, String>>| {
-            m.iter()
-                .flatten()
-                .map(|(k, _)| k.clone())
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(keys(&trimmed.metadata.labels), KEPT_LABELS);
-        assert_eq!(keys(&trimmed.metadata.annotations), KEPT_ANNOTATIONS);
-        let observed = ObservedJob::from_parts(
-            &trimmed.metadata,
-            trimmed.status.as_ref(),
-            OwnerKind::Backfill,
-            "march",
-        );
+        for key in KEPT_LABELS {
+            assert_eq!(trimmed.keys.label(key), full.metadata.label(key));
+            assert!(trimmed.keys.label(key).is_some(), "{key}");
+        }
+        for key in KEPT_ANNOTATIONS {
+            assert_eq!(trimmed.keys.annotation(key), full.metadata.annotation(key));
+            assert!(trimmed.keys.annotation(key).is_some(), "{key}");
+        }
+        // What no decision reads is gone.
+        assert_eq!(trimmed.keys.label("team"), None);
+        let observed = trimmed.observe(OwnerKind::Backfill, "march");
         assert_eq!(
             observed,
             ObservedJob::of(&full, OwnerKind::Backfill, "march")
@@ -318,7 +373,9 @@ mod tests {
         }))
         .unwrap();
         trim_job(&mut job);
-        assert_eq!(job.metadata.labels.as_ref().unwrap().len(), 1);
+        assert!(job.metadata.labels.is_none());
+        assert_eq!(job.keys.label("backfill.dev/session"), Some("1"));
+        assert_eq!(job.keys.label("team"), None);
         let status = job.status.unwrap();
         assert!(status.start_time.is_some() && status.conditions.is_none());
     }

@@ -45,6 +45,22 @@ pub enum Outcome {
     Killed,
 }
 
+/// Where a Job's labels and annotations are read from: its metadata, or
+/// the watch cache's compact copy of the ones decisions read.
+pub trait JobKeys {
+    fn label(&self, key: &str) -> Option<&str>;
+    fn annotation(&self, key: &str) -> Option<&str>;
+}
+
+impl JobKeys for ObjectMeta {
+    fn label(&self, key: &str) -> Option<&str> {
+        self.labels.as_ref()?.get(key).map(String::as_str)
+    }
+    fn annotation(&self, key: &str) -> Option<&str> {
+        self.annotations.as_ref()?.get(key).map(String::as_str)
+    }
+}
+
 impl ObservedJob {
     /// What the decide steps need to know of a Job of `owner` (a
     /// Schedule's or a Backfill's name, as `kind` says). The session is
@@ -52,12 +68,20 @@ impl ObservedJob {
     /// the session label and the plan-index annotation may have been
     /// edited by anyone. They count only when they agree with the name.
     pub fn of(job: &Job, kind: OwnerKind, owner: &str) -> Self {
-        Self::from_parts(&job.metadata, job.status.as_ref(), kind, owner)
+        Self::from_parts(
+            &job.metadata,
+            &job.metadata,
+            job.status.as_ref(),
+            kind,
+            owner,
+        )
     }
 
-    /// [`ObservedJob::of`] a Job's metadata and status (all it reads).
+    /// [`ObservedJob::of`] a Job's metadata, labels and annotations (from
+    /// `keys`), and status: all it reads.
     pub fn from_parts(
         meta: &ObjectMeta,
+        keys: &dyn JobKeys,
         status: Option<&JobStatus>,
         kind: OwnerKind,
         owner: &str,
@@ -77,8 +101,8 @@ impl ObservedJob {
         } else {
             JobState::Active
         };
-        let label = |key: &str| meta.labels.as_ref().and_then(|l| l.get(key));
-        let annotation = |key: &str| meta.annotations.as_ref().and_then(|a| a.get(key));
+        let label = |key: &str| keys.label(key);
+        let annotation = |key: &str| keys.annotation(key);
         let name = meta.name.clone().unwrap_or_default();
         let session = session_of_job(kind, owner, &name);
         let labelled: Option<i64> = label(LABEL_SESSION).and_then(|s| s.parse().ok());
@@ -86,7 +110,7 @@ impl ObservedJob {
             annotation(ANNOTATION_PLAN_INDEX).and_then(|s| s.parse().ok());
         // Jobs made before the check existed (0.2.0) carry none.
         let checked = |index: u64| {
-            annotation(ANNOTATION_PLAN_CHECK).is_none_or(|c| *c == plan_check(&name, index))
+            annotation(ANNOTATION_PLAN_CHECK).is_none_or(|c| c == plan_check(&name, index))
         };
         let as_written = session.is_some()
             && labelled == session
