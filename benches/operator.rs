@@ -846,12 +846,15 @@ async fn versus_kubectl(client: &Client) -> Row {
     operator.terminate().await;
     delete_namespace(client, ns).await;
 
-    // The workaround: a CronJob, and a loop of kubectl.
+    // The workaround: a CronJob, and a loop of kubectl. The Jobs it makes
+    // are the CronJob's (`--from` sets the owner), so its history limits
+    // would delete all but the last three before they could be counted.
     let ns = common::TestNamespace::new(client, "bench-kubectl").await;
     let cronjob: CronJob = serde_json::from_value(json!({
         "apiVersion": "batch/v1", "kind": "CronJob",
         "metadata": {"name": "minutely"},
-        "spec": {"schedule": "* * * * *", "suspend": true, "jobTemplate": job_template()}
+        "spec": {"schedule": "* * * * *", "suspend": true, "jobTemplate": job_template(),
+            "successfulJobsHistoryLimit": sessions, "failedJobsHistoryLimit": sessions}
     }))
     .unwrap();
     create_all(client, &ns.name, vec![cronjob]).await;
