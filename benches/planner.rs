@@ -59,7 +59,7 @@ fn peak_of<T>(f: impl FnOnce() -> T) -> (T, Duration, u64) {
 /// The largest Backfill allowed, minutely, through `decide`: as a dry
 /// run, then started. Prints time and peak heap beside the bare engine.
 fn largest_backfill() {
-    use backfill_operator::api::{BackfillSpec, BackfillStatus, ScheduleRef, ScheduleSpec};
+    use backfill_operator::api::{BackfillSpec, BackfillStatus, ScheduleSpec};
     use backfill_operator::core::backfill::{BackfillView, decide};
     use backfill_operator::core::ledger::LedgerIndex;
     use backfill_operator::core::plan::MAX_SESSIONS;
@@ -75,14 +75,11 @@ fn largest_backfill() {
         ..ScheduleSpec::default()
     };
     let spec = |dry_run| BackfillSpec {
-        schedule_ref: ScheduleRef {
-            name: "minutely".into(),
-        },
         from: Some(time(FROM)),
         to: Some(time(FROM + n as i64 * 60)),
         dry_run: Some(dry_run),
         max_in_flight: Some(100),
-        ..serde_json::from_value(serde_json::json!({"scheduleRef": {"name": "minutely"}})).unwrap()
+        ..BackfillSpec::of("minutely")
     };
     // Leaked: the views below borrow them for the whole bench.
     let schedule: &'static ScheduleSpec = Box::leak(Box::new(schedule));

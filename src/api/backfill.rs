@@ -167,6 +167,38 @@ pub struct BackfillSpec {
     pub approved: Option<bool>,
 }
 
+impl BackfillSpec {
+    /// A spec of the Schedule `schedule` with every other field unset:
+    /// the base a spec built in code starts from
+    /// (`BackfillSpec { from, count, ..BackfillSpec::of(name) }`), naming
+    /// only what it sets.
+    pub fn of(schedule: impl Into<String>) -> Self {
+        BackfillSpec {
+            schedule_ref: ScheduleRef {
+                name: schedule.into(),
+            },
+            from: None,
+            to: None,
+            count: None,
+            sessions: None,
+            session_set: None,
+            filter: None,
+            attempt_name: None,
+            dry_run: None,
+            max_in_flight: None,
+            order: None,
+            suspend: None,
+            cancel: None,
+            credits_per_session: None,
+            execution_windows: None,
+            reprocess: None,
+            parent_backfill_run_id: None,
+            failure_budget: None,
+            approved: None,
+        }
+    }
+}
+
 /// How many failed sessions a run tolerates before it stops launching.
 /// Failed and killed sessions both count, among the sessions launched
 /// since the start or the last resume.

@@ -847,28 +847,12 @@ pub async fn schedule_backfill(
         let from = seed::instant("fromTime", &body.from_time)?;
         let attempt = body.attempt_name.trim().to_string();
         let spec = BackfillSpec {
-            schedule_ref: crate::api::ScheduleRef {
-                name: schedule_name.clone(),
-            },
             from: Some(from),
             count: body.count,
             attempt_name: Some(attempt.clone()),
             // The seed re-runs every session asked for.
             reprocess: Some(Reprocess::All),
-            to: None,
-            sessions: None,
-            session_set: None,
-            filter: None,
-            dry_run: None,
-            max_in_flight: None,
-            order: None,
-            suspend: None,
-            cancel: None,
-            credits_per_session: None,
-            execution_windows: None,
-            parent_backfill_run_id: None,
-            failure_budget: None,
-            approved: None,
+            ..BackfillSpec::of(schedule_name.clone())
         };
         let mut backfill = Backfill::new(&attempt, spec);
         backfill.metadata.namespace = Some(ns.clone());

@@ -3,7 +3,7 @@
 use super::*;
 use crate::api::Reprocess;
 use crate::api::{BackfillPhase, BackfillSpec, BackfillStatus, ScheduleSpec};
-use crate::api::{ExecutionWindows, ScheduleRef, Window};
+use crate::api::{ExecutionWindows, Window};
 use crate::core::Plan;
 use crate::core::capacity::{Budget, Claimant};
 use crate::core::decision::{Decision, Status};
@@ -25,27 +25,10 @@ fn schedule(cron: &str) -> ScheduleSpec {
 
 fn spec() -> BackfillSpec {
     BackfillSpec {
-        schedule_ref: ScheduleRef {
-            name: "hourly".into(),
-        },
         from: Some(time(at("2026-01-01T00:00:00Z"))),
         to: Some(time(at("2026-01-02T06:00:00Z"))),
-        count: None,
-        sessions: None,
-        session_set: None,
-        filter: None,
-        attempt_name: None,
-        dry_run: None,
         max_in_flight: Some(4),
-        order: None,
-        suspend: None,
-        cancel: None,
-        credits_per_session: None,
-        execution_windows: None,
-        reprocess: None,
-        parent_backfill_run_id: None,
-        failure_budget: None,
-        approved: None,
+        ..BackfillSpec::of("hourly")
     }
 }
 

@@ -4,7 +4,7 @@ use k8s_openapi::api::batch::v1::{JobCondition, JobStatus, JobTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::*;
-use crate::api::{BackfillSpec, BackfillStatus, RunState, ScheduleRef, ScheduleSpec};
+use crate::api::{BackfillSpec, BackfillStatus, RunState, ScheduleSpec};
 use crate::core::job::{Attempt as JobAttempt, controller_reference};
 use crate::core::ledger::Period;
 use crate::core::observed::Outcome;
@@ -31,27 +31,10 @@ fn backfill(name: &str, attempt: Option<&str>, from: &str, to: &str) -> Backfill
     let mut b = Backfill::new(
         name,
         BackfillSpec {
-            schedule_ref: ScheduleRef {
-                name: "hourly".into(),
-            },
             from: Some(time(at(from))),
             to: Some(time(at(to))),
-            count: None,
-            sessions: None,
-            session_set: None,
-            filter: None,
             attempt_name: attempt.map(String::from),
-            dry_run: None,
-            max_in_flight: None,
-            order: None,
-            suspend: None,
-            cancel: None,
-            credits_per_session: None,
-            execution_windows: None,
-            reprocess: None,
-            parent_backfill_run_id: None,
-            failure_budget: None,
-            approved: None,
+            ..BackfillSpec::of("hourly")
         },
     );
     b.metadata.namespace = Some("data".into());

@@ -179,7 +179,7 @@ pub fn rerun_failed(global: &Global, args: &RerunArgs) -> Result<ExitCode, Plugi
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{BackfillSpec, BackfillStatus, ScheduleRef};
+    use crate::api::{BackfillSpec, BackfillStatus};
     use crate::core::zoned_cron::{at, time};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
@@ -195,30 +195,7 @@ mod tests {
     }
 
     fn parent(status: BackfillStatus) -> Backfill {
-        let mut bf = Backfill::new(
-            "jan",
-            BackfillSpec {
-                schedule_ref: ScheduleRef { name: "h".into() },
-                from: None,
-                to: None,
-                count: None,
-                sessions: None,
-                session_set: None,
-                filter: None,
-                attempt_name: None,
-                dry_run: None,
-                max_in_flight: None,
-                order: None,
-                suspend: None,
-                cancel: None,
-                credits_per_session: None,
-                execution_windows: None,
-                reprocess: None,
-                parent_backfill_run_id: None,
-                failure_budget: None,
-                approved: None,
-            },
-        );
+        let mut bf = Backfill::new("jan", BackfillSpec::of("h"));
         bf.status = Some(status);
         bf
     }
