@@ -4,11 +4,11 @@
 use futures::StreamExt;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::{debug, warn};
 
+use super::events::Occurrence;
 use super::jobs::{Created, create_job};
 use super::{Context, FIELD_MANAGER, missing};
 use crate::api::{Backfill, BackfillStatus, Schedule, ScheduleStatus};
@@ -263,20 +263,10 @@ async fn publish<'n, K: Resource<DynamicType = ()>>(
     obj: &K,
     notes: impl Iterator<Item = &'n Note>,
 ) {
-    let events: Vec<Event> = notes
-        .map(|note| Event {
-            type_: if note.warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: note.reason.to_string(),
-            note: Some(truncate(&note.message, 1_000)),
-            action: note.reason.to_string(),
-            secondary: None,
-        })
+    let notes: Vec<(bool, String, String)> = notes
+        .map(|n| (n.warning, n.reason.to_string(), truncate(&n.message, 1_000)))
         .collect();
-    if events.is_empty() {
+    if notes.is_empty() {
         return;
     }
     let reference = obj.object_ref(&());
@@ -286,9 +276,14 @@ async fn publish<'n, K: Resource<DynamicType = ()>>(
     };
     tokio::spawn(async move {
         let _slot = slot;
-        for event in &events {
-            if let Err(e) = recorder.publish(event, &reference).await {
-                warn!(reason = %event.reason, error = %e, "publishing an Event failed");
+        for (warning, reason, note) in &notes {
+            let what = Occurrence {
+                warning: *warning,
+                reason,
+                note,
+            };
+            if let Err(e) = recorder.publish(&what, &reference).await {
+                warn!(%reason, error = %e, "publishing an Event failed");
             }
         }
     });

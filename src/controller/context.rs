@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use super::trim::CachedJob;
 use kube::Client;
-use kube::runtime::events::Recorder;
 use kube::runtime::reflector::Store;
 
+use super::events::Recorder;
 use super::jobs::{delete_job, release_finalizer};
 use super::{OperatorClock, leader, owners};
 use crate::Result;
@@ -23,7 +23,7 @@ use kube::ResourceExt;
 /// the clock.
 pub struct Context {
     pub client: Client,
-    pub recorder: Recorder,
+    pub recorder: Arc<Recorder>,
     /// Event batches being published (`apply::publish`) at most: past
     /// that a reconcile waits for a slot, so a burst of sessions never
     /// queues an unbounded number of Events in memory.

@@ -10,6 +10,7 @@ pub mod apply;
 pub mod backfill;
 mod clock;
 mod context;
+pub mod events;
 mod grouped;
 pub mod jobs;
 mod launches;

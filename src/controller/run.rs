@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use futures::{StreamExt, future};
 use kube::runtime::controller::{self, Action};
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
@@ -209,7 +208,7 @@ async fn run_controllers(
 
     let ctx = Arc::new(Context {
         client: client.clone(),
-        recorder: Recorder::new(client.clone(), Reporter::from(FIELD_MANAGER)),
+        recorder: Arc::new(super::events::Recorder::new(client.clone(), FIELD_MANAGER)),
         events_in_flight: Arc::new(tokio::sync::Semaphore::new(EVENTS_IN_FLIGHT)),
         jobs: jobs.clone(),
         job_owners,
