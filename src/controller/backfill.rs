@@ -278,13 +278,8 @@ pub fn backfills_of_job(
         .map(|o| ObjectRef::new(&o.name).within(ns.as_deref().unwrap_or_default()))
         .collect();
     let schedule = job.schedule_label();
-    let ended = job.meta().deletion_timestamp.is_some()
-        || job.status.as_ref().is_some_and(|s| {
-            s.conditions
-                .iter()
-                .flatten()
-                .any(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
-        });
+    let ended =
+        job.meta().deletion_timestamp.is_some() || job.status.as_ref().is_some_and(|s| s.ended());
     if let (true, Some(schedule)) = (ended, schedule) {
         refs.extend(
             by_schedule

@@ -13,12 +13,12 @@ use std::borrow::Cow;
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectMeta, Time};
 use serde::{Deserialize, Serialize};
 
 use crate::api::{ANNOTATION_PLAN_CHECK, ANNOTATION_PLAN_INDEX, LABEL_SCHEDULE, LABEL_SESSION};
 use crate::core::job::OwnerKind;
-use crate::core::observed::{JobKeys, ObservedJob};
+use crate::core::observed::{JobKeys, JobState, ObservedJob};
 
 /// A `batch/v1` Job as the controllers read it: its metadata (name,
 /// labels, annotations, owners, finalizers, deletion) and its status
@@ -29,11 +29,63 @@ use crate::core::observed::{JobKeys, ObservedJob};
 pub struct CachedJob {
     #[serde(deserialize_with = "metadata_without_managed_fields")]
     pub metadata: ObjectMeta,
-    pub status: Option<JobStatus>,
+    pub status: Option<CachedStatus>,
     /// The labels and annotations decisions read, moved here out of
     /// `metadata` by [`trim_job`] (which leaves it none).
     #[serde(skip)]
     pub keys: KeptKeys,
+}
+
+/// What decisions read of a Job's status: whether it ended, and how
+/// ([`JobState`]), and its start and completion times. Decoded from a
+/// `JobStatus` and kept without one: a `JobStatus` is 200 bytes of
+/// fields even when trimmed, and its conditions a list of their own.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(from = "JobStatus", into = "JobStatus")]
+pub struct CachedStatus {
+    pub state: JobState,
+    pub start_time: Option<Time>,
+    pub completion_time: Option<Time>,
+}
+
+impl CachedStatus {
+    pub fn ended(&self) -> bool {
+        self.state != JobState::Active
+    }
+}
+
+impl From<JobStatus> for CachedStatus {
+    fn from(status: JobStatus) -> Self {
+        CachedStatus {
+            state: JobState::of(Some(&status)),
+            start_time: status.start_time,
+            completion_time: status.completion_time,
+        }
+    }
+}
+
+/// Back to a `JobStatus` with the same meaning: its times, and the
+/// terminal condition its state stands for.
+impl From<CachedStatus> for JobStatus {
+    fn from(status: CachedStatus) -> Self {
+        let ended = match status.state {
+            JobState::Active => None,
+            JobState::Succeeded => Some("Complete"),
+            JobState::Failed => Some("Failed"),
+        };
+        JobStatus {
+            start_time: status.start_time,
+            completion_time: status.completion_time,
+            conditions: ended.map(|type_| {
+                vec![JobCondition {
+                    type_: type_.to_string(),
+                    status: "True".to_string(),
+                    ..JobCondition::default()
+                }]
+            }),
+            ..JobStatus::default()
+        }
+    }
 }
 
 /// A cached Job's values of [`KEPT_LABELS`] and [`KEPT_ANNOTATIONS`].
@@ -79,7 +131,7 @@ impl CachedJob {
         ObservedJob::from_parts(
             &self.metadata,
             &self.keys,
-            self.status.as_ref(),
+            self.status.as_ref().map(|s| s.state).unwrap_or_default(),
             kind,
             owner,
         )
@@ -152,7 +204,7 @@ impl From<Job> for CachedJob {
     fn from(job: Job) -> Self {
         let mut cached = CachedJob {
             metadata: job.metadata,
-            status: job.status,
+            status: job.status.map(CachedStatus::from),
             keys: KeptKeys::default(),
         };
         trim_job(&mut cached);
@@ -171,10 +223,10 @@ const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 const KEPT_LABELS: [&str; 2] = [LABEL_SCHEDULE, LABEL_SESSION];
 const KEPT_ANNOTATIONS: [&str; 2] = [ANNOTATION_PLAN_CHECK, ANNOTATION_PLAN_INDEX];
 
-/// What the cache keeps of a Job: of its labels and annotations the ones
-/// above (a user's template labels can be many), moved to `keys`; no
-/// managed fields; and of its status the start and completion times and
-/// whether it completed or failed. Trimming twice changes nothing.
+/// What the cache keeps of a Job's metadata: of its labels and
+/// annotations the ones above (a user's template labels can be many),
+/// moved to `keys`; no managed fields. (Its status is kept compact as it
+/// is decoded: [`CachedStatus`].) Trimming twice changes nothing.
 pub fn trim_job(job: &mut CachedJob) {
     let meta = &mut job.metadata;
     meta.managed_fields = None;
@@ -183,24 +235,6 @@ pub fn trim_job(job: &mut CachedJob) {
     }
     if meta.annotations.is_some() {
         job.keys.annotations = KeptKeys::take(&KEPT_ANNOTATIONS, meta.annotations.take());
-    }
-    if let Some(status) = job.status.as_mut() {
-        let conditions = status.conditions.take().unwrap_or_default();
-        let ended: Vec<_> = conditions
-            .into_iter()
-            .filter(|c| c.status == "True" && (c.type_ == "Complete" || c.type_ == "Failed"))
-            .map(|c| JobCondition {
-                type_: c.type_,
-                status: c.status,
-                ..JobCondition::default()
-            })
-            .collect();
-        *status = JobStatus {
-            start_time: status.start_time.take(),
-            completion_time: status.completion_time.take(),
-            conditions: (!ended.is_empty()).then_some(ended),
-            ..JobStatus::default()
-        };
     }
 }
 
@@ -291,9 +325,11 @@ mod tests {
         assert!(decoded.metadata.managed_fields.is_none());
         assert_eq!(decoded.metadata.name, full.metadata.name);
         assert!(trimmed.metadata.managed_fields.is_none());
-        let conditions = status.conditions.as_ref().unwrap();
-        assert_eq!(conditions[0].type_, "Complete");
-        assert!(conditions[0].message.is_none());
+        assert_eq!(status.state, JobState::Succeeded);
+        // Back to a Job's status, it means the same.
+        let back = JobStatus::from(status.clone());
+        assert_eq!(JobState::of(Some(&back)), JobState::Succeeded);
+        assert_eq!(CachedStatus::from(back), *status);
         assert!(
             serde_json::to_vec(&trimmed).unwrap().len() < serde_json::to_vec(&full).unwrap().len()
         );
@@ -377,6 +413,6 @@ mod tests {
         assert_eq!(job.keys.label("backfill.dev/session"), Some("1"));
         assert_eq!(job.keys.label("team"), None);
         let status = job.status.unwrap();
-        assert!(status.start_time.is_some() && status.conditions.is_none());
+        assert!(status.start_time.is_some() && status.state == JobState::Active);
     }
 }

@@ -29,11 +29,34 @@ pub struct ObservedJob {
     pub as_written: bool,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum JobState {
+    #[default]
     Active,
     Succeeded,
     Failed,
+}
+
+impl JobState {
+    /// What a Job's status says: ended when its `Complete` or `Failed`
+    /// condition is `True` (the Job controller's terminal conditions).
+    pub fn of(status: Option<&JobStatus>) -> Self {
+        let conditions = status
+            .and_then(|s| s.conditions.as_deref())
+            .unwrap_or_default();
+        let is = |t: &str| {
+            conditions
+                .iter()
+                .any(|c| c.type_ == t && c.status == "True")
+        };
+        if is("Complete") {
+            JobState::Succeeded
+        } else if is("Failed") {
+            JobState::Failed
+        } else {
+            JobState::Active
+        }
+    }
 }
 
 /// How a session ended.
@@ -71,36 +94,21 @@ impl ObservedJob {
         Self::from_parts(
             &job.metadata,
             &job.metadata,
-            job.status.as_ref(),
+            JobState::of(job.status.as_ref()),
             kind,
             owner,
         )
     }
 
     /// [`ObservedJob::of`] a Job's metadata, labels and annotations (from
-    /// `keys`), and status: all it reads.
+    /// `keys`), and the state its status says: all it reads.
     pub fn from_parts(
         meta: &ObjectMeta,
         keys: &dyn JobKeys,
-        status: Option<&JobStatus>,
+        state: JobState,
         kind: OwnerKind,
         owner: &str,
     ) -> Self {
-        let conditions = status
-            .and_then(|s| s.conditions.as_deref())
-            .unwrap_or_default();
-        let is = |t: &str| {
-            conditions
-                .iter()
-                .any(|c| c.type_ == t && c.status == "True")
-        };
-        let state = if is("Complete") {
-            JobState::Succeeded
-        } else if is("Failed") {
-            JobState::Failed
-        } else {
-            JobState::Active
-        };
         let label = |key: &str| keys.label(key);
         let annotation = |key: &str| keys.annotation(key);
         let name = meta.name.clone().unwrap_or_default();
