@@ -263,8 +263,12 @@ async fn publish<'n, K: Resource<DynamicType = ()>>(
     obj: &K,
     notes: impl Iterator<Item = &'n Note>,
 ) {
-    let notes: Vec<(bool, String, String)> = notes
-        .map(|n| (n.warning, n.reason.to_string(), truncate(&n.message, 1_000)))
+    let notes: Vec<Note> = notes
+        .map(|n| Note {
+            warning: n.warning,
+            reason: n.reason,
+            message: truncate(&n.message, 1_000),
+        })
         .collect();
     if notes.is_empty() {
         return;
@@ -276,14 +280,14 @@ async fn publish<'n, K: Resource<DynamicType = ()>>(
     };
     tokio::spawn(async move {
         let _slot = slot;
-        for (warning, reason, note) in &notes {
+        for note in &notes {
             let what = Occurrence {
-                warning: *warning,
-                reason,
-                note,
+                warning: note.warning,
+                reason: note.reason.as_str(),
+                note: &note.message,
             };
             if let Err(e) = recorder.publish(&what, &reference).await {
-                warn!(%reason, error = %e, "publishing an Event failed");
+                warn!(reason = %note.reason, error = %e, "publishing an Event failed");
             }
         }
     });
