@@ -591,13 +591,16 @@ async fn jobs_seen(
     ns: &str,
     count: usize,
 ) -> impl std::future::Future<Output = Instant> + use<> {
+    use kube::runtime::WatchStreamExt;
     use kube::runtime::watcher::{self, Event};
     let api: Api<kube::core::PartialObjectMeta<Job>> = Api::namespaced(client.clone(), ns);
     let (listed_tx, listed) = tokio::sync::oneshot::channel();
     let task = tokio::spawn(async move {
         let mut listed_tx = Some(listed_tx);
         let mut seen = HashSet::new();
-        let mut events = watcher::watcher(api, watcher::Config::default()).boxed();
+        let mut events = watcher::watcher(api, watcher::Config::default())
+            .default_backoff()
+            .boxed();
         while let Some(event) = events.next().await {
             match event {
                 Ok(Event::InitDone) => {
