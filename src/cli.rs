@@ -120,6 +120,12 @@ pub struct RunArgs {
     /// end.
     #[arg(long, default_value_t = 400, env = "LEDGER_RETENTION_DAYS", value_parser = clap::value_parser!(u32).range(1..))]
     pub ledger_retention_days: u32,
+    /// A Schedule keeps the outcomes of its sessions in its status and
+    /// writes them to their month's SessionLedger in one request once
+    /// this many are there (or a new month begins, or the Schedule is
+    /// quiet); 1 writes each outcome at once.
+    #[arg(long, default_value_t = 64, env = "LEDGER_BATCH", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub ledger_batch: u16,
     /// Serve Prometheus metrics on /metrics, and /healthz and /readyz, at
     /// this address (e.g. 0.0.0.0:8080; port 0 picks a free one). Off
     /// when unset.
@@ -210,6 +216,7 @@ impl RunArgs {
             namespaces: self.namespaces()?,
             clock: self.clock()?,
             ledger_retention_days: self.ledger_retention_days,
+            ledger_batch: self.ledger_batch,
             listen_address: self.listen_address.clone(),
             leader_election: self.leader_election()?,
             concurrent_schedule_syncs: self.concurrent_schedule_syncs,

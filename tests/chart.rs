@@ -293,6 +293,7 @@ fn chart_lints_and_its_schema_refuses_bad_values() {
     refused("watchNamespaces={a,a}", "/watchNamespaces");
     refused("watchNamespaces=team-a", "/watchNamespaces");
     refused("ledgerRetentionDays=0", "/ledgerRetentionDays");
+    refused("ledgerBatch=65", "/ledgerBatch");
     refused("metrics.port=0", "/metrics/port");
     refused(
         "uninstall.cleanup=true",
@@ -323,6 +324,7 @@ fn deployment_passes_the_values_as_flags() {
             "--listen-address=0.0.0.0:8080",
             "--leader-elect",
             "--ledger-retention-days=400",
+            "--ledger-batch=64",
             "--kube-api-qps=200",
             "--kube-api-burst=400",
             "--concurrent-schedule-syncs=64",
@@ -391,6 +393,7 @@ fn deployment_passes_the_values_as_flags() {
             "metrics.port=9090",
             "leaderElection.enabled=false",
             "ledgerRetentionDays=30",
+            "ledgerBatch=8",
             "kubeApi.qps=50",
             "kubeApi.burst=100",
             "concurrency.schedules=8",
@@ -413,6 +416,7 @@ fn deployment_passes_the_values_as_flags() {
             "--log-format=text",
             "--listen-address=0.0.0.0:9090",
             "--ledger-retention-days=30",
+            "--ledger-batch=8",
             "--kube-api-qps=50",
             "--kube-api-burst=100",
             "--concurrent-schedule-syncs=8",

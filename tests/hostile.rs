@@ -804,7 +804,8 @@ async fn outcomes_past_ledger_retention_are_counted_not_written() {
 /// Warning: the Schedule keeps firing on time and counting, its Jobs
 /// lose their finalizers, a Backfill of the same month runs, and the
 /// operator never restarts. Deleted, as the Warning advises, the month
-/// is written anew.
+/// is written anew. (`--ledger-batch 1`: the Schedule writes each
+/// outcome to the ledger at once, not 64 at a time.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreadable_ledger_warns_and_the_schedule_keeps_its_timer() {
     let env = setup("hostile-ledger").await;
@@ -813,7 +814,14 @@ async fn an_unreadable_ledger_warns_and_the_schedule_keeps_its_timer() {
     let origin = "2026-03-10T00:00:30Z";
     let mut operator = Operator::start(
         &env.ns.name,
-        &["--time-origin", origin, "--time-scale", "10"],
+        &[
+            "--time-origin",
+            origin,
+            "--time-scale",
+            "10",
+            "--ledger-batch",
+            "1",
+        ],
     )
     .await;
     apply(

@@ -278,6 +278,149 @@ async fn backfills_run_only_what_the_ledger_lacks() {
     );
 }
 
+/// A Schedule's own outcomes wait in its `status.unfiledOutcomes` (no
+/// SessionLedger write per session) and count as the ledger's: a
+/// Backfill's `reprocess` is judged against them. Once the Schedule is
+/// quiet (suspended, nothing running) they reach the SessionLedger in one
+/// write, and a session the Backfill ran again after the Schedule keeps
+/// the Backfill's outcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedules_outcomes_wait_in_its_status_and_reach_the_ledger_together() {
+    let env = setup("ledger-unfiled").await;
+    let tracker = JobTracker::start_all(&env.jobs).await;
+    // Ten operator seconds per real second: a session every 6 s, so the
+    // default batch of 64 is not reached during the test.
+    let origin = "2026-03-10T00:00:30Z";
+    let start = common::instants::at(origin);
+    // Scheduled runs of even minutes fail; a Backfill's succeed.
+    let even: Vec<i64> = minutes(start - 30, start + 3_600)
+        .into_iter()
+        .filter(|m| (m / MINUTE) % 2 == 0)
+        .collect();
+    let _stage = FailStage::for_schedules(&env, &even).await;
+    let _op = Operator::start(
+        &env.ns.name,
+        &["--time-scale", "10", "--time-origin", origin],
+    )
+    .await;
+    apply(
+        &env.schedules,
+        &schedule_manifest("minutely", "* * * * *", &[], json!({"suspend": false})),
+    )
+    .await;
+    // Two sessions ended and released: their outcomes are counted in the
+    // status, and no SessionLedger exists.
+    let released = |jobs: &[common::tracker::Seen]| -> BTreeSet<i64> {
+        jobs.iter()
+            .filter(|j| j.outcome.is_some() && !j.finalizer)
+            .filter_map(|j| j.session)
+            .collect()
+    };
+    let first_two: Vec<i64> = tracker
+        .wait("two scheduled sessions released", "", |jobs| {
+            released(jobs).len() >= 2
+        })
+        .await
+        .iter()
+        .filter(|j| j.outcome.is_some() && !j.finalizer)
+        .filter_map(|j| j.session)
+        .take(2)
+        .collect();
+    let (first, second) = (first_two[0], first_two[1]);
+    assert_eq!(second - first, MINUTE, "{first_two:?}");
+    let s = get(&env.schedules, "minutely").await;
+    let unfiled: BTreeSet<(String, String)> = status(&s)["unfiledOutcomes"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .map(|u| {
+                    (
+                        u["session"].as_str().unwrap_or("").to_string(),
+                        u["outcome"].as_str().unwrap_or("").to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let outcome_of = |at: i64| {
+        if even.contains(&at) {
+            "Failed"
+        } else {
+            "Succeeded"
+        }
+    };
+    for at in [first, second] {
+        let want = (rfc3339_utc(at), outcome_of(at).to_string());
+        assert!(unfiled.contains(&want), "{want:?} not in {}", status(&s));
+    }
+    assert_eq!(
+        ledger_counts(&env).await,
+        (0, 0, 0),
+        "no SessionLedger written per session"
+    );
+
+    // A Backfill of the two minutes before and the two sessions: the
+    // default `reprocess` runs the never-run and the failed ones.
+    let planned = minutes(first - 2 * MINUTE, second + MINUTE);
+    let failed: BTreeSet<i64> = [first, second]
+        .into_iter()
+        .filter(|at| even.contains(at))
+        .collect();
+    let want: BTreeSet<i64> = planned
+        .iter()
+        .copied()
+        .filter(|at| *at < first || failed.contains(at))
+        .collect();
+    apply(
+        &env.backfills,
+        &backfill_manifest(
+            "fix",
+            "minutely",
+            json!({"from": rfc3339_utc(first - 2 * MINUTE), "to": rfc3339_utc(second + MINUTE), "maxInFlight": 4}),
+        ),
+    )
+    .await;
+    let bf = wait_finished(&env, "fix", RUN_DEADLINE, |_| {}).await;
+    assert_eq!(phase(&bf), "Succeeded", "{}", summary(&bf));
+    assert_eq!(tracker.sessions("fix"), want, "{}", summary(&bf));
+    assert_eq!(
+        status(&bf)["preview"]["skippedByReprocess"].as_i64(),
+        Some((planned.len() - want.len()) as i64),
+        "{}",
+        status(&bf)["preview"]
+    );
+
+    // Quiet: the unfiled outcomes reach the SessionLedger in one write.
+    let generation = patch_spec(&env.schedules, "minutely", json!({"suspend": true})).await;
+    let ran = eventually(
+        "the suspended Schedule to file its outcomes",
+        DEADLINE,
+        || async {
+            let s = get(&env.schedules, "minutely").await;
+            let jobs = tracker.of("");
+            let settled = status(&s)["observedGeneration"].as_i64() == Some(generation)
+                && counter(&s, "activeCount") == 0
+                && jobs.iter().all(|j| j.outcome.is_some() && !j.finalizer)
+                && status(&s)["unfiledOutcomes"].is_null();
+            if settled {
+                Ok(tracker.sessions(""))
+            } else {
+                Err(status(&s).to_string())
+            }
+        },
+    )
+    .await;
+    // Each session's latest attempt: the Backfill's where it ran one
+    // (recorded after the Schedule's), else the Schedule's.
+    let backfilled = tracker.sessions("fix");
+    let all: BTreeSet<i64> = ran.union(&backfilled).copied().collect();
+    let failed_now = all
+        .iter()
+        .filter(|at| !backfilled.contains(at) && even.contains(at))
+        .count() as i64;
+    wait_ledger(&env, (all.len() as i64 - failed_now, failed_now, 0)).await;
+}
+
 /// A Backfill started while another one's Jobs run some of its sessions
 /// leaves those out (default `reprocess`): no session runs twice at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -336,15 +479,16 @@ async fn sessions_running_elsewhere_are_not_run_again() {
     );
 }
 
-/// The operator dies after a Backfill's status counted outcomes and before
-/// the ledger holds them: the Jobs keep their finalizer, and after a
-/// restart the outcomes land in the ledger once, with no counter moved.
+/// The operator dies after the ledger took a Backfill's outcomes and
+/// before its status counted them: the Jobs keep their finalizer, and
+/// after a restart the outcomes are counted once and stay in the ledger
+/// once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outcome_reaches_the_ledger_once_across_a_crash() {
     let env = setup("ledger-crash").await;
     let tracker = JobTracker::start(&env.jobs).await;
     let mut op =
-        Operator::start_with_env(&env.ns.name, &[], &[(FAILPOINT, "before-ledger-write")]).await;
+        Operator::start_with_env(&env.ns.name, &[], &[(FAILPOINT, "after-ledger-write")]).await;
     apply_hourly(&env, None).await;
     let from = "2026-01-01T00:00:00Z";
     let to = "2026-01-01T03:00:00Z";
@@ -357,20 +501,17 @@ async fn an_outcome_reaches_the_ledger_once_across_a_crash() {
     let status_code = op.wait_exit(DEADLINE).await;
     assert!(!status_code.success(), "the failpoint aborts the operator");
     let bf = get(&env.backfills, "three").await;
-    let counted = counter(&bf, "succeededCount");
-    assert!(
-        counted >= 1,
-        "the status counted before the crash: {}",
+    assert_eq!(
+        counter(&bf, "succeededCount"),
+        0,
+        "the status counted nothing before the crash: {}",
         summary(&bf)
     );
-    assert_eq!(
-        ledger_counts(&env).await,
-        (0, 0, 0),
-        "nothing in the ledger yet"
-    );
+    let (in_ledger, _, _) = ledger_counts(&env).await;
+    assert!(in_ledger >= 1, "the ledger took the first outcomes");
     assert!(
         tracker.of("three").iter().all(|j| j.finalizer),
-        "a Job was released before its outcome reached the ledger"
+        "a Job was released before its outcome was counted"
     );
 
     op.restart_with_env(&[]).await;

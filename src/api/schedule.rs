@@ -245,6 +245,16 @@ pub struct ScheduleStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub counted_jobs: Vec<String>,
 
+    /// Outcomes of this Schedule's own sessions kept here until they are
+    /// written to their month's SessionLedger, oldest first: together with
+    /// the SessionLedgers they are the session ledger. The operator writes
+    /// them there in one request once `--ledger-batch` of them are here, a
+    /// new month begins, or nothing runs and no session is due (suspended,
+    /// past `endTime`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub unfiled_outcomes: Vec<UnfiledOutcome>,
+
     /// What the session ledger says of the recent sessions: how many
     /// succeeded, failed or are missing (no outcome and no Job). Missing
     /// and failed sessions are what a Backfill is for.
@@ -254,6 +264,28 @@ pub struct ScheduleStatus {
     /// kstatus conditions: Ready, Reconciling, Stalled.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+}
+
+/// The outcome of one of the Schedule's own sessions, not yet in its
+/// month's SessionLedger.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UnfiledOutcome {
+    /// The session.
+    pub session: Time,
+    pub outcome: SessionOutcome,
+    /// When the operator counted it: a Backfill's outcome for the same
+    /// session recorded later in the SessionLedger takes precedence.
+    pub recorded_at: Time,
+}
+
+/// How a session's latest attempt ended.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum SessionOutcome {
+    Succeeded,
+    Failed,
+    /// Deleted before it finished.
+    Killed,
 }
 
 /// The Schedule's sessions since `since` (the last 7 days, or since the

@@ -63,11 +63,14 @@ impl Owner for Backfill {
 ///    nothing below happens and the next pass decides the same again.
 /// 3. A rerun child is created before the parent records it: a crash in
 ///    between finds the child by its name.
-/// 4. The status is written: the counters now hold the outcomes of the
-///    Jobs about to be released, and a new Schedule watermark comes after
-///    the Jobs it covers exist.
-/// 5. The ledger gets the same outcomes. A crash before the release
-///    writes them again, which changes nothing.
+/// 4. The ledger gets the outcomes of the Jobs about to be released (a
+///    Backfill's), or the Schedule's unfiled outcomes when the status is
+///    about to drop them. A crash before the status write writes them
+///    again, which changes nothing.
+/// 5. The status is written: the counters now hold the outcomes of the
+///    Jobs about to be released (a Schedule's status keeps them as
+///    unfiled outcomes until a batch is due), and a new Schedule watermark
+///    comes after the Jobs it covers exist.
 /// 6. Finalizers come off: only now may a counted Job disappear.
 /// 7. Finished Jobs past the history limits are deleted, counted.
 /// 8. Events.
@@ -118,17 +121,17 @@ pub async fn apply<K: Owner>(
         d.notes.push(rerun.note.clone());
     }
 
-    if owner.current_status() != Some(&d.status) {
-        ctx.may_write("status")?;
-        write_status(ctx, owner, &d.status).await?;
-    }
     if let Some(schedule) = ledger_of
-        && !d.ledger.outcomes.is_empty()
+        && !d.ledger.is_empty()
     {
-        failpoint("before-ledger-write");
         ctx.may_write("ledger")?;
         let left_out = ctx.record_outcomes(schedule, &d.ledger).await?;
         d.notes.extend(left_out);
+        failpoint("after-ledger-write");
+    }
+    if owner.current_status() != Some(&d.status) {
+        ctx.may_write("status")?;
+        write_status(ctx, owner, &d.status).await?;
     }
     // Indexes, not references, into the decision: a stream of borrowed
     // items makes the reconcile future not `Send` (rust-lang/rust#102211).

@@ -52,6 +52,9 @@ pub struct Context {
     pub ledgers_written: std::sync::Mutex<std::collections::HashMap<String, Arc<SessionLedger>>>,
     /// Ledger months that ended longer ago than this (seconds) are deleted.
     pub ledger_retention: i64,
+    /// A Schedule's unfiled outcomes that make a ledger write
+    /// (`--ledger-batch`).
+    pub ledger_batch: usize,
     pub clock: OperatorClock,
     pub recent: Recent,
     /// One Job per session at a time, per Schedule: its launch lock and

@@ -15,9 +15,8 @@ use tracing::debug;
 use super::{Context, FIELD_MANAGER, missing};
 use crate::api::{LABEL_SCHEDULE, Schedule, SessionLedger};
 use crate::core::decision::LedgerRecord;
-use crate::core::ledger::{Ledger, LedgerIndex, Period, ledger_name};
+use crate::core::ledger::{Ledger, LedgerIndex, Period, Unfiled, ledger_name};
 use crate::core::observed::Note;
-use crate::core::observed::Outcome;
 use crate::core::reason::Reason;
 use crate::core::zoned_cron::seconds;
 use crate::{Error, Result};
@@ -118,15 +117,21 @@ impl Context {
             .namespace()
             .ok_or_else(|| missing::<Schedule>(schedule, "namespace"))?;
         let horizon = self.clock.now() - self.ledger_retention;
-        let mut months: BTreeMap<Period, Vec<(i64, Outcome)>> = BTreeMap::new();
+        let mut months: BTreeMap<Period, Vec<Unfiled>> = BTreeMap::new();
         let mut past_retention = 0;
-        for &(at, outcome) in &record.outcomes {
-            let period = Period::of(at);
+        // Outcomes decided now are newer than anything recorded.
+        let now = record.outcomes.iter().map(|&(at, outcome)| Unfiled {
+            at,
+            outcome,
+            recorded_at: i64::MAX,
+        });
+        for unfiled in now.chain(record.unfiled.iter().copied()) {
+            let period = Period::of(unfiled.at);
             if period.to <= horizon {
                 past_retention += 1;
                 continue;
             }
-            months.entry(period).or_default().push((at, outcome));
+            months.entry(period).or_default().push(unfiled);
         }
         let mut notes = Vec::new();
         if past_retention > 0 {
@@ -171,7 +176,7 @@ impl Context {
         period: Period,
         attempt: &str,
         owner: &str,
-        outcomes: &[(i64, Outcome)],
+        outcomes: &[Unfiled],
     ) -> Result<()> {
         let schedule_name = schedule.name_any();
         let name = ledger_name(&schedule_name, &period);
@@ -201,8 +206,8 @@ impl Context {
                 None => Ledger::new(period.clone()),
             };
             let mut changed = false;
-            for &(at, outcome) in outcomes {
-                changed |= ledger.record(at, outcome, attempt, owner, now);
+            for unfiled in outcomes {
+                changed |= ledger.file(unfiled, attempt, owner, now);
             }
             if !changed {
                 return Ok(());

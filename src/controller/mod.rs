@@ -46,6 +46,8 @@ pub struct Settings {
     pub clock: OperatorClock,
     /// Ledger months older than this many days are deleted.
     pub ledger_retention_days: u32,
+    /// A Schedule's unfiled outcomes that make a ledger write.
+    pub ledger_batch: u16,
     /// Serve `/metrics`, `/healthz` and `/readyz` here.
     pub listen_address: Option<String>,
     /// Run only while holding this Lease.

@@ -221,6 +221,7 @@ async fn run_controllers(
         ledgers_ready,
         ledgers_written: Default::default(),
         ledger_retention: i64::from(settings.ledger_retention_days) * 86_400,
+        ledger_batch: usize::from(settings.ledger_batch),
         clock: settings.clock,
         recent: Recent::default(),
         launches: Default::default(),

@@ -13,6 +13,7 @@ use crate::Result;
 use crate::api::Schedule;
 use crate::core::decision::Decision;
 use crate::core::job::OwnerKind;
+use crate::core::ledger::Unfiled;
 use crate::core::schedule::{RECENT_HORIZON, ScheduleView, decide};
 use crate::core::zoned_cron::seconds;
 
@@ -45,7 +46,8 @@ pub async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Act
     let now = ctx.clock.now();
     // One read of the ledger cache serves the status and the retention.
     let ledgers = ctx.ledgers_of(&ns, &name);
-    let ledger = ctx.ledger_index(&ledgers, Some((now - RECENT_HORIZON, now + 1)));
+    let mut ledger = ctx.ledger_index(&ledgers, Some((now - RECENT_HORIZON, now + 1)));
+    ledger.add_unfiled(&name, Unfiled::read(&status.unfiled_outcomes));
     // Sessions a Backfill's Job runs now, or was launched for a moment
     // ago, are not started twice: the Schedule and its Backfills launch
     // one at a time.
@@ -65,6 +67,7 @@ pub async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Act
         jobs: &observed,
         ledger: &ledger,
         run_elsewhere: &run_elsewhere,
+        ledger_batch: ctx.ledger_batch,
         now,
     });
 

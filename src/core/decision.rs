@@ -6,6 +6,7 @@
 use k8s_openapi::api::batch::v1::Job;
 
 use super::backfill::rerun::RerunChild;
+use super::ledger::Unfiled;
 use super::observed::{Note, ObservedJob, Outcome};
 use super::zoned_cron::Session;
 
@@ -28,7 +29,19 @@ pub struct LedgerRecord {
     pub attempt: String,
     /// Who ran them: `Schedule/<name>` or `Backfill/<name>`.
     pub owner: String,
+    /// Outcomes decided now: they replace what any attempt recorded
+    /// before.
     pub outcomes: Vec<(i64, Outcome)>,
+    /// A Schedule's outcomes kept in its status until now: each is filed
+    /// unless another attempt recorded its session since
+    /// ([`Ledger::file`](super::ledger::Ledger::file)).
+    pub unfiled: Vec<Unfiled>,
+}
+
+impl LedgerRecord {
+    pub fn is_empty(&self) -> bool {
+        self.outcomes.is_empty() && self.unfiled.is_empty()
+    }
 }
 
 /// What to do, in the order the applier does it.

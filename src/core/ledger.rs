@@ -19,7 +19,7 @@ use super::job::fit_name;
 use super::observed::Outcome;
 use super::zoned_cron::seconds;
 use super::zoned_cron::{ZonedCron, rfc3339_utc, time};
-use crate::api::{LedgerAttempt, ScheduleRef, SessionLedgerSpec};
+use crate::api::{LedgerAttempt, ScheduleRef, SessionLedgerSpec, UnfiledOutcome};
 
 /// Seconds per slot: cron's resolution.
 pub const SLOT_SECONDS: i64 = 60;
@@ -272,6 +272,10 @@ impl Ledger {
     /// The latest outcome of the session at `at` and the attempt that
     /// decided it.
     pub fn decided_by(&self, at: i64) -> Option<(&str, Outcome)> {
+        self.decided(at).map(|(a, o)| (a.name.as_str(), o))
+    }
+
+    fn decided(&self, at: i64) -> Option<(&Attempt, Outcome)> {
         if at < self.period.from || at >= self.period.to {
             return None;
         }
@@ -280,8 +284,22 @@ impl Ledger {
             OUTCOMES
                 .iter()
                 .find(|&&o| a.sets[outcome_index(o)].contains(slot))
-                .map(|&o| (a.name.as_str(), o))
+                .map(|&o| (a, o))
         })
+    }
+
+    /// Files an outcome a Schedule (`attempt`, run by `owner`) kept in its
+    /// status: recorded as [`Ledger::record`] does, unless another attempt
+    /// recorded the session here since it was counted. Returns whether
+    /// anything changed.
+    pub fn file(&mut self, unfiled: &Unfiled, attempt: &str, owner: &str, now: i64) -> bool {
+        if self
+            .decided(unfiled.at)
+            .is_some_and(|(a, _)| supersedes(a, attempt, unfiled.recorded_at))
+        {
+            return false;
+        }
+        self.record(unfiled.at, unfiled.outcome, attempt, owner, now)
     }
 
     /// Sessions whose latest outcome is `outcome`.
@@ -374,11 +392,63 @@ impl Ledger {
     }
 }
 
-/// A Schedule's ledgers, by month, the sessions a Job of it runs now (an
-/// attempt under way), and outcomes of ended Jobs not recorded yet.
+/// Whether what attempt `a` decided of a session is newer than an outcome
+/// of `attempt` counted at `recorded_at` and not filed yet: `a` is another
+/// attempt and recorded an outcome in this month after that. (An attempt
+/// records a month's outcomes in order, so an attempt last updated before
+/// `recorded_at` decided the session before it; one updated after it
+/// almost always did so after too: the Schedule and a Backfill run a
+/// session one at a time, and a Backfill's Job of a session the Schedule
+/// ran later would have had to end before the Schedule started it.)
+fn supersedes(a: &Attempt, attempt: &str, recorded_at: i64) -> bool {
+    a.name != attempt && a.updated_at > recorded_at
+}
+
+/// An outcome of one of a Schedule's own sessions kept in its status
+/// (`unfiledOutcomes`) until it is filed in its month's ledger object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Unfiled {
+    pub at: i64,
+    pub outcome: Outcome,
+    /// When the Schedule counted it.
+    pub recorded_at: i64,
+}
+
+impl Unfiled {
+    /// A Schedule's unfiled outcomes as its status holds them, by session;
+    /// an entry recorded before its session began is nobody's (someone
+    /// edited the status) and is left out, and of two for one session
+    /// the later in the list counts.
+    pub fn read(status: &[UnfiledOutcome]) -> BTreeMap<i64, Unfiled> {
+        status
+            .iter()
+            .map(|u| Unfiled {
+                at: seconds(&u.session),
+                outcome: u.outcome,
+                recorded_at: seconds(&u.recorded_at),
+            })
+            .filter(|u| u.at <= u.recorded_at)
+            .map(|u| (u.at, u))
+            .collect()
+    }
+
+    pub fn to_api(self) -> UnfiledOutcome {
+        UnfiledOutcome {
+            session: time(self.at),
+            outcome: self.outcome,
+            recorded_at: time(self.recorded_at),
+        }
+    }
+}
+
+/// A Schedule's ledgers, by month, its unfiled outcomes, the sessions a
+/// Job of it runs now (an attempt under way), and outcomes of ended Jobs
+/// not recorded yet.
 #[derive(Clone, Debug, Default)]
 pub struct LedgerIndex {
     months: BTreeMap<i64, Ledger>,
+    /// The Schedule's name (its attempt) and its unfiled outcomes.
+    unfiled: Option<(String, BTreeMap<i64, Unfiled>)>,
     running: std::collections::BTreeSet<i64>,
     unrecorded: BTreeMap<i64, Outcome>,
 }
@@ -404,18 +474,42 @@ impl LedgerIndex {
         self.unrecorded.insert(at, outcome);
     }
 
+    /// The outcomes the Schedule `schedule` keeps in its status.
+    pub fn add_unfiled(&mut self, schedule: &str, unfiled: BTreeMap<i64, Unfiled>) {
+        self.unfiled = Some((schedule.to_string(), unfiled));
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.months.is_empty()
+        self.months.is_empty() && self.unfiled.as_ref().is_none_or(|(_, u)| u.is_empty())
+    }
+
+    /// The latest recorded outcome of the session at `at`, and the attempt
+    /// that decided it: the month's, or the Schedule's unfiled one when
+    /// no other attempt recorded the session since.
+    pub fn decided_by(&self, at: i64) -> Option<(&str, Outcome)> {
+        let month = self
+            .months
+            .range(..=at)
+            .next_back()
+            .and_then(|(_, l)| l.decided(at));
+        let unfiled = self
+            .unfiled
+            .as_ref()
+            .and_then(|(name, u)| Some((name.as_str(), u.get(&at)?)));
+        match (month, unfiled) {
+            (Some((a, o)), Some((name, u))) if supersedes(a, name, u.recorded_at) => {
+                Some((a.name.as_str(), o))
+            }
+            (_, Some((name, u))) => Some((name, u.outcome)),
+            (month, None) => month.map(|(a, o)| (a.name.as_str(), o)),
+        }
     }
 
     pub fn outcome(&self, at: i64) -> Option<Outcome> {
         if let Some(&o) = self.unrecorded.get(&at) {
             return Some(o);
         }
-        self.months
-            .range(..=at)
-            .next_back()
-            .and_then(|(_, l)| l.outcome(at))
+        self.decided_by(at).map(|(_, o)| o)
     }
 }
 
@@ -705,5 +799,65 @@ mod tests {
         assert_eq!(r.last_missing, Some(at("2026-03-02T04:00:00Z")));
         let hint = backfill_hint("hourly", &r).unwrap();
         assert!(hint.contains("to \"2026-03-02T04:00:01Z\""), "{hint}");
+    }
+
+    #[test]
+    fn a_schedules_unfiled_outcome_stands_until_another_attempt_records_its_session_later() {
+        let (one, two, three) = (
+            at("2026-03-02T01:00:00Z"),
+            at("2026-03-02T02:00:00Z"),
+            at("2026-03-02T03:00:00Z"),
+        );
+        // A Backfill recorded sessions one and two at 12:00.
+        let noon = at("2026-03-02T12:00:00Z");
+        let mut month = Ledger::new(Period::of(one));
+        month.record(one, Outcome::Succeeded, "fix", "Backfill/fix", noon);
+        month.record(two, Outcome::Succeeded, "fix", "Backfill/fix", noon);
+        // The Schedule counted session one before (the Backfill reran
+        // it), session two after (it reran the Backfill's), and three,
+        // which the month does not have.
+        let status = [
+            (one, Outcome::Failed, noon - 600),
+            (two, Outcome::Failed, noon + 600),
+            (three, Outcome::Killed, noon + 700),
+            // Recorded before its session began: nobody's.
+            (at("2026-03-02T13:00:00Z"), Outcome::Failed, noon),
+        ]
+        .map(|(at, outcome, recorded_at)| {
+            Unfiled {
+                at,
+                outcome,
+                recorded_at,
+            }
+            .to_api()
+        });
+        let unfiled = Unfiled::read(&status);
+        assert_eq!(
+            unfiled.keys().copied().collect::<Vec<_>>(),
+            [one, two, three]
+        );
+        let mut index = LedgerIndex::default();
+        index.insert(month.clone());
+        index.add_unfiled("nightly", unfiled.clone());
+        assert_eq!(index.decided_by(one), Some(("fix", Outcome::Succeeded)));
+        assert_eq!(index.decided_by(two), Some(("nightly", Outcome::Failed)));
+        assert_eq!(index.decided_by(three), Some(("nightly", Outcome::Killed)));
+        assert_eq!(index.outcome(at("2026-03-02T13:00:00Z")), None);
+        // Filing them writes what the index read: the same answers.
+        let later = noon + 3_600;
+        let changed: Vec<bool> = unfiled
+            .values()
+            .map(|u| month.file(u, "nightly", "Schedule/nightly", later))
+            .collect();
+        assert_eq!(changed, [false, true, true]);
+        assert_eq!(month.decided_by(one), Some(("fix", Outcome::Succeeded)));
+        assert_eq!(month.decided_by(two), Some(("nightly", Outcome::Failed)));
+        assert_eq!(month.decided_by(three), Some(("nightly", Outcome::Killed)));
+        // Filed twice (a retried write): nothing changes.
+        assert!(
+            unfiled
+                .values()
+                .all(|u| !month.file(u, "nightly", "Schedule/nightly", later + 1))
+        );
     }
 }

@@ -59,14 +59,9 @@ impl JobState {
     }
 }
 
-/// How a session ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    Succeeded,
-    Failed,
-    /// Deleted before it finished.
-    Killed,
-}
+/// How a session ended: the API's type, which a Schedule's
+/// `status.unfiledOutcomes` holds.
+pub use crate::api::SessionOutcome as Outcome;
 
 /// Where a Job's labels and annotations are read from: its metadata, or
 /// the watch cache's compact copy of the ones decisions read.

@@ -7,9 +7,9 @@ use std::collections::BTreeSet;
 
 use k8s_openapi::api::core::v1::ObjectReference;
 
-use super::decision::{Decision, LedgerRecord, NewJob, Status, released_outcomes};
+use super::decision::{Decision, LedgerRecord, NewJob, Status};
 use super::job::{Attempt, OwnerKind, controller_reference, job_name};
-use super::ledger::{LedgerIndex, backfill_hint, report};
+use super::ledger::{LedgerIndex, Period, Unfiled, backfill_hint, report};
 use super::observed::{JobState, Kstatus, Note, ObservedJob, Outcome, find_condition};
 use super::reason::Reason;
 use super::zoned_cron::seconds;
@@ -32,6 +32,9 @@ pub const ON_TIME_SECONDS: i64 = 60;
 pub const RECENT_HORIZON: i64 = 7 * 86_400;
 /// `RunAll` starts at most this many Jobs per pass; the rest follow.
 pub const MAX_STARTS_PER_PASS: usize = 100;
+/// Unfiled outcomes a Schedule's status holds at most (its schema's
+/// limit), and the default `--ledger-batch`.
+pub const MAX_UNFILED: usize = 64;
 
 /// Everything `decide` looks at.
 #[derive(Clone, Debug)]
@@ -54,6 +57,9 @@ pub struct ScheduleView<'a> {
     /// Sessions another owner's Job of this Schedule (a Backfill's) runs
     /// now, with that Job's name: a session is never run twice at once.
     pub run_elsewhere: &'a std::collections::BTreeMap<i64, String>,
+    /// Unfiled outcomes that make a ledger write (`--ledger-batch`,
+    /// 1..=[`MAX_UNFILED`]).
+    pub ledger_batch: usize,
     pub now: i64,
 }
 
@@ -70,6 +76,11 @@ struct Pass {
     pub prune: Vec<String>,
     /// Jobs whose finalizer comes off once `status` is written.
     pub release: Vec<String>,
+    /// Outcomes counted by this pass, for `status.unfiledOutcomes`.
+    pub counted: Vec<Unfiled>,
+    /// Unfiled outcomes to write to the ledger now (`status` then holds
+    /// none).
+    pub file: Vec<Unfiled>,
     pub status: ScheduleStatus,
     pub notes: Vec<Note>,
     /// When to reconcile again (on the operator's clock), if nothing
@@ -135,6 +146,7 @@ fn pass(view: &ScheduleView<'_>) -> Pass {
         "",
     );
     prune_history(view, &mut d);
+    unfiled_outcomes(view, &mut d);
     // Names whose finalizer is gone may stay in countedJobs (they are never
     // counted again): dropping them is not worth a write of its own.
     let shrunk_only = d
@@ -225,7 +237,8 @@ fn complete(view: &ScheduleView<'_>, pass: Pass) -> Decision<ScheduleStatus> {
         ledger: LedgerRecord {
             attempt: view.name.to_string(),
             owner: format!("Schedule/{}", view.name),
-            outcomes: released_outcomes(view.jobs, &pass.release),
+            outcomes: Vec::new(),
+            unfiled: pass.file,
         },
         status: pass.status,
         release: pass.release,
@@ -321,6 +334,13 @@ fn record_outcomes(view: &ScheduleView<'_>, d: &mut Pass) {
                     "Job {}: its backfill.dev/session label is not what the operator wrote; it was ignored and the Job counted by the session of its name",
                     job.name
                 ),
+            });
+        }
+        if let Some(at) = job.session {
+            d.counted.push(Unfiled {
+                at,
+                outcome,
+                recorded_at: view.now,
             });
         }
         let s = &mut d.status;
@@ -645,6 +665,27 @@ fn record_missed(
     });
 }
 
+/// The outcomes this pass counted join `status.unfiledOutcomes`; all of
+/// them go to the ledger in one write (and the status keeps none) once
+/// there are `--ledger-batch` of them, they span two months, or nothing
+/// runs and no session is due (suspended, past `endTime`, a cron that
+/// cannot be read): the Schedule is quiet, and its ledger objects say
+/// everything.
+fn unfiled_outcomes(view: &ScheduleView<'_>, d: &mut Pass) {
+    let mut unfiled = Unfiled::read(&view.status.unfiled_outcomes);
+    unfiled.extend(d.counted.iter().map(|u| (u.at, *u)));
+    let months = |u: Option<(&i64, &Unfiled)>| u.map(|(&at, _)| Period::of(at));
+    let spans_months = months(unfiled.first_key_value()) != months(unfiled.last_key_value());
+    let quiet = d.status.active_count == 0 && d.status.next_schedule_time.is_none();
+    let file = unfiled.len() >= view.ledger_batch.clamp(1, MAX_UNFILED) || spans_months || quiet;
+    if file {
+        d.file = unfiled.into_values().collect();
+        d.status.unfiled_outcomes = Vec::new();
+    } else {
+        d.status.unfiled_outcomes = unfiled.into_values().map(Unfiled::to_api).collect();
+    }
+}
+
 /// Keeps the newest finished Jobs within the history limits; older ones go,
 /// oldest first, once their outcome is counted.
 fn prune_history(view: &ScheduleView<'_>, d: &mut Pass) {
@@ -708,6 +749,7 @@ mod tests {
         jobs: Vec<ObservedJob>,
         created: i64,
         ledger: LedgerIndex,
+        ledger_batch: usize,
     }
 
     impl Case {
@@ -718,10 +760,15 @@ mod tests {
                 jobs: vec![],
                 created: at(created),
                 ledger: LedgerIndex::default(),
+                ledger_batch: MAX_UNFILED,
             }
         }
 
         fn decide(&self, now: &str) -> Decision<ScheduleStatus> {
+            // The months, and the outcomes the status keeps, as the
+            // controller reads them.
+            let mut ledger = self.ledger.clone();
+            ledger.add_unfiled("nightly", Unfiled::read(&self.status.unfiled_outcomes));
             decide(&ScheduleView {
                 name: "nightly",
                 namespace: "ns",
@@ -732,8 +779,9 @@ mod tests {
                 spec: &self.spec,
                 status: &self.status,
                 jobs: &self.jobs,
-                ledger: &self.ledger,
+                ledger: &ledger,
                 run_elsewhere: &Default::default(),
+                ledger_batch: self.ledger_batch,
                 now: at(now),
             })
         }
@@ -1052,6 +1100,7 @@ mod tests {
                 jobs: &c.jobs,
                 ledger: &c.ledger,
                 run_elsewhere: &Default::default(),
+                ledger_batch: MAX_UNFILED,
                 now,
             });
             runs.extend(created(&d));
@@ -1134,5 +1183,129 @@ mod tests {
         let again = c.decide("2026-03-01T05:20:00Z");
         assert!(!again.notes.iter().any(|n| n.reason == "SessionsMissing"));
         assert_eq!(again.status.recent_sessions, d.status.recent_sessions);
+    }
+
+    /// The hourly sessions from `from` (inclusive) to `to`, each with a
+    /// finished Job that still holds its finalizer, and the watermark
+    /// past them.
+    fn finished(c: &mut Case, sessions: &[(&str, JobState)]) {
+        for &(session, state) in sessions {
+            c.jobs
+                .push(job(&format!("nightly-{session}"), at(session), state));
+            c.status.evaluated_through = Some(time(at(session)));
+        }
+    }
+
+    fn unfiled(list: &[Unfiled]) -> Vec<(String, Outcome)> {
+        list.iter()
+            .map(|u| (rfc3339_utc(u.at), u.outcome))
+            .collect()
+    }
+
+    fn kept(d: &Decision<ScheduleStatus>) -> Vec<(String, Outcome)> {
+        unfiled(
+            &Unfiled::read(&d.status.unfiled_outcomes)
+                .into_values()
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    #[test]
+    fn outcomes_wait_in_the_status_and_go_to_the_ledger_in_a_batch() {
+        let mut c = Case::new("0 * * * *", "2026-03-01T00:30:00Z");
+        c.ledger_batch = 3;
+        finished(&mut c, &[("2026-03-01T01:00:00Z", JobState::Succeeded)]);
+        let d = c.decide("2026-03-01T01:30:00Z");
+        // Counted and kept in the status, which is written before the
+        // finalizer comes off; no ledger write.
+        assert!(d.ledger.is_empty(), "{:?}", d.ledger);
+        assert_eq!(
+            kept(&d),
+            [("2026-03-01T01:00:00Z".into(), Outcome::Succeeded)]
+        );
+        assert_eq!(
+            d.status.unfiled_outcomes[0].recorded_at,
+            time(at("2026-03-01T01:30:00Z"))
+        );
+        assert_eq!(d.release, ["nightly-2026-03-01T01:00:00Z"]);
+        c.apply(&d);
+        // Seen again (the finalizer is gone): nothing changes.
+        assert_eq!(c.decide("2026-03-01T01:40:00Z").status, c.status);
+
+        finished(&mut c, &[("2026-03-01T02:00:00Z", JobState::Failed)]);
+        let d = c.decide("2026-03-01T02:30:00Z");
+        assert!(d.ledger.is_empty());
+        assert_eq!(kept(&d).len(), 2);
+        // The report reads the kept outcomes as the ledger's.
+        let r = d.status.recent_sessions.clone().unwrap();
+        assert_eq!((r.sessions, r.succeeded, r.failed, r.missing), (2, 1, 1, 0));
+        c.apply(&d);
+
+        // The third makes the batch: all three go to the ledger, as the
+        // Schedule's attempt, and the status keeps none.
+        finished(&mut c, &[("2026-03-01T03:00:00Z", JobState::Succeeded)]);
+        let d = c.decide("2026-03-01T03:30:00Z");
+        assert_eq!(
+            unfiled(&d.ledger.unfiled),
+            [
+                ("2026-03-01T01:00:00Z".into(), Outcome::Succeeded),
+                ("2026-03-01T02:00:00Z".into(), Outcome::Failed),
+                ("2026-03-01T03:00:00Z".into(), Outcome::Succeeded),
+            ]
+        );
+        assert_eq!(
+            (d.ledger.attempt.as_str(), d.ledger.owner.as_str()),
+            ("nightly", "Schedule/nightly")
+        );
+        assert!(d.ledger.outcomes.is_empty());
+        assert!(d.status.unfiled_outcomes.is_empty());
+        assert_eq!(d.status.recent_sessions.clone().unwrap().succeeded, 2);
+    }
+
+    #[test]
+    fn a_new_month_or_a_quiet_schedule_files_what_the_status_keeps() {
+        // The first outcome of March files February's with it.
+        let mut c = Case::new("0 * * * *", "2026-02-28T21:30:00Z");
+        finished(
+            &mut c,
+            &[
+                ("2026-02-28T22:00:00Z", JobState::Succeeded),
+                ("2026-02-28T23:00:00Z", JobState::Failed),
+            ],
+        );
+        let d = c.decide("2026-02-28T23:30:00Z");
+        assert!(d.ledger.is_empty());
+        c.apply(&d);
+        finished(&mut c, &[("2026-03-01T00:00:00Z", JobState::Succeeded)]);
+        let d = c.decide("2026-03-01T00:30:00Z");
+        assert_eq!(d.ledger.unfiled.len(), 3);
+        assert!(d.status.unfiled_outcomes.is_empty());
+
+        // Suspended while a Job runs: kept until that Job ends too.
+        let mut c = Case::new("0 * * * *", "2026-03-01T00:30:00Z");
+        finished(
+            &mut c,
+            &[
+                ("2026-03-01T01:00:00Z", JobState::Succeeded),
+                ("2026-03-01T02:00:00Z", JobState::Active),
+            ],
+        );
+        c.spec.suspend = Some(true);
+        let d = c.decide("2026-03-01T02:30:00Z");
+        assert!(d.ledger.is_empty());
+        assert_eq!(kept(&d).len(), 1);
+        c.apply(&d);
+        c.jobs[1].state = JobState::Succeeded;
+        let d = c.decide("2026-03-01T02:40:00Z");
+        assert_eq!(d.ledger.unfiled.len(), 2);
+        assert!(d.status.unfiled_outcomes.is_empty());
+
+        // A batch of one writes each outcome at once.
+        let mut c = Case::new("0 * * * *", "2026-03-01T00:30:00Z");
+        c.ledger_batch = 1;
+        finished(&mut c, &[("2026-03-01T01:00:00Z", JobState::Succeeded)]);
+        let d = c.decide("2026-03-01T01:30:00Z");
+        assert_eq!(d.ledger.unfiled.len(), 1);
+        assert!(d.status.unfiled_outcomes.is_empty());
     }
 }

@@ -18,7 +18,7 @@ use uuid::Uuid;
 use super::backfill::frozen_plan;
 use super::bitmap::Bitmap;
 use super::job::{OwnerKind, session_uuid};
-use super::ledger::{EARLIER_ATTEMPTS, Ledger};
+use super::ledger::{EARLIER_ATTEMPTS, Ledger, LedgerIndex, Unfiled};
 use super::observed::{JobState, ObservedJob};
 use super::zoned_cron::{ZonedCron, ZonedCronError, rfc3339_utc, seconds};
 use crate::api::{Backfill, BackfillPhase, Schedule, SessionLedger};
@@ -239,16 +239,16 @@ pub fn list_sessions(input: SessionsInput<'_>) -> Result<SessionList, SessionsEr
         .filter(|b| b.spec.schedule_ref.name == name)
         .collect();
     let jobs = latest_jobs(&input, &name, &uid, &backfills, &mut notes);
-    let ledger = read_ledgers(input.ledgers, &name, from, to, &mut notes);
+    let mut ledger = read_ledgers(input.ledgers, &name, from, to, &mut notes);
+    if let Some(status) = &schedule.status {
+        ledger.add_unfiled(&name, Unfiled::read(&status.unfiled_outcomes));
+    }
     let queued = queued_sessions(&backfills, from, to, &mut notes);
 
     let mut rows = Vec::with_capacity(sessions.len());
     let mut not_due = 0;
     for at in sessions {
-        let decided = ledger
-            .range(..=at)
-            .next_back()
-            .and_then(|(_, l)| l.decided_by(at));
+        let decided = ledger.decided_by(at);
         let from_ledger = || {
             decided.map(|(attempt, outcome)| {
                 let status = match outcome {
@@ -464,17 +464,17 @@ fn owner_of_attempt(attempt: &str, schedule: &str, backfills: &[&Backfill]) -> O
         .map(|b| Owner::Backfill(b.name_any()))
 }
 
-/// The Schedule's ledger months touching `[from, to)`, by month start. A
-/// month that cannot be read is left out with a note: its sessions read
-/// as without an outcome.
+/// The Schedule's ledger months touching `[from, to)`. A month that
+/// cannot be read is left out with a note: its sessions read as without
+/// an outcome.
 fn read_ledgers(
     ledgers: &[SessionLedger],
     schedule: &str,
     from: i64,
     to: i64,
     notes: &mut Vec<String>,
-) -> BTreeMap<i64, Ledger> {
-    let mut months = BTreeMap::new();
+) -> LedgerIndex {
+    let mut months = LedgerIndex::default();
     for object in ledgers {
         if object.spec.schedule_ref.name != schedule {
             continue;
@@ -484,9 +484,7 @@ fn read_ledgers(
             continue;
         }
         match Ledger::from_spec(&object.spec) {
-            Ok(l) => {
-                months.insert(l.period.from, l);
-            }
+            Ok(l) => months.insert(l),
             Err(e) => notes.push(format!(
                 "SessionLedger {} cannot be read ({e}): its sessions show no recorded outcome",
                 object.name_any()

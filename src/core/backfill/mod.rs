@@ -173,6 +173,7 @@ fn complete(view: &BackfillView<'_>, pass: Pass) -> Decision<BackfillStatus> {
             attempt: attempt_name.to_string(),
             owner: format!("Backfill/{}", view.name),
             outcomes: released_outcomes(view.jobs, &pass.release),
+            unfiled: Vec::new(),
         },
         status: pass.status,
         release: pass.release,
