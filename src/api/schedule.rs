@@ -267,16 +267,15 @@ pub struct ScheduleStatus {
 }
 
 /// The outcome of one of the Schedule's own sessions, not yet in its
-/// month's SessionLedger.
+/// month's SessionLedger. Where a SessionLedger holds another attempt's
+/// outcome of the session (a Backfill's, which runs a past session after
+/// the Schedule did), that one is the latest.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UnfiledOutcome {
     /// The session.
     pub session: Time,
     pub outcome: SessionOutcome,
-    /// When the operator counted it: a Backfill's outcome for the same
-    /// session recorded later in the SessionLedger takes precedence.
-    pub recorded_at: Time,
 }
 
 /// How a session's latest attempt ended.

@@ -329,15 +329,17 @@ fn created_by(backfill: &Backfill) -> Option<String> {
 
 /// Adds to `index` what Jobs of the Schedule not owned by this Backfill
 /// (a scheduled run, another Backfill) know and the ledger does not yet:
-/// the sessions they run now, and the outcomes of those that ended but
-/// still hold their outcome finalizer (not recorded yet).
+/// the sessions they run now, the outcomes of those that ended but still
+/// hold their outcome finalizer (not recorded yet), and of those recorded
+/// a moment ago in a Schedule status the cache does not show yet.
 fn add_jobs_of_others(index: &mut LedgerIndex, others: Vec<ObservedJob>) {
     for job in others {
         let Some(at) = job.session else { continue };
-        if job.running() {
-            index.add_running([at]);
-        } else if let (true, Some(outcome)) = (job.has_finalizer, job.outcome()) {
-            index.add_unrecorded(at, outcome);
+        match (job.running(), job.has_finalizer, job.outcome()) {
+            (true, _, _) => index.add_running([at]),
+            (false, true, Some(outcome)) => index.add_unrecorded(at, outcome),
+            (false, false, Some(outcome)) => index.add_recorded(at, outcome),
+            (false, _, None) => {}
         }
     }
 }

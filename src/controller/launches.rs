@@ -81,6 +81,26 @@ impl Launches {
             .collect()
     }
 
+    /// The launches of `owner_uid` of the last moment whose Jobs are not
+    /// in `seen` (the Job cache) yet: session and Job name.
+    pub fn own_unseen(
+        &self,
+        ns: &str,
+        schedule: &str,
+        owner_uid: &str,
+        seen: impl Fn(&str) -> bool,
+    ) -> Vec<(i64, String)> {
+        let claims = self.claims.lock().unwrap_or_else(|e| e.into_inner());
+        claims
+            .get(&(ns.to_string(), schedule.to_string()))
+            .into_iter()
+            .flat_map(|of| of.iter())
+            .filter(|(_, c)| c.owner_uid == owner_uid && c.at.elapsed() < CLAIM_TTL)
+            .filter(|(_, c)| !seen(&c.job))
+            .map(|(&session, c)| (session, c.job.clone()))
+            .collect()
+    }
+
     /// The sessions another owner than `owner_uid` runs now, with the Job:
     /// the running Jobs `others` shows, and the ones launched a moment
     /// ago that it does not show yet (one it shows ended is over).
@@ -139,5 +159,16 @@ mod tests {
             as_written: true,
         };
         assert!(l.run_elsewhere("ns", "hourly", "b", &[ended]).is_empty());
+        // Its owner finds it among its own launches until the cache
+        // shows the Job.
+        assert_eq!(
+            l.own_unseen("ns", "hourly", "a", |_| false),
+            [(100, "a-b100".to_string())]
+        );
+        assert!(l.own_unseen("ns", "hourly", "b", |_| false).is_empty());
+        assert!(
+            l.own_unseen("ns", "hourly", "a", |j| j == "a-b100")
+                .is_empty()
+        );
     }
 }

@@ -117,21 +117,21 @@ impl Context {
             .namespace()
             .ok_or_else(|| missing::<Schedule>(schedule, "namespace"))?;
         let horizon = self.clock.now() - self.ledger_retention;
-        let mut months: BTreeMap<Period, Vec<Unfiled>> = BTreeMap::new();
+        // By month: the outcomes decided now (true: over any attempt's),
+        // and the Schedule's unfiled ones.
+        let mut months: BTreeMap<Period, Vec<(Unfiled, bool)>> = BTreeMap::new();
         let mut past_retention = 0;
-        // Outcomes decided now are newer than anything recorded.
-        let now = record.outcomes.iter().map(|&(at, outcome)| Unfiled {
-            at,
-            outcome,
-            recorded_at: i64::MAX,
-        });
-        for unfiled in now.chain(record.unfiled.iter().copied()) {
-            let period = Period::of(unfiled.at);
+        let now = record
+            .outcomes
+            .iter()
+            .map(|&(at, outcome)| (Unfiled { at, outcome }, true));
+        for (outcome, over) in now.chain(record.unfiled.iter().map(|&u| (u, false))) {
+            let period = Period::of(outcome.at);
             if period.to <= horizon {
                 past_retention += 1;
                 continue;
             }
-            months.entry(period).or_default().push(unfiled);
+            months.entry(period).or_default().push((outcome, over));
         }
         let mut notes = Vec::new();
         if past_retention > 0 {
@@ -176,7 +176,7 @@ impl Context {
         period: Period,
         attempt: &str,
         owner: &str,
-        outcomes: &[Unfiled],
+        outcomes: &[(Unfiled, bool)],
     ) -> Result<()> {
         let schedule_name = schedule.name_any();
         let name = ledger_name(&schedule_name, &period);
@@ -206,8 +206,12 @@ impl Context {
                 None => Ledger::new(period.clone()),
             };
             let mut changed = false;
-            for unfiled in outcomes {
-                changed |= ledger.file(unfiled, attempt, owner, now);
+            for &(u, over) in outcomes {
+                changed |= if over {
+                    ledger.record(u.at, u.outcome, attempt, owner, now)
+                } else {
+                    ledger.file(&u, attempt, owner, now)
+                };
             }
             if !changed {
                 return Ok(());

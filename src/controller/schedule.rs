@@ -14,6 +14,7 @@ use crate::api::Schedule;
 use crate::core::decision::Decision;
 use crate::core::job::OwnerKind;
 use crate::core::ledger::Unfiled;
+use crate::core::observed::ObservedJob;
 use crate::core::schedule::{RECENT_HORIZON, ScheduleView, decide};
 use crate::core::zoned_cron::seconds;
 
@@ -27,11 +28,24 @@ pub async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Act
     let jobs = ctx.jobs_of(&ns, &uid);
 
     let name = schedule.name_any();
-    let observed: Vec<_> = jobs
+    let mut observed: Vec<_> = jobs
         .iter()
         .map(|j| j.observe(OwnerKind::Schedule, &name))
         .collect();
     let status = schedule.status.clone().unwrap_or_default();
+    // A Job this process launched a moment ago, which the status written
+    // since lists as active, runs even while the Job cache does not show
+    // it yet: else the status would say it stopped, then started again.
+    let active = |job: &str| status.active.iter().any(|a| a.name.as_deref() == Some(job));
+    let seen = |job: &str| observed.iter().any(|o| o.name == job);
+    let launched: Vec<ObservedJob> = ctx
+        .launches
+        .own_unseen(&ns, &name, &uid, seen)
+        .into_iter()
+        .filter(|(_, job)| active(job))
+        .map(|(session, job)| ObservedJob::launched(job, session))
+        .collect();
+    observed.extend(launched);
     if schedule.meta().deletion_timestamp.is_some() {
         let decision = Decision::release_all(status, &observed);
         return apply(&ctx, schedule.as_ref(), None, decision).await;

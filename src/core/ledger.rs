@@ -290,12 +290,12 @@ impl Ledger {
 
     /// Files an outcome a Schedule (`attempt`, run by `owner`) kept in its
     /// status: recorded as [`Ledger::record`] does, unless another attempt
-    /// recorded the session here since it was counted. Returns whether
+    /// recorded the session here ([`supersedes`]). Returns whether
     /// anything changed.
     pub fn file(&mut self, unfiled: &Unfiled, attempt: &str, owner: &str, now: i64) -> bool {
         if self
             .decided(unfiled.at)
-            .is_some_and(|(a, _)| supersedes(a, attempt, unfiled.recorded_at))
+            .is_some_and(|(a, _)| supersedes(a, attempt))
         {
             return false;
         }
@@ -392,16 +392,15 @@ impl Ledger {
     }
 }
 
-/// Whether what attempt `a` decided of a session is newer than an outcome
-/// of `attempt` counted at `recorded_at` and not filed yet: `a` is another
-/// attempt and recorded an outcome in this month after that. (An attempt
-/// records a month's outcomes in order, so an attempt last updated before
-/// `recorded_at` decided the session before it; one updated after it
-/// almost always did so after too: the Schedule and a Backfill run a
-/// session one at a time, and a Backfill's Job of a session the Schedule
-/// ran later would have had to end before the Schedule started it.)
-fn supersedes(a: &Attempt, attempt: &str, recorded_at: i64) -> bool {
-    a.name != attempt && a.updated_at > recorded_at
+/// Whether what attempt `a` decided of a session is newer than the
+/// Schedule's (`attempt`'s) unfiled outcome of it: `a` is another attempt.
+/// A Schedule runs a session at its time; a Backfill runs past sessions,
+/// and never while another Job of the session runs, so its Job of a
+/// session the Schedule ran ended after the Schedule's. (For the
+/// Schedule's to be the later, a Backfill's Job would have had to start
+/// and end between the session's time and the Schedule's start of it.)
+fn supersedes(a: &Attempt, attempt: &str) -> bool {
+    a.name != attempt
 }
 
 /// An outcome of one of a Schedule's own sessions kept in its status
@@ -410,25 +409,25 @@ fn supersedes(a: &Attempt, attempt: &str, recorded_at: i64) -> bool {
 pub struct Unfiled {
     pub at: i64,
     pub outcome: Outcome,
-    /// When the Schedule counted it.
-    pub recorded_at: i64,
 }
 
 impl Unfiled {
     /// A Schedule's unfiled outcomes as its status holds them, by session;
-    /// an entry recorded before its session began is nobody's (someone
-    /// edited the status) and is left out, and of two for one session
-    /// the later in the list counts.
+    /// of two for one session (someone edited the status) the later in
+    /// the list counts.
     pub fn read(status: &[UnfiledOutcome]) -> BTreeMap<i64, Unfiled> {
         status
             .iter()
-            .map(|u| Unfiled {
-                at: seconds(&u.session),
-                outcome: u.outcome,
-                recorded_at: seconds(&u.recorded_at),
+            .map(|u| {
+                let at = seconds(&u.session);
+                (
+                    at,
+                    Unfiled {
+                        at,
+                        outcome: u.outcome,
+                    },
+                )
             })
-            .filter(|u| u.at <= u.recorded_at)
-            .map(|u| (u.at, u))
             .collect()
     }
 
@@ -436,7 +435,6 @@ impl Unfiled {
         UnfiledOutcome {
             session: time(self.at),
             outcome: self.outcome,
-            recorded_at: time(self.recorded_at),
         }
     }
 }
@@ -451,6 +449,9 @@ pub struct LedgerIndex {
     unfiled: Option<(String, BTreeMap<i64, Unfiled>)>,
     running: std::collections::BTreeSet<i64>,
     unrecorded: BTreeMap<i64, Outcome>,
+    /// Outcomes of ended Jobs that were recorded (their finalizer is off):
+    /// the answer when the ledger as cached has none for the session yet.
+    recorded: BTreeMap<i64, Outcome>,
 }
 
 impl LedgerIndex {
@@ -474,6 +475,13 @@ impl LedgerIndex {
         self.unrecorded.insert(at, outcome);
     }
 
+    /// An outcome of a Job that ended and was recorded (its finalizer is
+    /// off), for when the ledger has none: its record may be a moment
+    /// newer than the cache of the Schedule's status.
+    pub fn add_recorded(&mut self, at: i64, outcome: Outcome) {
+        self.recorded.insert(at, outcome);
+    }
+
     /// The outcomes the Schedule `schedule` keeps in its status.
     pub fn add_unfiled(&mut self, schedule: &str, unfiled: BTreeMap<i64, Unfiled>) {
         self.unfiled = Some((schedule.to_string(), unfiled));
@@ -484,8 +492,8 @@ impl LedgerIndex {
     }
 
     /// The latest recorded outcome of the session at `at`, and the attempt
-    /// that decided it: the month's, or the Schedule's unfiled one when
-    /// no other attempt recorded the session since.
+    /// that decided it: the month's, or the Schedule's unfiled one unless
+    /// the month names another attempt.
     pub fn decided_by(&self, at: i64) -> Option<(&str, Outcome)> {
         let month = self
             .months
@@ -497,9 +505,7 @@ impl LedgerIndex {
             .as_ref()
             .and_then(|(name, u)| Some((name.as_str(), u.get(&at)?)));
         match (month, unfiled) {
-            (Some((a, o)), Some((name, u))) if supersedes(a, name, u.recorded_at) => {
-                Some((a.name.as_str(), o))
-            }
+            (Some((a, o)), Some((name, _))) if supersedes(a, name) => Some((a.name.as_str(), o)),
             (_, Some((name, u))) => Some((name, u.outcome)),
             (month, None) => month.map(|(a, o)| (a.name.as_str(), o)),
         }
@@ -509,7 +515,9 @@ impl LedgerIndex {
         if let Some(&o) = self.unrecorded.get(&at) {
             return Some(o);
         }
-        self.decided_by(at).map(|(_, o)| o)
+        self.decided_by(at)
+            .map(|(_, o)| o)
+            .or_else(|| self.recorded.get(&at).copied())
     }
 }
 
@@ -802,56 +810,64 @@ mod tests {
     }
 
     #[test]
-    fn a_schedules_unfiled_outcome_stands_until_another_attempt_records_its_session_later() {
+    fn a_schedules_unfiled_outcome_stands_unless_another_attempt_recorded_its_session() {
         let (one, two, three) = (
             at("2026-03-02T01:00:00Z"),
             at("2026-03-02T02:00:00Z"),
             at("2026-03-02T03:00:00Z"),
         );
-        // A Backfill recorded sessions one and two at 12:00.
+        // The Schedule recorded session one before a flush; a Backfill
+        // then reran session two.
         let noon = at("2026-03-02T12:00:00Z");
         let mut month = Ledger::new(Period::of(one));
-        month.record(one, Outcome::Succeeded, "fix", "Backfill/fix", noon);
+        month.record(one, Outcome::Failed, "nightly", "Schedule/nightly", noon);
         month.record(two, Outcome::Succeeded, "fix", "Backfill/fix", noon);
-        // The Schedule counted session one before (the Backfill reran
-        // it), session two after (it reran the Backfill's), and three,
-        // which the month does not have.
+        // The status keeps the Schedule's outcomes of two and three; one
+        // is listed twice (someone edited it): the later entry counts.
         let status = [
-            (one, Outcome::Failed, noon - 600),
-            (two, Outcome::Failed, noon + 600),
-            (three, Outcome::Killed, noon + 700),
-            // Recorded before its session began: nobody's.
-            (at("2026-03-02T13:00:00Z"), Outcome::Failed, noon),
+            (one, Outcome::Failed),
+            (two, Outcome::Failed),
+            (three, Outcome::Killed),
+            (one, Outcome::Succeeded),
         ]
-        .map(|(at, outcome, recorded_at)| {
-            Unfiled {
-                at,
-                outcome,
-                recorded_at,
-            }
-            .to_api()
-        });
+        .map(|(at, outcome)| Unfiled { at, outcome }.to_api());
         let unfiled = Unfiled::read(&status);
         assert_eq!(
-            unfiled.keys().copied().collect::<Vec<_>>(),
-            [one, two, three]
+            unfiled
+                .values()
+                .map(|u| (u.at, u.outcome))
+                .collect::<Vec<_>>(),
+            [
+                (one, Outcome::Succeeded),
+                (two, Outcome::Failed),
+                (three, Outcome::Killed)
+            ]
         );
         let mut index = LedgerIndex::default();
         index.insert(month.clone());
         index.add_unfiled("nightly", unfiled.clone());
-        assert_eq!(index.decided_by(one), Some(("fix", Outcome::Succeeded)));
-        assert_eq!(index.decided_by(two), Some(("nightly", Outcome::Failed)));
+        // The Schedule's own newer word; the Backfill's rerun; the only
+        // word.
+        assert_eq!(index.decided_by(one), Some(("nightly", Outcome::Succeeded)));
+        assert_eq!(index.decided_by(two), Some(("fix", Outcome::Succeeded)));
         assert_eq!(index.decided_by(three), Some(("nightly", Outcome::Killed)));
-        assert_eq!(index.outcome(at("2026-03-02T13:00:00Z")), None);
+        let four = at("2026-03-02T04:00:00Z");
+        assert_eq!(index.outcome(four), None);
+        // A Job recorded a moment ago answers only where the ledger (as
+        // cached) has nothing.
+        index.add_recorded(three, Outcome::Succeeded);
+        index.add_recorded(four, Outcome::Failed);
+        assert_eq!(index.outcome(three), Some(Outcome::Killed));
+        assert_eq!(index.outcome(four), Some(Outcome::Failed));
         // Filing them writes what the index read: the same answers.
         let later = noon + 3_600;
         let changed: Vec<bool> = unfiled
             .values()
             .map(|u| month.file(u, "nightly", "Schedule/nightly", later))
             .collect();
-        assert_eq!(changed, [false, true, true]);
-        assert_eq!(month.decided_by(one), Some(("fix", Outcome::Succeeded)));
-        assert_eq!(month.decided_by(two), Some(("nightly", Outcome::Failed)));
+        assert_eq!(changed, [true, false, true]);
+        assert_eq!(month.decided_by(one), Some(("nightly", Outcome::Succeeded)));
+        assert_eq!(month.decided_by(two), Some(("fix", Outcome::Succeeded)));
         assert_eq!(month.decided_by(three), Some(("nightly", Outcome::Killed)));
         // Filed twice (a retried write): nothing changes.
         assert!(

@@ -80,6 +80,21 @@ impl JobKeys for ObjectMeta {
 }
 
 impl ObservedJob {
+    /// A Schedule's Job created a moment ago that the Job cache does not
+    /// show yet: running, with the outcome finalizer it was created with.
+    pub fn launched(name: String, session: i64) -> Self {
+        Self {
+            name,
+            uid: String::new(),
+            session: Some(session),
+            state: JobState::Active,
+            deleting: false,
+            has_finalizer: true,
+            plan_index: None,
+            as_written: true,
+        }
+    }
+
     /// What the decide steps need to know of a Job of `owner` (a
     /// Schedule's or a Backfill's name, as `kind` says). The session is
     /// the one the Job's name was made from: a name cannot change, while

@@ -337,11 +337,7 @@ fn record_outcomes(view: &ScheduleView<'_>, d: &mut Pass) {
             });
         }
         if let Some(at) = job.session {
-            d.counted.push(Unfiled {
-                at,
-                outcome,
-                recorded_at: view.now,
-            });
+            d.counted.push(Unfiled { at, outcome });
         }
         let s = &mut d.status;
         match outcome {
@@ -1222,10 +1218,6 @@ mod tests {
         assert_eq!(
             kept(&d),
             [("2026-03-01T01:00:00Z".into(), Outcome::Succeeded)]
-        );
-        assert_eq!(
-            d.status.unfiled_outcomes[0].recorded_at,
-            time(at("2026-03-01T01:30:00Z"))
         );
         assert_eq!(d.release, ["nightly-2026-03-01T01:00:00Z"]);
         c.apply(&d);

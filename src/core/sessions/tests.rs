@@ -600,28 +600,23 @@ fn a_range_is_bounded_and_ordered() {
 fn outcomes_the_schedule_keeps_in_its_status_are_the_ledgers_too() {
     let mut c = Case::new();
     let jan = backfill("jan", None, "2026-01-01T00:00:00Z", "2026-01-01T03:00:00Z");
+    // The Schedule ran hours 0 and 1; its Jobs are gone and neither
+    // outcome is in a SessionLedger yet. The Backfill ran hour 0 again
+    // since, and its outcome is.
     c.ledgers = ledger(&[(h(0), Outcome::Failed, "jan")]);
     c.backfills = vec![jan];
-    // The Schedule ran hour 0 again after the Backfill, and hour 1; its
-    // Jobs are gone and neither outcome is in a SessionLedger yet.
-    let kept = [(h(0), Outcome::Succeeded), (h(1), Outcome::Failed)].map(|(at, outcome)| {
-        crate::core::ledger::Unfiled {
-            at,
-            outcome,
-            recorded_at: at + 600,
-        }
-        .to_api()
-    });
+    let kept = [(h(0), Outcome::Succeeded), (h(1), Outcome::Failed)]
+        .map(|(at, outcome)| crate::core::ledger::Unfiled { at, outcome }.to_api());
     c.schedule.status = Some(crate::api::ScheduleStatus {
         unfiled_outcomes: kept.to_vec(),
         ..Default::default()
     });
     let list = c.list("2026-01-01T00:00:00Z", "2026-01-01T03:00:00Z");
-    assert_eq!(statuses(&list), ["success", "error", "missing"]);
-    assert_eq!(attempt_names(&list), ["hourly", "hourly", "-"]);
-    let first = list.rows[0].attempt.as_ref().unwrap();
+    assert_eq!(statuses(&list), ["error", "error", "missing"]);
+    assert_eq!(attempt_names(&list), ["jan", "hourly", "-"]);
+    let scheduled = list.rows[1].attempt.as_ref().unwrap();
     assert_eq!(
-        (first.source, first.owner.clone()),
+        (scheduled.source, scheduled.owner.clone()),
         (Source::Ledger, Some(Owner::Schedule("hourly".into())))
     );
 }
