@@ -415,7 +415,18 @@ async fn firing(client: &Client, plain_rate: Option<f64>) -> Firing {
                     without_events(&theirs_req)
                 ),
                 goal: "<= CronJob's + 1 finalizer patch".into(),
-                met: verdict(ours_per <= theirs_per + finalizer_patches.max(1.0)),
+                // The CronJob controller's Events figure is what its
+                // recorder did not drop (it means 2 per session), so the
+                // two sides are compared without Events as well.
+                met: match (
+                    ours_per <= theirs_per + finalizer_patches.max(1.0),
+                    without_events(&ours_req)
+                        <= without_events(&theirs_req) + finalizer_patches.max(1.0),
+                ) {
+                    (true, _) => "yes".into(),
+                    (false, true) => "without Events: yes; with Events: no".into(),
+                    (false, false) => "no".into(),
+                },
             },
         ],
     }

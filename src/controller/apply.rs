@@ -244,12 +244,14 @@ async fn write_status<K: Owner>(ctx: &Context, obj: &K, status: &K::Status) -> R
         "metadata": {"resourceVersion": obj.resource_version()},
         "status": status,
     });
-    api.patch_status(
-        &obj.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
+    let written = api
+        .patch_status(
+            &obj.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+    ctx.wrote_status(&written);
     ctx.recent.record(key, digest);
     Ok(())
 }

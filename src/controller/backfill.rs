@@ -40,6 +40,9 @@ pub async fn reconcile(backfill: Arc<Backfill>, ctx: Arc<Context>) -> Result<Act
         .ok_or_else(|| missing::<Backfill>(&backfill, "namespace"))?;
     let name = backfill.name_any();
     let uid = backfill.uid().unwrap_or_default();
+    if ctx.behind_own_write(backfill.as_ref()) {
+        return Ok(Action::requeue(super::BEHIND_OWN_WRITE));
+    }
     ctx.synced().await;
     let jobs = ctx.jobs_of(&ns, &uid);
 

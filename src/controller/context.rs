@@ -17,7 +17,7 @@ use crate::api::{Backfill, Schedule, SessionLedger};
 use crate::core::job::OwnerKind;
 use crate::core::observed::ObservedJob;
 use crate::metrics::Metrics;
-use kube::ResourceExt;
+use kube::{Resource, ResourceExt};
 
 /// Shared by every reconcile: one client, one recorder, the Job cache and
 /// the clock.
@@ -50,6 +50,9 @@ pub struct Context {
     /// The ledger objects this process wrote last, newer than the cache
     /// for a moment after each write.
     pub ledgers_written: std::sync::Mutex<std::collections::HashMap<String, Arc<SessionLedger>>>,
+    /// The resourceVersion of this process's latest status write to each
+    /// Schedule and Backfill, by UID, until the cache shows it.
+    pub status_written: std::sync::Mutex<std::collections::HashMap<String, u64>>,
     /// Ledger months that ended longer ago than this (seconds) are deleted.
     pub ledger_retention: i64,
     /// A Schedule's unfiled outcomes that make a ledger write
@@ -181,10 +184,53 @@ impl Context {
         running
     }
 
+    /// Whether the cache's copy of `obj` is older than this process's
+    /// latest status write to it: a pass would decide from the counters
+    /// before that write (and its own write would conflict). The watch
+    /// brings the newer copy in a moment, and with it another pass.
+    pub fn behind_own_write<K: Resource>(&self, obj: &K) -> bool {
+        let Some(uid) = obj.meta().uid.as_deref() else {
+            return false;
+        };
+        let cached = resource_version(obj);
+        let mut written = self
+            .status_written
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match written.get(uid) {
+            Some(&w) if cached < w => true,
+            Some(_) => {
+                written.remove(uid);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Remembers the resourceVersion a status write of `obj` returned.
+    pub fn wrote_status<K: Resource>(&self, obj: &K) {
+        if let Some(uid) = obj.meta().uid.clone() {
+            self.status_written
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(uid, resource_version(obj));
+        }
+    }
+
     /// Waits until the Job and ledger caches hold their initial lists.
     pub async fn synced(&self) {
         // An error means the sender is gone: the operator is stopping.
         let _ = self.jobs_ready.clone().wait_for(|r| *r).await;
         let _ = self.ledgers_ready.clone().wait_for(|r| *r).await;
     }
+}
+
+/// An object's resourceVersion as the number it is (an etcd revision);
+/// 0 when it is not one.
+fn resource_version<K: Resource>(obj: &K) -> u64 {
+    obj.meta()
+        .resource_version
+        .as_deref()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }

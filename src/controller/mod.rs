@@ -38,6 +38,11 @@ pub fn missing<K: kube::Resource<DynamicType = ()>>(obj: &K, field: &'static str
 /// The field manager of every write the operator makes.
 pub const FIELD_MANAGER: &str = "backfill-operator";
 
+/// When to look again at an object whose cached copy is older than the
+/// operator's own latest status write to it, should the watch not bring
+/// the newer copy first (it normally does within milliseconds).
+pub const BEHIND_OWN_WRITE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// What the operator is told at start.
 #[derive(Clone, Debug)]
 pub struct Settings {

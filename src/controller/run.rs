@@ -220,6 +220,7 @@ async fn run_controllers(
         ledgers_by_schedule,
         ledgers_ready,
         ledgers_written: Default::default(),
+        status_written: Default::default(),
         ledger_retention: i64::from(settings.ledger_retention_days) * 86_400,
         ledger_batch: usize::from(settings.ledger_batch),
         clock: settings.clock,

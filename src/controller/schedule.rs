@@ -8,7 +8,7 @@ use kube::{Resource, ResourceExt};
 use tracing::instrument;
 
 use super::apply::apply;
-use super::{Context, missing};
+use super::{BEHIND_OWN_WRITE, Context, missing};
 use crate::Result;
 use crate::api::Schedule;
 use crate::core::decision::Decision;
@@ -24,6 +24,9 @@ pub async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Act
         .namespace()
         .ok_or_else(|| missing::<Schedule>(&schedule, "namespace"))?;
     let uid = schedule.uid().unwrap_or_default();
+    if ctx.behind_own_write(schedule.as_ref()) {
+        return Ok(Action::requeue(BEHIND_OWN_WRITE));
+    }
     ctx.synced().await;
     let jobs = ctx.jobs_of(&ns, &uid);
 
