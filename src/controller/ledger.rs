@@ -121,11 +121,12 @@ impl Context {
         // and the Schedule's unfiled ones.
         let mut months: BTreeMap<Period, Vec<(Unfiled, bool)>> = BTreeMap::new();
         let mut past_retention = 0;
-        let now = record
+        let decided_now = record
             .outcomes
             .iter()
             .map(|&(at, outcome)| (Unfiled { at, outcome }, true));
-        for (outcome, over) in now.chain(record.unfiled.iter().map(|&u| (u, false))) {
+        let unfiled = record.unfiled.iter().map(|&u| (u, false));
+        for (outcome, over) in decided_now.chain(unfiled) {
             let period = Period::of(outcome.at);
             if period.to <= horizon {
                 past_retention += 1;

@@ -36,6 +36,10 @@ pub async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Act
         .map(|j| j.observe(OwnerKind::Schedule, &name))
         .collect();
     let status = schedule.status.clone().unwrap_or_default();
+    if schedule.meta().deletion_timestamp.is_some() {
+        let decision = Decision::release_all(status, &observed);
+        return apply(&ctx, schedule.as_ref(), None, decision).await;
+    }
     // A Job this process launched a moment ago, which the status written
     // since lists as active, runs even while the Job cache does not show
     // it yet: else the status would say it stopped, then started again.
@@ -49,10 +53,6 @@ pub async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Act
         .map(|(session, job)| ObservedJob::launched(job, session))
         .collect();
     observed.extend(launched);
-    if schedule.meta().deletion_timestamp.is_some() {
-        let decision = Decision::release_all(status, &observed);
-        return apply(&ctx, schedule.as_ref(), None, decision).await;
-    }
     let created = schedule.meta().creation_timestamp.as_ref().map(seconds);
     // creationTimestamp has whole seconds: take the end of its second,
     // which on a fast test clock spans many of the operator's seconds.
