@@ -77,6 +77,19 @@ fn minutes(from: i64, to: i64) -> BTreeSet<i64> {
     (from..to).step_by(MINUTE as usize).collect()
 }
 
+/// The even minutes of the hour from `origin` (the 30th second of a
+/// minute), whose scheduled runs fail while the returned stage lives; a
+/// Backfill's runs of them succeed.
+async fn even_minutes_fail(env: &Env, origin: &str) -> (Vec<i64>, FailStage) {
+    let start = common::instants::at(origin);
+    let even: Vec<i64> = minutes(start - 30, start + 3_600)
+        .into_iter()
+        .filter(|m| (m / MINUTE) % 2 == 0)
+        .collect();
+    let stage = FailStage::for_schedules(env, &even).await;
+    (even, stage)
+}
+
 /// A Schedule runs minutely sessions, some failing, and its history limits
 /// delete the Jobs; the ledger keeps every outcome. Backfills over a range
 /// that also holds sessions from before the Schedule existed then run:
@@ -88,13 +101,7 @@ async fn backfills_run_only_what_the_ledger_lacks() {
     let env = setup("ledger-reprocess").await;
     let tracker = JobTracker::start_all(&env.jobs).await;
     let origin = "2026-03-10T00:00:30Z";
-    let start = common::instants::at(origin);
-    // Every even minute of the first hour fails in scheduled runs only.
-    let even: Vec<i64> = minutes(start - 30, start + 3_600)
-        .into_iter()
-        .filter(|m| (m / MINUTE) % 2 == 0)
-        .collect();
-    let _stage = FailStage::for_schedules(&env, &even).await;
+    let (even, _stage) = even_minutes_fail(&env, origin).await;
     let _op = Operator::start(
         &env.ns.name,
         &["--time-scale", "60", "--time-origin", origin],
@@ -291,13 +298,7 @@ async fn a_schedules_outcomes_wait_in_its_status_and_reach_the_ledger_together()
     // Ten operator seconds per real second: a session every 6 s, so the
     // default batch of 64 is not reached during the test.
     let origin = "2026-03-10T00:00:30Z";
-    let start = common::instants::at(origin);
-    // Scheduled runs of even minutes fail; a Backfill's succeed.
-    let even: Vec<i64> = minutes(start - 30, start + 3_600)
-        .into_iter()
-        .filter(|m| (m / MINUTE) % 2 == 0)
-        .collect();
-    let _stage = FailStage::for_schedules(&env, &even).await;
+    let (even, _stage) = even_minutes_fail(&env, origin).await;
     let _op = Operator::start(
         &env.ns.name,
         &["--time-scale", "10", "--time-origin", origin],
