@@ -23,7 +23,7 @@ use crate::core::backfill::{BackfillView, decide};
 use crate::core::capacity::{Budget, Claimant, waits_for_capacity};
 use crate::core::decision::Decision;
 use crate::core::job::OwnerKind;
-use crate::core::ledger::{LedgerIndex, Unfiled};
+use crate::core::ledger::LedgerIndex;
 use crate::core::observed::ObservedJob;
 use crate::core::observed::find_condition;
 use crate::core::reason::Reason;
@@ -131,7 +131,7 @@ pub async fn reconcile(backfill: Arc<Backfill>, ctx: Arc<Context>) -> Result<Act
         Some(bounds) if looking => {
             let mut index = ctx.ledger_index(&ctx.ledgers_of(&ns, schedule_name), bounds);
             if let Some(status) = schedule.as_ref().and_then(|s| s.status.as_ref()) {
-                index.add_unfiled(schedule_name, Unfiled::read(&status.unfiled_outcomes));
+                index.add_unfiled(schedule_name, &status.unfiled_outcomes);
             }
             add_jobs_of_others(&mut index, others);
             index

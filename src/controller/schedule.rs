@@ -13,7 +13,6 @@ use crate::Result;
 use crate::api::Schedule;
 use crate::core::decision::Decision;
 use crate::core::job::OwnerKind;
-use crate::core::ledger::Unfiled;
 use crate::core::observed::ObservedJob;
 use crate::core::schedule::{RECENT_HORIZON, ScheduleView, decide};
 use crate::core::zoned_cron::seconds;
@@ -64,7 +63,7 @@ pub async fn reconcile(schedule: Arc<Schedule>, ctx: Arc<Context>) -> Result<Act
     // One read of the ledger cache serves the status and the retention.
     let ledgers = ctx.ledgers_of(&ns, &name);
     let mut ledger = ctx.ledger_index(&ledgers, Some((now - RECENT_HORIZON, now + 1)));
-    ledger.add_unfiled(&name, Unfiled::read(&status.unfiled_outcomes));
+    ledger.add_unfiled(&name, &status.unfiled_outcomes);
     // Sessions a Backfill's Job runs now, or was launched for a moment
     // ago, are not started twice: the Schedule and its Backfills launch
     // one at a time.

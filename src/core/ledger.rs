@@ -441,7 +441,7 @@ impl Unfiled {
 
 /// A Schedule's ledgers, by month, its unfiled outcomes, the sessions a
 /// Job of it runs now (an attempt under way), and outcomes of ended Jobs
-/// not recorded yet.
+/// not recorded yet or recorded a moment ago.
 #[derive(Clone, Debug, Default)]
 pub struct LedgerIndex {
     months: BTreeMap<i64, Ledger>,
@@ -482,9 +482,10 @@ impl LedgerIndex {
         self.recorded.insert(at, outcome);
     }
 
-    /// The outcomes the Schedule `schedule` keeps in its status.
-    pub fn add_unfiled(&mut self, schedule: &str, unfiled: BTreeMap<i64, Unfiled>) {
-        self.unfiled = Some((schedule.to_string(), unfiled));
+    /// The outcomes the Schedule `schedule` keeps in its status
+    /// (`unfiledOutcomes`).
+    pub fn add_unfiled(&mut self, schedule: &str, status: &[UnfiledOutcome]) {
+        self.unfiled = Some((schedule.to_string(), Unfiled::read(status)));
     }
 
     pub fn is_empty(&self) -> bool {
@@ -845,7 +846,7 @@ mod tests {
         );
         let mut index = LedgerIndex::default();
         index.insert(month.clone());
-        index.add_unfiled("nightly", unfiled.clone());
+        index.add_unfiled("nightly", &status);
         // The Schedule's own newer word; the Backfill's rerun; the only
         // word.
         assert_eq!(index.decided_by(one), Some(("nightly", Outcome::Succeeded)));

@@ -764,7 +764,7 @@ mod tests {
             // The months, and the outcomes the status keeps, as the
             // controller reads them.
             let mut ledger = self.ledger.clone();
-            ledger.add_unfiled("nightly", Unfiled::read(&self.status.unfiled_outcomes));
+            ledger.add_unfiled("nightly", &self.status.unfiled_outcomes);
             decide(&ScheduleView {
                 name: "nightly",
                 namespace: "ns",

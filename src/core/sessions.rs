@@ -18,7 +18,7 @@ use uuid::Uuid;
 use super::backfill::frozen_plan;
 use super::bitmap::Bitmap;
 use super::job::{OwnerKind, session_uuid};
-use super::ledger::{EARLIER_ATTEMPTS, Ledger, LedgerIndex, Unfiled};
+use super::ledger::{EARLIER_ATTEMPTS, Ledger, LedgerIndex};
 use super::observed::{JobState, ObservedJob};
 use super::zoned_cron::{ZonedCron, ZonedCronError, rfc3339_utc, seconds};
 use crate::api::{Backfill, BackfillPhase, Schedule, SessionLedger};
@@ -241,7 +241,7 @@ pub fn list_sessions(input: SessionsInput<'_>) -> Result<SessionList, SessionsEr
     let jobs = latest_jobs(&input, &name, &uid, &backfills, &mut notes);
     let mut ledger = read_ledgers(input.ledgers, &name, from, to, &mut notes);
     if let Some(status) = &schedule.status {
-        ledger.add_unfiled(&name, Unfiled::read(&status.unfiled_outcomes));
+        ledger.add_unfiled(&name, &status.unfiled_outcomes);
     }
     let queued = queued_sessions(&backfills, from, to, &mut notes);
 
