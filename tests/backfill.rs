@@ -32,7 +32,7 @@ use common::events::{events_about, wait_event};
 use common::instants::{HOUR, MINUTE, at, hours, instant, instants, rfc3339_utc};
 use common::jobs::Outcome;
 use common::kwok::FailStage;
-use common::operator::Operator;
+use common::operator::{FAILPOINT, Operator};
 use common::poll::{eventually, throughout};
 use common::status::{
     RUN_DEADLINE, condition, condition_is, condition_message, counter, counters, is_finished,
@@ -40,6 +40,10 @@ use common::status::{
 };
 use common::tracker::{JobTracker, assert_one_job_per_session, describe};
 use common::{DEADLINE, FIELD_MANAGER};
+
+/// Where the operator aborts right after creating Jobs, before the status
+/// that records them is written.
+const AFTER_JOBS_CREATED: &str = "after-jobs-created";
 
 /// The largest status object the design allows.
 const SIZE_LIMIT: usize = 256 * 1024;
@@ -571,6 +575,105 @@ async fn suspend_stops_launching_and_resume_completes() {
     assert_one_job_per_session(&tracker, "pausable", &plan);
     assert_eq!(tracker.max_active("pausable"), 1);
     wait_event(&env, "pausable", "Normal", "Resumed").await;
+}
+
+/// The status write that records a launch is lost (the operator stops
+/// between the Job's create and that write; an edit of the spec at that
+/// moment makes the write conflict the same way), and the Backfill is
+/// suspended meanwhile: the paused Backfill still counts that Job once it
+/// ends, releases it, and launches nothing; resumed, it runs the rest once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_launch_whose_record_was_lost_is_counted_while_suspended() {
+    let env = setup("bf-lost-launch").await;
+    let tracker = JobTracker::start(&env.jobs).await;
+    let mut op = Operator::start(&env.ns.name, &[]).await;
+    let to = "2026-01-01T03:00:00Z";
+    let plan = hours(JAN_FROM, to);
+
+    apply_hourly(&env, Some("1s")).await;
+    apply_hourly_backfill(
+        &env,
+        "interrupted",
+        json!({"from": JAN_FROM, "to": to, "maxInFlight": 1}),
+    )
+    .await;
+    wait_backfill(
+        &env,
+        "interrupted",
+        "the first launch recorded",
+        DEADLINE,
+        |bf| status(bf)["run"]["launched"] == 1,
+    )
+    .await;
+    // The next launch is the last thing this operator does.
+    op.restart_with_env(&[(FAILPOINT, AFTER_JOBS_CREATED)])
+        .await;
+    let exit = op.wait_exit(DEADLINE).await;
+    assert!(
+        !op.log_lines_containing(&format!("failpoint {AFTER_JOBS_CREATED}"))
+            .is_empty(),
+        "the operator exited ({exit}) but not at the failpoint\n{}",
+        op.log_tail(20)
+    );
+    let second = format!("interrupted-b{}", plan[1]);
+    let bf = get(&env.backfills, "interrupted").await;
+    assert_eq!(
+        (
+            status(&bf)["run"]["launched"].as_i64(),
+            counter(&bf, "processedCount")
+        ),
+        // The lost pass counted the first Job and launched the second.
+        (Some(1), 0),
+        "the launch of {second} was recorded before the crash: {}",
+        summary(&bf)
+    );
+    patch_spec(&env.backfills, "interrupted", json!({"suspend": true})).await;
+    tracker
+        .wait(&format!("{second} ended"), "interrupted", |jobs| {
+            jobs.iter().any(|j| j.name == second && j.outcome.is_some())
+        })
+        .await;
+
+    op.restart_with_env(&[]).await;
+    let bf = wait_backfill(
+        &env,
+        "interrupted",
+        "the lost launch counted while paused",
+        DEADLINE,
+        |bf| counter(bf, "processedCount") == 2,
+    )
+    .await;
+    assert_eq!(phase(&bf), "Paused", "{}", summary(&bf));
+    assert_eq!(
+        (
+            counter(&bf, "succeededCount"),
+            counter(&bf, "runningCount"),
+            status(&bf)["run"]["launched"].as_i64()
+        ),
+        (2, 0, Some(2)),
+        "{}",
+        summary(&bf)
+    );
+    tracker
+        .wait(&format!("{second} released"), "interrupted", |jobs| {
+            jobs.iter().any(|j| j.name == second && !j.finalizer)
+        })
+        .await;
+    assert_eq!(tracker.of("interrupted").len(), 2, "launched while paused");
+
+    patch_spec(&env.backfills, "interrupted", json!({"suspend": null})).await;
+    let bf = wait_finished(&env, "interrupted", RUN_DEADLINE, |_| {}).await;
+    assert_eq!(phase(&bf), "Succeeded", "{}", summary(&bf));
+    assert_eq!(
+        (
+            counter(&bf, "succeededCount"),
+            counter(&bf, "processedCount")
+        ),
+        (3, 3),
+        "{}",
+        summary(&bf)
+    );
+    assert_one_job_per_session(&tracker, "interrupted", &plan);
 }
 
 /// Cancelled, a Backfill deletes its running Jobs (counted as killed) and

@@ -18,13 +18,11 @@ use common::api::{
 use common::events::wait_event;
 use common::instants::{MINUTE, hours, rfc3339_utc};
 use common::kwok::{FailStage, RUN_FOR};
-use common::operator::Operator;
+use common::operator::{FAILPOINT, Operator};
 use common::poll::eventually;
 use common::status::{RUN_DEADLINE, counter, phase, status, summary, wait_finished, wait_phase};
 use common::tracker::JobTracker;
 use common::{DEADLINE, repo_root};
-
-const FAILPOINT: &str = "BACKFILL_OPERATOR_FAILPOINT";
 
 /// The ledger objects' (succeeded, failed, killed) summed over months.
 async fn ledger_counts(env: &Env) -> (i64, i64, i64) {

@@ -22,7 +22,7 @@ use common::api::{Env, annotate, apply_hourly, apply_hourly_backfill, get, setup
 use common::events::wait_event;
 use common::instants::{hours, instants};
 use common::kwok::FailStage;
-use common::operator::Operator;
+use common::operator::{FAILPOINT, Operator};
 use common::poll::{eventually, throughout};
 use common::status::{
     RUN_DEADLINE, condition, condition_message, counter, counters, is_finished, phase, status,
@@ -33,7 +33,6 @@ use common::tracker::{JobTracker, assert_one_job_per_session};
 const ANNOTATION_RERUN_FAILED: &str = "backfill.dev/rerun-failed";
 const LABEL_PARENT: &str = "backfill.dev/parent";
 const RERUN_REQUESTED: &str = "RerunRequested";
-const FAILPOINT: &str = "BACKFILL_OPERATOR_FAILPOINT";
 const AFTER_CHILD_CREATED: &str = "after-rerun-child-created";
 
 const FROM: &str = "2026-01-01T00:00:00Z";

@@ -91,6 +91,9 @@ pub async fn apply<K: Owner>(
         ctx.may_write("create Jobs")?;
     }
     let (made, created, taken) = create_jobs(ctx, &ns, &d).await?;
+    if made > 0 {
+        failpoint("after-jobs-created");
+    }
     for i in taken {
         let new = &d.create[i];
         d.status.job_name_taken(new, ctx.clock.now());

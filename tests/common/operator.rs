@@ -36,6 +36,10 @@ const TERM_DEADLINE: Duration = Duration::from_secs(10);
 /// Lines of log printed when a test fails.
 const TAIL_LINES: usize = 40;
 
+/// The environment variable that names a failpoint: the debug build aborts
+/// there (`controller::apply`).
+pub const FAILPOINT: &str = "BACKFILL_OPERATOR_FAILPOINT";
+
 /// A running (or stopped) operator process scoped to one namespace.
 pub struct Operator {
     namespace: String,

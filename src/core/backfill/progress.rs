@@ -13,10 +13,10 @@ use crate::api::{
 use crate::core::bitmap::Bitmap;
 use crate::core::capacity::{self, Budget, Claimant, max_in_flight};
 use crate::core::observed::{Note, ObservedJob, Outcome, find_condition};
-use crate::core::plan::{Order, session_set};
+use crate::core::plan::{Order, Plan, PlanError, session_set};
 use crate::core::reason::Reason;
 use crate::core::windows::Windows;
-use crate::core::zoned_cron::{ZonedCron, rfc3339_utc, seconds, time};
+use crate::core::zoned_cron::{Session, ZonedCron, rfc3339_utc, seconds, time};
 
 /// The outcomes of a run so far: bitmaps over plan indexes. `done`
 /// holds every index settled: counted, or `skipped` after the start.
@@ -48,7 +48,8 @@ pub(super) fn advance(view: &BackfillView<'_>, d: &mut Pass) -> Result<(), Stall
     outcomes.done.union_with(&outcomes.skipped);
     // The plan's length: what is left to run, and what was left out.
     let planned = (d.status.total_estimated.max(0) as u64) + outcomes.skipped.len();
-    count_outcomes(view, d, &mut outcomes, planned);
+    take_back_lost_launches(view, &mut run, &mut outcomes, planned);
+    count_outcomes(view, d, &run, &mut outcomes, planned);
 
     let running: Vec<&ObservedJob> = view.jobs.iter().filter(|j| j.running()).collect();
     // In flight: launched and not yet counted. That includes Jobs the
@@ -130,12 +131,14 @@ pub(super) fn advance(view: &BackfillView<'_>, d: &mut Pass) -> Result<(), Stall
 /// made from). A Job that does not match is counted by the session of its
 /// name instead, found in the frozen plan with a Warning, or not at all
 /// when its name is no session of the plan.
-fn count_outcomes(view: &BackfillView<'_>, d: &mut Pass, outcomes: &mut Outcomes, planned: u64) {
-    let launched = d
-        .status
-        .run
-        .as_ref()
-        .map_or(0, |r| r.launched.max(0) as u64);
+fn count_outcomes(
+    view: &BackfillView<'_>,
+    d: &mut Pass,
+    run: &RunState,
+    outcomes: &mut Outcomes,
+    planned: u64,
+) {
+    let launched = run.launched.max(0) as u64;
     let mut newly_failed = Vec::new();
     let mut unmatched = Vec::new();
     for job in view.jobs {
@@ -449,23 +452,14 @@ fn launch(
     if slots == 0 {
         return Ok(());
     }
-    let mut plan = frozen_plan(view.spec, run)?;
-    let resume = run.next_session.as_ref().map(seconds);
-    // A set is walked from where the last launch stopped, not its start.
-    let known = resume.zip(run.next_slot.and_then(|s| u64::try_from(s).ok()));
-    if let Some((at, slot)) = known {
-        plan = plan.resuming(at, slot);
-    }
-    let rest = match (resume, plan.order()) {
-        (Some(at), Order::Ascending) => plan.not_before(Some(at)),
-        (Some(at), Order::Descending) => plan.before(Some(at + 1)),
-        (None, _) => return Ok(()),
+    let Some(rest) = Rest::of(view, run)? else {
+        return Ok(());
     };
     let reprocess = view.spec.reprocess.unwrap_or_default();
     let mut index = launched;
     let mut next = None;
     let mut left_out = Vec::new();
-    for s in rest.iter() {
+    for s in rest.plan.iter() {
         if index >= planned {
             break;
         }
@@ -498,12 +492,111 @@ fn launch(
             ),
         });
     }
-    run.launched = index as i64;
-    run.next_session = next.map(|s| time(s.at));
-    run.next_slot = next
-        .and_then(|s| rest.set_slot(s.at, known))
-        .map(|slot| slot as i64);
+    rest.stop_at(run, index, next);
     Ok(())
+}
+
+/// The sessions still to launch: the frozen plan from where the last
+/// launch stopped (a set is walked from there, not from its start).
+struct Rest {
+    plan: Plan,
+    /// Where the last launch stopped: its session and set slot.
+    known: Option<(i64, u64)>,
+}
+
+impl Rest {
+    /// `None` once every session was launched.
+    fn of(view: &BackfillView<'_>, run: &RunState) -> Result<Option<Self>, PlanError> {
+        let mut plan = frozen_plan(view.spec, run)?;
+        let resume = run.next_session.as_ref().map(seconds);
+        let known = resume.zip(run.next_slot.and_then(|s| u64::try_from(s).ok()));
+        if let Some((at, slot)) = known {
+            plan = plan.resuming(at, slot);
+        }
+        let plan = match (resume, plan.order()) {
+            (Some(at), Order::Ascending) => plan.not_before(Some(at)),
+            (Some(at), Order::Descending) => plan.before(Some(at + 1)),
+            (None, _) => return Ok(None),
+        };
+        Ok(Some(Self { plan, known }))
+    }
+
+    /// Records that launching got to plan index `index`, and that `next`
+    /// (none when the plan is walked through) is the session to launch
+    /// next.
+    fn stop_at(&self, run: &mut RunState, index: u64, next: Option<Session>) {
+        run.launched = index as i64;
+        run.next_session = next.map(|s| time(s.at));
+        run.next_slot = next
+            .and_then(|s| self.plan.set_slot(s.at, self.known))
+            .map(|slot| slot as i64);
+    }
+}
+
+/// Takes back the launches of a pass whose status write was lost (it
+/// conflicted with an edit of the spec, or the operator stopped): its Jobs
+/// are in the cache past what the status says was launched. Launches go in
+/// plan order, so the walk goes on from `launched` while each session has
+/// its Job, at the plan index that Job was written with, or was left out
+/// as decided elsewhere (as the lost pass did), and stops after the last
+/// Job so taken back. A Job past a session with neither is taken back by
+/// the next launch, whose create finds it.
+///
+/// Done on every pass, whatever the phase: a suspended, budget-paused or
+/// cancelled Backfill launches nothing, and its lost launches would
+/// otherwise never be counted nor released.
+fn take_back_lost_launches(
+    view: &BackfillView<'_>,
+    run: &mut RunState,
+    outcomes: &mut Outcomes,
+    planned: u64,
+) {
+    let launched = run.launched.max(0) as u64;
+    let mut ahead: std::collections::HashMap<i64, u64> = view
+        .jobs
+        .iter()
+        .filter_map(|j| Some((j.session?, j.plan_index?)))
+        .filter(|&(_, index)| index >= launched && index < planned)
+        .collect();
+    if ahead.is_empty() {
+        return;
+    }
+    let Ok(Some(rest)) = Rest::of(view, run) else {
+        return;
+    };
+    let reprocess = view.spec.reprocess.unwrap_or_default();
+    let mut index = launched;
+    // Where the walk stops: just past the last Job taken back, and the
+    // session there (the next to launch).
+    let mut end = None;
+    let mut after_job = false;
+    let mut left_out = Vec::new();
+    for s in rest.plan.iter() {
+        if after_job {
+            end = Some((index, (index < planned).then_some(s)));
+            after_job = false;
+        }
+        if index >= planned || ahead.is_empty() {
+            break;
+        }
+        match ahead.remove(&s.at) {
+            Some(written) if written == index => after_job = true,
+            None if decided_elsewhere(view, reprocess, s.at) => left_out.push(index),
+            _ => break,
+        }
+        index += 1;
+    }
+    if after_job {
+        end = Some((index, None));
+    }
+    let Some((index, next)) = end else {
+        return;
+    };
+    for i in left_out.into_iter().filter(|&i| i < index) {
+        outcomes.done.insert(i);
+        outcomes.skipped.insert(i);
+    }
+    rest.stop_at(run, index, next);
 }
 
 /// Whether a session still to launch was decided since the start by

@@ -301,13 +301,21 @@ fn a_job_launched_by_a_pass_whose_status_was_lost_is_counted_once_it_ends() {
     let mut job = ObservedJob::of(&lost.create[0].job, OwnerKind::Backfill, "bf");
     job.uid = "u1".into();
     s.jobs.push(job);
-    // That Job ends before the next pass, which still sees `launched: 1`.
+    // That Job ends before the next pass, which still sees `launched: 1`:
+    // it takes the launch back, counts the Job once and releases it, and
+    // launches the session after it.
     s.finish_all(&[]);
     let d = s.step();
-    assert!(
-        !d.release.contains(&s.jobs[1].name),
-        "released without being counted: {:?}",
-        d.notes
+    let run = d.status.run.clone().unwrap();
+    assert_eq!(run.launched, 3);
+    assert_eq!(d.status.succeeded_count, 2);
+    assert!(d.release.contains(&s.jobs[1].name), "{:?}", d.release);
+    assert_eq!(
+        d.create
+            .iter()
+            .map(|new| new.plan_index)
+            .collect::<Vec<_>>(),
+        [Some(2)]
     );
     s.run_to_end(&[]);
     assert_eq!(
@@ -317,6 +325,181 @@ fn a_job_launched_by_a_pass_whose_status_was_lost_is_counted_once_it_ends() {
         s.status.progress
     );
     assert_eq!(s.status.phase, Some(BackfillPhase::Succeeded));
+}
+
+/// The launch of a pass whose status write was lost, as the next pass
+/// sees it: the first `maxInFlight` Jobs ended, and the lost pass
+/// counted them and made the Jobs of the next `n` sessions, which run now.
+/// `s.status` is as before that pass.
+fn lost_launch(spec: BackfillSpec, n: usize) -> Sim {
+    let mut s = Sim::new(spec);
+    s.step();
+    s.finish_all(&[]);
+    let lost = s.decide_with(Some(&s.schedule), None, s.now);
+    assert_eq!(lost.create.len(), n);
+    for new in &lost.create {
+        let mut job = ObservedJob::of(&new.job, OwnerKind::Backfill, "bf");
+        job.uid = format!("u{}", new.plan_index.unwrap());
+        s.jobs.push(job);
+    }
+    s
+}
+
+#[test]
+fn a_lost_launch_is_counted_while_suspended() {
+    // The status write lost to the edit that suspends the Backfill: the
+    // paused passes count the lost pass's Job and release it.
+    let mut s = lost_launch(
+        BackfillSpec {
+            max_in_flight: Some(1),
+            ..spec()
+        },
+        1,
+    );
+    s.spec.suspend = Some(true);
+    let d = s.step();
+    assert_eq!(d.status.phase, Some(BackfillPhase::Paused));
+    assert!(d.create.is_empty());
+    assert_eq!(d.status.running_count, 1);
+    s.finish_all(&[]);
+    let d = s.step();
+    assert!(d.create.is_empty());
+    assert_eq!(
+        (
+            d.status.processed_count,
+            d.status.succeeded_count,
+            d.status.running_count
+        ),
+        (2, 2, 0)
+    );
+    assert_eq!(d.status.run.as_ref().unwrap().launched, 2);
+    assert!(s.jobs.iter().all(|j| !j.has_finalizer), "{:?}", d.release);
+    // Resumed, it goes on after that session.
+    s.spec.suspend = None;
+    let d = s.step();
+    assert_eq!(
+        d.create
+            .iter()
+            .map(|new| new.plan_index)
+            .collect::<Vec<_>>(),
+        [Some(2)]
+    );
+    s.run_to_end(&[]);
+    // Every session once: the lost pass made one Job, the others 29.
+    assert_eq!((s.status.succeeded_count, s.created.len()), (30, 29));
+    assert!(!s.created.contains(&s.jobs[1].session.unwrap()));
+}
+
+#[test]
+fn a_lost_launch_is_deleted_and_counted_when_cancelled() {
+    let mut s = lost_launch(
+        BackfillSpec {
+            max_in_flight: Some(2),
+            ..spec()
+        },
+        2,
+    );
+    s.spec.cancel = Some(true);
+    let d = s.step();
+    assert_eq!(d.status.phase, Some(BackfillPhase::Cancelled));
+    assert_eq!(d.delete.len(), 2, "{:?}", d.delete);
+    // Deleted, the Jobs end killed; each is counted once and released.
+    for j in s.jobs.iter_mut().filter(|j| j.deleting) {
+        j.state = JobState::Failed;
+    }
+    s.step();
+    let d = s.step();
+    assert_eq!(
+        (
+            d.status.succeeded_count,
+            d.status.killed_count + d.status.failed_count,
+            d.status.running_count
+        ),
+        (2, 2, 0)
+    );
+    assert!(s.jobs.iter().all(|j| !j.has_finalizer));
+}
+
+#[test]
+fn a_lost_launch_is_taken_back_only_up_to_a_session_the_cache_does_not_show() {
+    let mut s = lost_launch(
+        BackfillSpec {
+            max_in_flight: Some(3),
+            ..spec()
+        },
+        3,
+    );
+    // The cache shows the Jobs of plan indexes 3 and 5, not 4 yet.
+    let hidden = s.jobs.remove(4);
+    assert_eq!(hidden.plan_index, Some(4));
+    s.spec.suspend = Some(true);
+    s.finish_all(&[]);
+    let d = s.step();
+    assert_eq!(d.status.run.as_ref().unwrap().launched, 4);
+    assert_eq!(d.status.succeeded_count, 4);
+    let last = s.jobs.iter().find(|j| j.plan_index == Some(5)).unwrap();
+    assert!(last.has_finalizer, "released uncounted");
+    // Once the cache shows it, all three are counted.
+    s.jobs.push(hidden);
+    s.finish_all(&[]);
+    let d = s.step();
+    assert_eq!(d.status.run.as_ref().unwrap().launched, 6);
+    assert_eq!((d.status.succeeded_count, d.status.running_count), (6, 0));
+    assert!(s.jobs.iter().all(|j| !j.has_finalizer));
+}
+
+#[test]
+fn a_lost_launch_past_sessions_decided_elsewhere_leaves_out_only_those_before_it() {
+    let start = at("2026-01-01T00:00:00Z");
+    let mut s = Sim::new(BackfillSpec {
+        max_in_flight: Some(1),
+        reprocess: Some(Reprocess::Missing),
+        ..spec()
+    });
+    s.step();
+    s.finish_all(&[]);
+    // Decided by another Job of the Schedule since the start: sessions
+    // 1, 3 and 4.
+    for h in [1, 3, 4] {
+        s.ledger
+            .add_unrecorded(start + h * 3_600, Outcome::Succeeded);
+    }
+    let lost = s.decide_with(Some(&s.schedule), None, s.now);
+    assert_eq!(
+        lost.create
+            .iter()
+            .map(|new| (new.plan_index, new.session.at))
+            .collect::<Vec<_>>(),
+        [(Some(2), start + 2 * 3_600)]
+    );
+    let mut job = ObservedJob::of(&lost.create[0].job, OwnerKind::Backfill, "bf");
+    job.uid = "u2".into();
+    s.jobs.push(job);
+    s.spec.suspend = Some(true);
+    s.finish_all(&[]);
+    let d = s.step();
+    let run = d.status.run.clone().unwrap();
+    assert_eq!(run.launched, 3);
+    assert_eq!(run.next_session, Some(time(start + 3 * 3_600)));
+    assert_eq!(
+        (
+            d.status.succeeded_count,
+            d.status.skipped_count,
+            d.status.total_estimated
+        ),
+        (2, 1, 29)
+    );
+    // Resumed, the launch leaves out 3 and 4 as ever.
+    s.spec.suspend = None;
+    let d = s.step();
+    assert_eq!(
+        d.create
+            .iter()
+            .map(|new| new.session.at)
+            .collect::<Vec<_>>(),
+        [start + 5 * 3_600]
+    );
+    assert_eq!(d.status.skipped_count, 3);
 }
 
 #[test]
