@@ -73,6 +73,8 @@ reasons! {
     JobNameTaken,
     /// A Job's labels or annotations are not what the operator wrote: they are ignored, and the Job is counted by its name (Warning Event).
     JobNotAsWritten,
+    /// Backfill: a Job launched by a pass whose status write was lost ended after the Backfill was cancelled, past a session with no Job: no launch will record it, so it is released and its outcome not counted (Warning Event).
+    LaunchNotRecorded,
     /// Backfill: waiting for a Schedule that does not exist yet, before it stalls.
     WaitingForSchedule,
     /// Stalled: the Schedule named by `scheduleRef` does not exist.

@@ -139,6 +139,8 @@ fn count_outcomes(
     planned: u64,
 ) {
     let launched = run.launched.max(0) as u64;
+    let cancelled =
+        view.spec.cancel == Some(true) || d.status.phase == Some(BackfillPhase::Cancelled);
     let mut newly_failed = Vec::new();
     let mut unmatched = Vec::new();
     for job in view.jobs {
@@ -156,10 +158,24 @@ fn count_outcomes(
                 }
             }
             // As written, past what the status says was launched but in
-            // the plan: made by a pass whose status write was lost. It
-            // keeps its finalizer until a launch records it again (its
-            // create finds it), and is counted then.
-            (None, Some(index)) if index < planned => {}
+            // the plan: made by a pass whose status write was lost, past a
+            // session with no Job (or `take_back_lost_launches` would have
+            // taken it back). It keeps its finalizer until a launch
+            // records it again (its create finds it), and is counted then;
+            // a cancelled run launches no more, so it lets it go.
+            (None, Some(index)) if index < planned => {
+                if cancelled {
+                    d.release.push(job.name.clone());
+                    d.notes.push(Note {
+                        warning: true,
+                        reason: Reason::LaunchNotRecorded,
+                        message: format!(
+                            "Job {} was launched by a pass whose status write was lost, and the backfill was cancelled before a launch recorded it: its outcome is not counted",
+                            job.name
+                        ),
+                    });
+                }
+            }
             _ => unmatched.push((job, outcome)),
         }
     }

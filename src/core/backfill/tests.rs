@@ -449,6 +449,44 @@ fn a_lost_launch_is_taken_back_only_up_to_a_session_the_cache_does_not_show() {
 }
 
 #[test]
+fn a_cancelled_run_lets_go_of_a_lost_launch_it_cannot_take_back() {
+    let mut s = lost_launch(
+        BackfillSpec {
+            max_in_flight: Some(3),
+            ..spec()
+        },
+        3,
+    );
+    // The Job of plan index 3 is gone (deleted by hand, its finalizer
+    // taken off), so 4 and 5 cannot be taken back; then a cancel.
+    s.jobs.remove(3);
+    s.spec.cancel = Some(true);
+    let d = s.step();
+    assert_eq!(d.status.phase, Some(BackfillPhase::Cancelled));
+    assert_eq!(d.delete.len(), 2, "{:?}", d.delete);
+    for j in s.jobs.iter_mut().filter(|j| j.deleting) {
+        j.state = JobState::Failed;
+    }
+    let d = s.step();
+    assert_eq!(d.status.run.as_ref().unwrap().launched, 3);
+    assert_eq!(
+        (
+            d.status.processed_count,
+            d.status.killed_count + d.status.failed_count
+        ),
+        (3, 0)
+    );
+    assert!(s.jobs.iter().all(|j| !j.has_finalizer), "{:?}", d.release);
+    assert_eq!(
+        d.notes
+            .iter()
+            .filter(|n| n.reason == "LaunchNotRecorded")
+            .count(),
+        2
+    );
+}
+
+#[test]
 fn a_lost_launch_past_sessions_decided_elsewhere_leaves_out_only_those_before_it() {
     let start = at("2026-01-01T00:00:00Z");
     let mut s = Sim::new(BackfillSpec {
