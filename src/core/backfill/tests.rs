@@ -310,13 +310,7 @@ fn a_job_launched_by_a_pass_whose_status_was_lost_is_counted_once_it_ends() {
     assert_eq!(run.launched, 3);
     assert_eq!(d.status.succeeded_count, 2);
     assert!(d.release.contains(&s.jobs[1].name), "{:?}", d.release);
-    assert_eq!(
-        d.create
-            .iter()
-            .map(|new| new.plan_index)
-            .collect::<Vec<_>>(),
-        [Some(2)]
-    );
+    assert_eq!(plan_indexes(&d), [2]);
     s.run_to_end(&[]);
     assert_eq!(
         (s.status.processed_count, s.status.succeeded_count),
@@ -328,15 +322,18 @@ fn a_job_launched_by_a_pass_whose_status_was_lost_is_counted_once_it_ends() {
 }
 
 /// The launch of a pass whose status write was lost, as the next pass
-/// sees it: the first `maxInFlight` Jobs ended, and the lost pass
-/// counted them and made the Jobs of the next `n` sessions, which run now.
-/// `s.status` is as before that pass.
-fn lost_launch(spec: BackfillSpec, n: usize) -> Sim {
-    let mut s = Sim::new(spec);
+/// sees it, with `maxInFlight: n`: the first `n` Jobs ended, and the lost
+/// pass counted them and made the Jobs of the next `n` sessions, which run
+/// now. `s.status` is as before that pass.
+fn lost_launch(n: i32) -> Sim {
+    let mut s = Sim::new(BackfillSpec {
+        max_in_flight: Some(n),
+        ..spec()
+    });
     s.step();
     s.finish_all(&[]);
     let lost = s.decide_with(Some(&s.schedule), None, s.now);
-    assert_eq!(lost.create.len(), n);
+    assert_eq!(lost.create.len(), n as usize);
     for new in &lost.create {
         let mut job = ObservedJob::of(&new.job, OwnerKind::Backfill, "bf");
         job.uid = format!("u{}", new.plan_index.unwrap());
@@ -345,17 +342,16 @@ fn lost_launch(spec: BackfillSpec, n: usize) -> Sim {
     s
 }
 
+/// The plan indexes a decision launches.
+fn plan_indexes(d: &Decision<BackfillStatus>) -> Vec<u64> {
+    d.create.iter().filter_map(|new| new.plan_index).collect()
+}
+
 #[test]
 fn a_lost_launch_is_counted_while_suspended() {
     // The status write lost to the edit that suspends the Backfill: the
     // paused passes count the lost pass's Job and release it.
-    let mut s = lost_launch(
-        BackfillSpec {
-            max_in_flight: Some(1),
-            ..spec()
-        },
-        1,
-    );
+    let mut s = lost_launch(1);
     s.spec.suspend = Some(true);
     let d = s.step();
     assert_eq!(d.status.phase, Some(BackfillPhase::Paused));
@@ -377,13 +373,7 @@ fn a_lost_launch_is_counted_while_suspended() {
     // Resumed, it goes on after that session.
     s.spec.suspend = None;
     let d = s.step();
-    assert_eq!(
-        d.create
-            .iter()
-            .map(|new| new.plan_index)
-            .collect::<Vec<_>>(),
-        [Some(2)]
-    );
+    assert_eq!(plan_indexes(&d), [2]);
     s.run_to_end(&[]);
     // Every session once: the lost pass made one Job, the others 29.
     assert_eq!((s.status.succeeded_count, s.created.len()), (30, 29));
@@ -392,13 +382,7 @@ fn a_lost_launch_is_counted_while_suspended() {
 
 #[test]
 fn a_lost_launch_is_deleted_and_counted_when_cancelled() {
-    let mut s = lost_launch(
-        BackfillSpec {
-            max_in_flight: Some(2),
-            ..spec()
-        },
-        2,
-    );
+    let mut s = lost_launch(2);
     s.spec.cancel = Some(true);
     let d = s.step();
     assert_eq!(d.status.phase, Some(BackfillPhase::Cancelled));
@@ -422,13 +406,7 @@ fn a_lost_launch_is_deleted_and_counted_when_cancelled() {
 
 #[test]
 fn a_lost_launch_is_taken_back_only_up_to_a_session_the_cache_does_not_show() {
-    let mut s = lost_launch(
-        BackfillSpec {
-            max_in_flight: Some(3),
-            ..spec()
-        },
-        3,
-    );
+    let mut s = lost_launch(3);
     // The cache shows the Jobs of plan indexes 3 and 5, not 4 yet.
     let hidden = s.jobs.remove(4);
     assert_eq!(hidden.plan_index, Some(4));
@@ -450,13 +428,7 @@ fn a_lost_launch_is_taken_back_only_up_to_a_session_the_cache_does_not_show() {
 
 #[test]
 fn a_cancelled_run_lets_go_of_a_lost_launch_it_cannot_take_back() {
-    let mut s = lost_launch(
-        BackfillSpec {
-            max_in_flight: Some(3),
-            ..spec()
-        },
-        3,
-    );
+    let mut s = lost_launch(3);
     // The Job of plan index 3 is gone (deleted by hand, its finalizer
     // taken off), so 4 and 5 cannot be taken back; then a cancel.
     s.jobs.remove(3);
