@@ -590,7 +590,9 @@ async fn a_launch_whose_record_was_lost_is_counted_while_suspended() {
     let to = "2026-01-01T03:00:00Z";
     let plan = hours(JAN_FROM, to);
 
-    apply_hourly(&env, Some("1s")).await;
+    // Pods run 3 s: the first Job still runs when the operator is
+    // restarted below, so the restarted one makes the next launch.
+    apply_hourly(&env, Some("3s")).await;
     apply_hourly_backfill(
         &env,
         "interrupted",
